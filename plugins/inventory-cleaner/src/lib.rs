@@ -1,0 +1,81 @@
+//! Cleaner for `retail-inventory-updates`: validates stock changes and normalises identifiers.
+
+use serde::Deserialize;
+use shelfstream_sdk::*;
+
+#[derive(Deserialize)]
+struct Update {
+    update_id: Option<String>,
+    store_id: Option<String>,
+    product_id: Option<String>,
+    quantity_change: Option<i32>,
+    stock_level: Option<i32>,
+    capacity: Option<i32>,
+    reason: Option<String>,
+    timestamp: Option<serde_json::Value>,
+}
+
+const REASONS: [&str; 5] = ["sale", "restock", "shrinkage", "adjustment", "return"];
+
+pub struct InventoryCleaner;
+
+impl Plugin for InventoryCleaner {
+    const NAME: &'static str = "inventory-cleaner";
+    const KIND: PluginKind = PluginKind::Cleaner;
+    const DESCRIPTION: &'static str = "Validates and normalises inventory updates";
+
+    fn new(_params: &mut Params) -> Result<Self, String> {
+        Ok(InventoryCleaner)
+    }
+
+    fn clean(&mut self, batch: Vec<RawRecord>) -> Vec<Cleaned> {
+        batch.iter().map(|r| clean_one(&r.payload)).collect()
+    }
+}
+
+pub fn clean_one(payload: &[u8]) -> Cleaned {
+    let u: Update = serde_json::from_slice(payload).map_err(|e| format!("invalid JSON: {e}"))?;
+    let stock_level = u.stock_level.ok_or("stock_level: missing")?;
+    let capacity = u.capacity.ok_or("capacity: missing")?;
+    if stock_level < 0 {
+        return Err(format!("stock_level: {stock_level} is negative"));
+    }
+    if capacity <= 0 {
+        return Err(format!("capacity: {capacity} must be positive"));
+    }
+    let reason = u.reason.ok_or("reason: missing")?.to_lowercase();
+    if !REASONS.contains(&reason.as_str()) {
+        return Err(format!("reason: {reason:?} is not one of {REASONS:?}"));
+    }
+    Ok(vec![Event::Inventory(InventoryUpdate {
+        update_id: u.update_id.filter(|s| !s.is_empty()).ok_or("update_id: missing")?,
+        store_id: clean::store_id(u.store_id.as_deref().ok_or("store_id: missing")?)?,
+        product_id: clean::sku(u.product_id.as_deref().ok_or("product_id: missing")?)?,
+        quantity_change: u.quantity_change.ok_or("quantity_change: missing")?,
+        stock_level,
+        capacity,
+        reason,
+        timestamp: clean::timestamp(u.timestamp.as_ref())?,
+    })])
+}
+
+export_plugin!(InventoryCleaner);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_and_invalid_updates() {
+        let ok = clean_one(br#"{"update_id":"U1","store_id":"s2","product_id":"sku9","quantity_change":-2,
+            "stock_level":5,"capacity":50,"reason":"SALE","timestamp":1000}"#).unwrap();
+        let Event::Inventory(u) = &ok[0] else { panic!() };
+        assert_eq!((u.store_id.as_str(), u.product_id.as_str(), u.reason.as_str()), ("S002", "SKU-00009", "sale"));
+        let err = clean_one(br#"{"update_id":"U1","store_id":"s2","product_id":"sku9","quantity_change":-2,
+            "stock_level":-5,"capacity":50,"reason":"sale","timestamp":1000}"#).unwrap_err();
+        assert!(err.contains("stock_level"), "{err}");
+        let err = clean_one(br#"{"update_id":"U1","store_id":"s2","product_id":"sku9","quantity_change":-2,
+            "stock_level":5,"capacity":50,"reason":"theft?","timestamp":1000}"#).unwrap_err();
+        assert!(err.contains("reason"), "{err}");
+    }
+}

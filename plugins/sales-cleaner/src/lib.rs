@@ -1,0 +1,139 @@
+//! Cleaner for `retail-sales-transactions`: one JSON transaction with line items in, one typed
+//! `sale` per line out, or a rejection naming the field at fault. Returns and refunds are lines
+//! with a negative quantity. Identifiers are normalised (`s1` -> `S001`, `sku42` -> `SKU-00042`),
+//! money is rounded to cents and times become UTC milliseconds.
+
+use serde::Deserialize;
+use shelfstream_sdk::*;
+
+#[derive(Deserialize)]
+struct Transaction {
+    transaction_id: Option<String>,
+    store_id: Option<String>,
+    customer_id: Option<String>,
+    payment_method: Option<String>,
+    timestamp: Option<serde_json::Value>,
+    items: Option<Vec<Item>>,
+}
+
+#[derive(Deserialize)]
+struct Item {
+    product_id: Option<String>,
+    quantity: Option<i32>,
+    unit_price: Option<f64>,
+}
+
+pub struct SalesCleaner {
+    max_quantity: i32,
+}
+
+impl Plugin for SalesCleaner {
+    const NAME: &'static str = "sales-cleaner";
+    const KIND: PluginKind = PluginKind::Cleaner;
+    const DESCRIPTION: &'static str = "Validates and normalises sales transactions into sale lines";
+
+    fn new(params: &mut Params) -> Result<Self, String> {
+        let max_quantity = params.number("max_quantity", 1000.0, 1.0, 1e6)? as i32;
+        Ok(SalesCleaner { max_quantity })
+    }
+
+    fn clean(&mut self, batch: Vec<RawRecord>) -> Vec<Cleaned> {
+        batch.iter().map(|r| self.clean_one(&r.payload)).collect()
+    }
+}
+
+impl SalesCleaner {
+    pub fn clean_one(&self, payload: &[u8]) -> Cleaned {
+        let tx: Transaction =
+            serde_json::from_slice(payload).map_err(|e| format!("invalid JSON: {e}"))?;
+        let transaction_id = required(tx.transaction_id, "transaction_id")?;
+        let store_id = clean::store_id(&required(tx.store_id, "store_id")?)?;
+        let timestamp = clean::timestamp(tx.timestamp.as_ref())?;
+        let items = tx.items.ok_or("items: missing")?;
+        if items.is_empty() {
+            return Err("items: empty transaction".into());
+        }
+        let customer_id = tx.customer_id.filter(|c| !c.trim().is_empty());
+        let payment_method = tx.payment_method.unwrap_or_else(|| "unknown".into()).to_lowercase();
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let product_id = clean::sku(&required(item.product_id, "product_id").map_err(|e| format!("items[{i}].{e}"))?)
+                    .map_err(|e| format!("items[{i}].{e}"))?;
+                let quantity = item.quantity.ok_or(format!("items[{i}].quantity: missing"))?;
+                if quantity == 0 || quantity.abs() > self.max_quantity {
+                    return Err(format!("items[{i}].quantity: {quantity} is outside ±1..{}", self.max_quantity));
+                }
+                let unit_price = item.unit_price.ok_or(format!("items[{i}].unit_price: missing"))?;
+                if !unit_price.is_finite() || unit_price < 0.0 {
+                    return Err(format!("items[{i}].unit_price: {unit_price} is not a price"));
+                }
+                let unit_price = clean::cents(unit_price);
+                Ok(Event::Sale(Sale {
+                    transaction_id: transaction_id.clone(),
+                    line: i as u32,
+                    store_id: store_id.clone(),
+                    product_id,
+                    quantity,
+                    unit_price,
+                    total_amount: clean::cents(unit_price * quantity as f64),
+                    customer_id: customer_id.clone(),
+                    payment_method: payment_method.clone(),
+                    timestamp,
+                }))
+            })
+            .collect()
+    }
+}
+
+fn required(value: Option<String>, field: &str) -> Result<String, String> {
+    match value {
+        Some(v) if !v.trim().is_empty() => Ok(v),
+        Some(_) => Err(format!("{field}: empty")),
+        None => Err(format!("{field}: missing")),
+    }
+}
+
+export_plugin!(SalesCleaner);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shelfstream_sdk::time::parse_rfc3339_ms;
+
+    fn clean(json: &str) -> Cleaned {
+        SalesCleaner { max_quantity: 1000 }.clean_one(json.as_bytes())
+    }
+
+    #[test]
+    fn lines_become_sales_with_normalised_ids() {
+        let out = clean(r#"{"transaction_id":"T1","store_id":"s7","timestamp":"2026-11-22T10:00:00+01:00",
+            "payment_method":"CARD","items":[{"product_id":"sku42","quantity":2,"unit_price":1.005},
+            {"product_id":"SKU-00007","quantity":-1,"unit_price":3.5}]}"#).unwrap();
+        assert_eq!(out.len(), 2);
+        let Event::Sale(s) = &out[0] else { panic!() };
+        assert_eq!((s.store_id.as_str(), s.product_id.as_str()), ("S007", "SKU-00042"));
+        assert_eq!(s.timestamp, parse_rfc3339_ms("2026-11-22T09:00:00Z").unwrap());
+        assert_eq!(s.payment_method, "card");
+        let Event::Sale(r) = &out[1] else { panic!() };
+        assert_eq!((r.quantity, r.total_amount, r.line), (-1, -3.5, 1));
+    }
+
+    #[test]
+    fn rejections_name_the_field() {
+        let cases = [
+            ("not json", "invalid JSON"),
+            (r#"{"store_id":"S1","timestamp":0,"items":[]}"#, "transaction_id: missing"),
+            (r#"{"transaction_id":"T","store_id":"S1","timestamp":0,"items":[]}"#, "items: empty"),
+            (r#"{"transaction_id":"T","store_id":"S1","timestamp":"soon","items":[{}]}"#, "timestamp"),
+            (r#"{"transaction_id":"T","store_id":"S1","timestamp":0,"items":[{"product_id":"SKU-1","quantity":0,"unit_price":1}]}"#, "items[0].quantity"),
+            (r#"{"transaction_id":"T","store_id":"S1","timestamp":0,"items":[{"product_id":"SKU-1","quantity":1,"unit_price":-2}]}"#, "items[0].unit_price"),
+            (r#"{"transaction_id":"T","store_id":"??","timestamp":0,"items":[{"product_id":"SKU-1","quantity":1,"unit_price":2}]}"#, "store_id"),
+        ];
+        for (json, reason) in cases {
+            let err = clean(json).unwrap_err();
+            assert!(err.contains(reason), "{json}: {err}");
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! The shelfstream plugin SDK.
+//!
+//! A plugin is a type implementing [`Plugin`] plus one line, [`export_plugin!`]. The SDK turns it
+//! into the component exports that the WIT contract in `wit/` asks for, keeps the one instance the
+//! host talks to, and gives every kind of plugin what it needs:
+//!
+//! - [`Params`]: typed, strict access to the parameters from the pipeline config;
+//! - [`window`]: tumbling and hopping window assignment and a keyed window store that emits
+//!   windows when the watermark passes them;
+//! - [`state`]: versioned snapshot encoding so that state survives a hot swap and a restart;
+//! - [`log`] and [`current_watermark`]: the two things the host offers a plugin.
+//!
+//! Everything here also compiles natively, so plugin logic can be unit-tested with `cargo test`
+//! and benchmarked against its WebAssembly build.
+//!
+//! ```ignore
+//! use shelfstream_sdk::*;
+//!
+//! struct Doubler;
+//! impl Plugin for Doubler {
+//!     const NAME: &'static str = "doubler";
+//!     const KIND: PluginKind = PluginKind::Aggregator;
+//!     fn new(params: &mut Params) -> Result<Self, String> { Ok(Doubler) }
+//!     fn process(&mut self, batch: Vec<Event>) -> Vec<Event> {
+//!         batch.into_iter().flat_map(|e| [e.clone(), e]).collect()
+//!     }
+//! }
+//! export_plugin!(Doubler);
+//! ```
+
+pub mod params;
+pub mod state;
+pub mod time;
+pub mod window;
+
+#[doc(hidden)]
+pub mod rt;
+
+/// The generated bindings of the WIT world `shelfstream-plugin`.
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "shelfstream-plugin",
+        pub_export_macro: true,
+        export_macro_name: "export_bindings",
+        default_bindings_module: "shelfstream_sdk::bindings",
+    });
+}
+
+pub use bindings::shelfstream::plugin::types::{
+    Alert, Cleaned, CustomerEvent, Event, Forecast, InventoryUpdate, MetricRow, PluginInfo, PluginKind,
+    PriceChange, RawRecord, Sale, Severity, State, Timestamp,
+};
+pub use params::Params;
+pub use window::{Hopping, Tumbling, Window, WindowStore};
+
+/// One minute, one hour and one day in event-time milliseconds.
+pub const MINUTE_MS: i64 = 60_000;
+pub const HOUR_MS: i64 = 60 * MINUTE_MS;
+pub const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// Business logic of one plugin. Implement the methods your kind needs; the defaults do nothing
+/// (a cleaner-only method rejects, so a misconfigured pipeline shows up in the dead letters).
+pub trait Plugin: Sized + 'static {
+    const NAME: &'static str;
+    const KIND: PluginKind;
+    const DESCRIPTION: &'static str = "";
+    /// Bump when the layout of [`Plugin::snapshot`] changes.
+    const STATE_VERSION: u32 = 1;
+
+    /// Build the instance from its parameters. Read every parameter you accept from `params`;
+    /// the SDK rejects any the plugin did not read, naming it.
+    fn new(params: &mut Params) -> Result<Self, String>;
+
+    fn clean(&mut self, batch: Vec<RawRecord>) -> Vec<Cleaned> {
+        batch
+            .iter()
+            .map(|_| Err(format!("{} is not a cleaner", Self::NAME)))
+            .collect()
+    }
+
+    fn process(&mut self, _batch: Vec<Event>) -> Vec<Event> {
+        Vec::new()
+    }
+
+    fn on_watermark(&mut self, _watermark: Timestamp) -> Vec<Event> {
+        Vec::new()
+    }
+
+    /// State to carry across a hot swap or a restart; see [`state::encode`].
+    fn snapshot(&self) -> Vec<u8> {
+        Vec::new()
+    }
+
+    /// Load state written by [`Plugin::snapshot`] of `version` (possibly an older plugin).
+    fn restore(&mut self, version: u32, data: &[u8]) -> Result<(), String> {
+        if data.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} keeps no state but was given {} bytes of version {version}",
+                Self::NAME,
+                data.len()
+            ))
+        }
+    }
+}
+
+/// The event time of any event: its `timestamp`, or `window-end` for a metric row.
+pub fn event_time(event: &Event) -> Timestamp {
+    match event {
+        Event::Sale(e) => e.timestamp,
+        Event::Inventory(e) => e.timestamp,
+        Event::Price(e) => e.timestamp,
+        Event::Customer(e) => e.timestamp,
+        Event::Metric(e) => e.window_end,
+        Event::Alert(e) => e.timestamp,
+        Event::Forecast(e) => e.timestamp,
+    }
+}
+
+/// Logging into the host's tracing output, tagged with the plugin's name.
+/// Natively (unit tests, benchmarks) messages go nowhere.
+pub mod log {
+    #[cfg(target_arch = "wasm32")]
+    fn emit(level: crate::bindings::shelfstream::plugin::host::LogLevel, message: &str) {
+        crate::bindings::shelfstream::plugin::host::log(level, message);
+    }
+
+    macro_rules! level_fn {
+        ($name:ident, $level:ident) => {
+            pub fn $name(message: &str) {
+                #[cfg(target_arch = "wasm32")]
+                emit(crate::bindings::shelfstream::plugin::host::LogLevel::$level, message);
+                #[cfg(not(target_arch = "wasm32"))]
+                let _ = message;
+            }
+        };
+    }
+    level_fn!(trace, Trace);
+    level_fn!(debug, Debug);
+    level_fn!(info, Info);
+    level_fn!(warn, Warn);
+    level_fn!(error, Error);
+}
+
+/// The watermark of this plugin's input as the host sees it. Natively it is whatever the SDK
+/// last passed to [`Plugin::on_watermark`] through [`rt`].
+pub fn current_watermark() -> Timestamp {
+    #[cfg(target_arch = "wasm32")]
+    {
+        bindings::shelfstream::plugin::host::watermark()
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        rt::native_watermark()
+    }
+}
+
+/// Export a [`Plugin`] as the component's implementation of the WIT world.
+///
+/// Only WebAssembly builds export anything, so several plugins can be linked into one native
+/// binary (tests, the native baseline of the benchmark).
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            use $crate::bindings::exports::shelfstream::plugin::plugin::Guest;
+            use $crate::{Cleaned, Event, PluginInfo, RawRecord, State, Timestamp};
+
+            ::std::thread_local! {
+                static INSTANCE: ::std::cell::RefCell<$crate::rt::Slot<$plugin>> =
+                    ::std::cell::RefCell::new($crate::rt::Slot::empty());
+            }
+
+            struct Component;
+
+            impl Guest for Component {
+                fn info() -> PluginInfo {
+                    $crate::rt::info::<$plugin>()
+                }
+                fn configure(params: ::std::vec::Vec<(String, String)>) -> Result<(), String> {
+                    INSTANCE.with_borrow_mut(|slot| slot.configure(params))
+                }
+                fn clean(batch: ::std::vec::Vec<RawRecord>) -> ::std::vec::Vec<Cleaned> {
+                    INSTANCE.with_borrow_mut(|slot| slot.get().clean(batch))
+                }
+                fn process(batch: ::std::vec::Vec<Event>) -> ::std::vec::Vec<Event> {
+                    INSTANCE.with_borrow_mut(|slot| slot.get().process(batch))
+                }
+                fn on_watermark(watermark: Timestamp) -> ::std::vec::Vec<Event> {
+                    INSTANCE.with_borrow_mut(|slot| slot.get().on_watermark(watermark))
+                }
+                fn snapshot() -> State {
+                    INSTANCE.with_borrow_mut(|slot| slot.snapshot())
+                }
+                fn restore(state: State) -> Result<(), String> {
+                    INSTANCE.with_borrow_mut(|slot| slot.restore(state))
+                }
+            }
+
+            $crate::bindings::export_bindings!(Component with_types_in $crate::bindings);
+        };
+    };
+}
+
+/// Normalisation shared by cleaners: identifiers, money and time.
+pub mod clean {
+    use crate::time::parse_rfc3339_ms;
+    use crate::Timestamp;
+
+    /// `S001`: `s1`, `S-1`, `store_1` and `S001` all name store 1.
+    pub fn store_id(raw: &str) -> Result<String, String> {
+        canonical_id(raw, &["STORE", "S"], "S", 3).map_err(|why| format!("store_id: {why}"))
+    }
+
+    /// `SKU-00042`: `sku42`, `SKU_42`, `42` and `SKU-00042` all name product 42.
+    pub fn sku(raw: &str) -> Result<String, String> {
+        canonical_id(raw, &["SKU", "P"], "SKU-", 5).map_err(|why| format!("product_id: {why}"))
+    }
+
+    fn canonical_id(raw: &str, prefixes: &[&str], prefix: &str, width: usize) -> Result<String, String> {
+        let upper = raw.trim().to_ascii_uppercase();
+        let mut rest = upper.as_str();
+        for p in prefixes {
+            if let Some(r) = rest.strip_prefix(p) {
+                rest = r;
+                break;
+            }
+        }
+        let digits = rest.trim_start_matches(['-', '_', ' ']);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 9 {
+            return Err(format!("{raw:?} is not a valid identifier"));
+        }
+        let n: u64 = digits.parse().map_err(|_| format!("{raw:?} is not a valid identifier"))?;
+        Ok(format!("{prefix}{n:0width$}"))
+    }
+
+    /// Round money to cents, half away from zero.
+    pub fn cents(amount: f64) -> f64 {
+        // The epsilon absorbs binary representation error (1.005 is stored as 1.00499...).
+        ((amount * 100.0) + amount.signum() * 1e-7).round() / 100.0
+    }
+
+    /// A timestamp field: RFC 3339 text or epoch milliseconds, to UTC milliseconds.
+    pub fn timestamp(value: Option<&serde_json::Value>) -> Result<Timestamp, String> {
+        match value {
+            None | Some(serde_json::Value::Null) => Err("timestamp: missing".into()),
+            Some(serde_json::Value::String(s)) => parse_rfc3339_ms(s).map_err(|e| format!("timestamp: {e}")),
+            Some(serde_json::Value::Number(n)) => n
+                .as_i64()
+                .ok_or_else(|| format!("timestamp: {n} is not whole milliseconds")),
+            Some(other) => Err(format!("timestamp: {other} is not a time")),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn identifiers() {
+            assert_eq!(store_id("s1").unwrap(), "S001");
+            assert_eq!(store_id("STORE_12").unwrap(), "S012");
+            assert_eq!(sku("sku42").unwrap(), "SKU-00042");
+            assert_eq!(sku("SKU-00042").unwrap(), "SKU-00042");
+            assert_eq!(sku("42").unwrap(), "SKU-00042");
+            assert!(sku("SKU-").is_err());
+            assert!(store_id("north").is_err());
+        }
+
+        #[test]
+        fn money() {
+            assert_eq!(cents(1.005), 1.01);
+            assert_eq!(cents(-1.005), -1.01);
+            assert_eq!(cents(2.0 * 3.49), 6.98);
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Glue between the generated exports and a [`Plugin`]: the one instance per component, and a
+//! native driver with the same semantics for tests and benchmarks. Not part of the public API.
+
+use std::cell::Cell;
+
+use crate::{Params, Plugin, PluginInfo, State, Timestamp};
+
+/// The plugin instance of a component, created by `configure`.
+pub struct Slot<P>(Option<P>);
+
+impl<P: Plugin> Slot<P> {
+    pub const fn empty() -> Self {
+        Slot(None)
+    }
+
+    pub fn configure(&mut self, params: Vec<(String, String)>) -> Result<(), String> {
+        self.0 = Some(new_plugin::<P>(params)?);
+        Ok(())
+    }
+
+    /// The instance. The host always configures first, so a missing instance is a host bug and
+    /// trapping is the right answer.
+    pub fn get(&mut self) -> &mut P {
+        match self.0.as_mut() {
+            Some(p) => p,
+            None => panic!("{} called before configure", P::NAME),
+        }
+    }
+
+    pub fn snapshot(&mut self) -> State {
+        State {
+            version: P::STATE_VERSION,
+            data: self.get().snapshot(),
+        }
+    }
+
+    pub fn restore(&mut self, state: State) -> Result<(), String> {
+        self.get().restore(state.version, &state.data)
+    }
+}
+
+/// Build a plugin from its parameters, rejecting parameters it did not read.
+pub fn new_plugin<P: Plugin>(params: Vec<(String, String)>) -> Result<P, String> {
+    let mut params = Params::new(params);
+    let plugin = P::new(&mut params)?;
+    params.finish()?;
+    Ok(plugin)
+}
+
+pub fn info<P: Plugin>() -> PluginInfo {
+    PluginInfo {
+        name: P::NAME.to_string(),
+        kind: P::KIND,
+        description: P::DESCRIPTION.to_string(),
+        state_version: P::STATE_VERSION,
+    }
+}
+
+thread_local! {
+    static NATIVE_WATERMARK: Cell<Timestamp> = const { Cell::new(Timestamp::MIN) };
+}
+
+pub fn native_watermark() -> Timestamp {
+    NATIVE_WATERMARK.with(Cell::get)
+}
+
+/// Set what [`crate::current_watermark`] returns in a native build.
+pub fn set_native_watermark(watermark: Timestamp) {
+    NATIVE_WATERMARK.with(|w| w.set(watermark));
+}
