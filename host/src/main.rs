@@ -1,1 +1,212 @@
-fn main(){}
+//! The `host` command line: `run`, `test-plugin`.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use shelfstream::config::{NdjsonConfig, PipelineConfig, SourceConfig};
+use shelfstream::harness::PluginHarness;
+use shelfstream::pipeline::event_json;
+use shelfstream::plugin::{Event, PluginKind};
+use shelfstream::run::{self, RunOptions};
+
+#[derive(Parser)]
+#[command(name = "host", version, about = "shelfstream: retail stream processing with WebAssembly plugins")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipeline: sources -> plugin stages -> sinks, hot-swapping plugins as they change.
+    Run(RunArgs),
+    /// Run one plugin on an NDJSON file and print what it emits.
+    TestPlugin(TestPluginArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Folder of plugin components (`*.wasm`), watched for changes.
+    #[arg(long, default_value = "plugins")]
+    plugins: PathBuf,
+    /// Pipeline config (TOML); default: the embedded host/pipeline.toml.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Overrides runtime.data_dir.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Simulator: events per second (0 = as fast as possible).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Simulator: number of stores.
+    #[arg(long)]
+    stores: Option<u32>,
+    /// Simulator: number of products.
+    #[arg(long)]
+    products: Option<u32>,
+    /// Simulator: stop after this long, e.g. 30s, 5m.
+    #[arg(long)]
+    duration: Option<String>,
+    /// Simulator: stop after this many events.
+    #[arg(long)]
+    max_events: Option<u64>,
+    /// Simulator: random seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Read NDJSON payloads from this file ("-" for stdin) instead of the configured sources.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// The topic of --input lines.
+    #[arg(long, default_value = "retail-sales-transactions")]
+    topic: String,
+    /// Close all open windows when the input ends.
+    #[arg(long)]
+    close_windows_at_end: bool,
+    /// Do not watch the plugins folder.
+    #[arg(long)]
+    no_watch: bool,
+    /// No live summary.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct TestPluginArgs {
+    /// The plugin component.
+    plugin: PathBuf,
+    /// NDJSON input: raw payloads for a cleaner, events (`{"kind":"sale",...}`) otherwise.
+    #[arg(long)]
+    input: PathBuf,
+    /// Plugin parameter, repeatable.
+    #[arg(long = "config", value_name = "KEY=VALUE")]
+    params: Vec<String>,
+    /// Events per batch.
+    #[arg(long, default_value_t = 1024)]
+    batch_size: usize,
+    /// Allowed lateness, e.g. 30s.
+    #[arg(long, default_value = "0s")]
+    lateness: String,
+    /// Do not close open windows at the end of the input.
+    #[arg(long)]
+    no_flush: bool,
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,cranelift=warn,wasmtime=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Run(args) => run_command(args),
+        Command::TestPlugin(args) => test_plugin(args),
+    }
+}
+
+fn run_command(args: RunArgs) -> Result<()> {
+    let mut config = PipelineConfig::load(args.config.as_deref())?;
+    if let Some(dir) = args.data_dir {
+        config.runtime.data_dir = dir;
+    }
+    if args.close_windows_at_end {
+        config.runtime.close_windows_at_end = true;
+    }
+    if let Some(path) = args.input {
+        config.sources = vec![SourceConfig::Ndjson(NdjsonConfig {
+            name: "input".into(),
+            path,
+            topic: args.topic,
+        })];
+    }
+    for source in &mut config.sources {
+        if let SourceConfig::Simulator(sim) = source {
+            sim.rate = args.rate.unwrap_or(sim.rate);
+            sim.stores = args.stores.unwrap_or(sim.stores);
+            sim.products = args.products.unwrap_or(sim.products);
+            sim.seed = args.seed.unwrap_or(sim.seed);
+            sim.duration = args.duration.clone().or(sim.duration.take());
+            sim.max_events = args.max_events.or(sim.max_events);
+        }
+    }
+    config.stage_specs()?; // re-validate after overrides
+    let data_dir = config.runtime.data_dir.clone();
+    let opts = RunOptions {
+        plugins_dir: args.plugins,
+        config,
+        watch: !args.no_watch,
+        summary: !args.quiet,
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    let report = runtime.block_on(run::run(opts, run::shutdown_signal()))?;
+    eprintln!(
+        "done: {} records in {:.1}s, outputs {:?}, {} dead letters, {} plugin failures, {} hot swaps",
+        report.records_in, report.elapsed_secs, report.outputs, report.dead_letters, report.failures, report.swaps
+    );
+    eprintln!("outputs: {}/out/<stream>.ndjson   state: {}", data_dir.display(), run::SavedState::path(&data_dir).display());
+    for e in &report.source_errors {
+        eprintln!("source error: {e}");
+    }
+    if !report.source_errors.is_empty() {
+        bail!("{} source(s) failed", report.source_errors.len());
+    }
+    Ok(())
+}
+
+fn test_plugin(args: TestPluginArgs) -> Result<()> {
+    let lateness = shelfstream::config::parse_duration(&args.lateness).map_err(anyhow::Error::msg)?;
+    let mut builder = PluginHarness::builder(&args.plugin).allowed_lateness_ms(lateness.as_millis() as i64);
+    for kv in &args.params {
+        let (k, v) = kv.split_once('=').with_context(|| format!("--config {kv:?} is not KEY=VALUE"))?;
+        builder = builder.param(k.trim(), v.trim());
+    }
+    let mut h = builder.start()?;
+    let kind = h.stage().plugin().info.kind;
+    let file = std::fs::File::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?;
+    let lines: Vec<String> = std::io::BufReader::new(file)
+        .lines()
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("reading {}", args.input.display()))?;
+    let lines: Vec<&String> = lines.iter().filter(|l| !l.trim().is_empty()).collect();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut emitted = 0usize;
+    let mut print = |events: Vec<Event>, out: &mut dyn Write| -> Result<()> {
+        emitted += events.len();
+        for e in events {
+            writeln!(out, "{}", event_json(&e))?;
+        }
+        Ok(())
+    };
+    for chunk in lines.chunks(args.batch_size.max(1)) {
+        let events = if kind == PluginKind::Cleaner {
+            h.clean_payloads("input", chunk)
+        } else {
+            let batch = chunk
+                .iter()
+                .map(|l| shelfstream::pipeline::dead_letter::event_from_json(l))
+                .collect::<Result<Vec<_>, _>>()?;
+            h.process(batch)
+        };
+        print(events, &mut out)?;
+    }
+    if !args.no_flush {
+        let events = h.flush();
+        print(events, &mut out)?;
+    }
+    let dead = h.take_dead_letters();
+    for d in &dead {
+        writeln!(out, "{}", serde_json::json!({ "dead_letter": d }))?;
+    }
+    let state = h.snapshot()?;
+    let info = &h.stage().plugin().info;
+    eprintln!(
+        "{} {:?} v{}: {} input lines, {emitted} events emitted, {} dead letters, state {} bytes (version {})",
+        info.name, info.kind, h.stage().plugin().version, lines.len(), dead.len(), state.state.len(), state.state_version
+    );
+    Ok(())
+}

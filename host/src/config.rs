@@ -1,0 +1,408 @@
+//! The pipeline config (`pipeline.toml`): sources, stages wired by named streams, limits.
+//!
+//! Strict: an unknown key anywhere is an error naming the key. `host/pipeline.toml` is the
+//! documented example and the embedded default used when no `--config` is given.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::pipeline::StageSpec;
+use crate::plugin::Limits;
+
+/// The default pipeline: simulator -> cleaners -> aggregator/alert rule -> forecaster.
+pub const DEFAULT_PIPELINE: &str = include_str!("../pipeline.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid pipeline config: {0}")]
+    Parse(String),
+    #[error("invalid pipeline config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    /// Limits and lateness for every stage that does not set its own.
+    #[serde(default)]
+    pub plugin_defaults: StageLimits,
+    #[serde(default, rename = "source")]
+    pub sources: Vec<SourceConfig>,
+    #[serde(default, rename = "stage")]
+    pub stages: Vec<StageConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Outputs (`out/`), plugin state (`state/`) and the compiled-plugin cache (`cache/`).
+    pub data_dir: PathBuf,
+    /// Most records a source puts in one batch.
+    pub batch_size: usize,
+    /// A stage snapshots its plugin's state after this many calls (bounds replay after a failure).
+    pub checkpoint_every: usize,
+    /// Consecutive failed calls before a plugin is quarantined.
+    pub max_failures: u32,
+    /// Close all open windows when every source has ended (batch jobs on files). When false,
+    /// open windows are kept in the saved state and continue on the next run.
+    pub close_windows_at_end: bool,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            data_dir: PathBuf::from("data"),
+            batch_size: 1024,
+            checkpoint_every: 64,
+            max_failures: 3,
+            close_windows_at_end: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageLimits {
+    /// Linear memory cap per plugin instance, e.g. `"64MiB"`.
+    pub memory_limit: Option<String>,
+    /// CPU time per call, e.g. `"500ms"`.
+    pub deadline: Option<String>,
+    /// How far behind the newest event an event may be and still count, e.g. `"30s"`.
+    pub allowed_lateness: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// The built-in retail simulator (see `sources::simulator`).
+    Simulator(SimulatorConfig),
+    /// Newline-delimited JSON payloads from a file or stdin (`path = "-"`), all of one topic.
+    Ndjson(NdjsonConfig),
+}
+
+impl SourceConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            SourceConfig::Simulator(c) => &c.name,
+            SourceConfig::Ndjson(c) => &c.name,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulatorConfig {
+    pub name: String,
+    pub seed: u64,
+    /// Messages per second of wall time, over all topics; 0 means as fast as possible.
+    pub rate: f64,
+    pub stores: u32,
+    pub products: u32,
+    /// Stop after this long (e.g. `"60s"`); absent means run until stopped.
+    pub duration: Option<String>,
+    /// Stop after this many simulation steps (customer actions; each writes one or two messages).
+    pub max_events: Option<u64>,
+    /// Simulated seconds per wall-clock second (60: one simulated minute per second).
+    pub time_scale: f64,
+    /// Event time of the first event (RFC 3339); default: now minus the simulated span.
+    pub start: Option<String>,
+    /// Share of sales messages that are deliberately malformed.
+    pub malformed_rate: f64,
+    /// Partitions per topic (keys are store:product, so one key stays in one partition).
+    pub partitions: i32,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        SimulatorConfig {
+            name: "simulator".into(),
+            seed: 42,
+            rate: 2_000.0,
+            stores: 10,
+            products: 100,
+            duration: None,
+            max_events: None,
+            time_scale: 60.0,
+            start: None,
+            malformed_rate: 0.005,
+            partitions: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NdjsonConfig {
+    #[serde(default = "ndjson_name")]
+    pub name: String,
+    /// A file path, or `-` for stdin.
+    pub path: PathBuf,
+    /// The topic (stream) the lines belong to, e.g. `retail-sales-transactions`.
+    pub topic: String,
+}
+
+fn ndjson_name() -> String {
+    "ndjson".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    pub name: String,
+    /// The plugin's component file stem in the plugins folder.
+    pub plugin: String,
+    /// A source topic (for cleaners) or another stage's output stream.
+    pub input: String,
+    pub output: String,
+    /// Plugin parameters; the plugin rejects unknown or invalid ones with a message.
+    #[serde(default)]
+    pub params: BTreeMap<String, toml::Value>,
+    /// Overrides `plugin_defaults.memory_limit` for this stage.
+    pub memory_limit: Option<String>,
+    /// Overrides `plugin_defaults.deadline` for this stage.
+    pub deadline: Option<String>,
+    /// Overrides `plugin_defaults.allowed_lateness` for this stage.
+    pub allowed_lateness: Option<String>,
+}
+
+pub const TOPICS: [&str; 4] = [
+    "retail-sales-transactions",
+    "retail-inventory-updates",
+    "retail-price-changes",
+    "retail-customer-events",
+];
+
+impl PipelineConfig {
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        match path {
+            None => Self::parse(DEFAULT_PIPELINE),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                Self::parse(&text)
+            }
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: PipelineConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.stage_specs()?;
+        Ok(config)
+    }
+
+    /// The topics the sources produce.
+    pub fn source_topics(&self) -> HashSet<String> {
+        self.sources
+            .iter()
+            .flat_map(|s| match s {
+                SourceConfig::Simulator(_) => TOPICS.iter().map(|t| t.to_string()).collect(),
+                SourceConfig::Ndjson(n) => vec![n.topic.clone()],
+            })
+            .collect()
+    }
+
+    /// Validated stage specs in dependency order (producers before consumers).
+    pub fn stage_specs(&self) -> Result<Vec<StageSpec>, ConfigError> {
+        let invalid = |m: String| ConfigError::Invalid(m);
+        let mut names = HashSet::new();
+        let mut outputs = HashSet::new();
+        let topics = self.source_topics();
+        let mut source_names = HashSet::new();
+        for s in &self.sources {
+            if !source_names.insert(s.name()) {
+                return Err(invalid(format!("two sources are named {:?}", s.name())));
+            }
+        }
+        for s in &self.stages {
+            if !names.insert(&s.name) {
+                return Err(invalid(format!("two stages are named {:?}", s.name)));
+            }
+            if !outputs.insert(&s.output) || topics.contains(&s.output) {
+                return Err(invalid(format!(
+                    "stream {:?} (output of stage {:?}) has another producer",
+                    s.output, s.name
+                )));
+            }
+        }
+        // Order: repeatedly take stages whose input is available.
+        let mut available: HashSet<String> = topics.clone();
+        let mut pending: Vec<&StageConfig> = self.stages.iter().collect();
+        let mut ordered = Vec::new();
+        while !pending.is_empty() {
+            let (ready, rest): (Vec<_>, Vec<_>) =
+                pending.into_iter().partition(|s| available.contains(&s.input));
+            if ready.is_empty() {
+                let s = rest[0];
+                return Err(invalid(format!(
+                    "stage {:?} reads stream {:?}, which no source or stage produces (or the stages form a cycle)",
+                    s.name, s.input
+                )));
+            }
+            for s in ready {
+                available.insert(s.output.clone());
+                ordered.push(self.spec(s)?);
+            }
+            pending = rest;
+        }
+        Ok(ordered)
+    }
+
+    fn spec(&self, s: &StageConfig) -> Result<StageSpec, ConfigError> {
+        let d = &self.plugin_defaults;
+        let pick = |own: &Option<String>, default: &Option<String>| own.clone().or(default.clone());
+        let ctx = |what: &str, e: String| ConfigError::Invalid(format!("stage {:?}: {what}: {e}", s.name));
+        let memory = match pick(&s.memory_limit, &d.memory_limit) {
+            Some(m) => parse_size(&m).map_err(|e| ctx("memory_limit", e))?,
+            None => Limits::default().memory_bytes,
+        };
+        let deadline = match pick(&s.deadline, &d.deadline) {
+            Some(t) => parse_duration(&t).map_err(|e| ctx("deadline", e))?,
+            None => Limits::default().deadline,
+        };
+        let lateness = match pick(&s.allowed_lateness, &d.allowed_lateness) {
+            Some(t) => parse_duration(&t).map_err(|e| ctx("allowed_lateness", e))?,
+            None => Duration::from_secs(30),
+        };
+        let params = s
+            .params
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    toml::Value::String(s) => s.clone(),
+                    toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                        v.to_string()
+                    }
+                    other => return Err(ctx(&format!("params.{k}"), format!("{other} is not a scalar"))),
+                };
+                Ok((k.clone(), v))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(StageSpec {
+            name: s.name.clone(),
+            plugin: s.plugin.clone(),
+            input: s.input.clone(),
+            output: s.output.clone(),
+            params,
+            limits: Limits {
+                memory_bytes: memory,
+                deadline,
+            },
+            allowed_lateness_ms: lateness.as_millis() as i64,
+            checkpoint_every: self.runtime.checkpoint_every.max(1),
+            max_failures: self.runtime.max_failures.max(1),
+        })
+    }
+}
+
+/// `500ms`, `30s`, `5m`, `1h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| format!("{text:?}: {e}"))
+}
+
+/// `65536`, `512KiB`, `64MiB`, `1GiB` (also `KB`/`MB`/`GB` as powers of 1000).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: usize = n.parse().map_err(|_| format!("{text:?} is not a size (try 64MiB)"))?;
+    let scale: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => return Err(format!("unknown size unit {other:?} in {text:?}")),
+    };
+    n.checked_mul(scale).ok_or_else(|| format!("{text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_is_valid_and_ordered() {
+        let config = PipelineConfig::parse(DEFAULT_PIPELINE).expect("host/pipeline.toml parses");
+        let specs = config.stage_specs().unwrap();
+        let pos = |name: &str| specs.iter().position(|s| s.name == name).unwrap();
+        for s in &specs {
+            if let Some(producer) = specs.iter().position(|p| p.output == s.input) {
+                assert!(producer < pos(&s.name), "{} runs before its producer", s.name);
+            }
+        }
+        assert!(specs.iter().any(|s| s.plugin == "sales-cleaner"));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_key() {
+        for (text, key) in [
+            ("[runtime]\nbatch_sise = 3\n", "batch_sise"),
+            ("[[source]]\nkind = \"simulator\"\nrat = 5\n", "rat"),
+            ("[[stage]]\nname=\"a\"\nplugin=\"p\"\ninput=\"x\"\noutput=\"y\"\nmemory=\"1MiB\"\n", "memory"),
+            ("colour = 1\n", "colour"),
+        ] {
+            let err = PipelineConfig::parse(text).unwrap_err().to_string();
+            assert!(err.contains(key), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn wiring_errors_are_explained() {
+        let text = r#"
+            [[source]]
+            kind = "ndjson"
+            path = "-"
+            topic = "retail-sales-transactions"
+            [[stage]]
+            name = "agg"
+            plugin = "revenue-aggregator"
+            input = "sales"
+            output = "sales_1m"
+        "#;
+        let err = PipelineConfig::parse(text).unwrap_err().to_string();
+        assert!(err.contains("\"agg\" reads stream \"sales\""), "{err}");
+    }
+
+    #[test]
+    fn limits_and_params_are_parsed() {
+        let text = r#"
+            [plugin_defaults]
+            deadline = "250ms"
+            [[source]]
+            kind = "ndjson"
+            path = "-"
+            topic = "t"
+            [[stage]]
+            name = "a"
+            plugin = "p"
+            input = "t"
+            output = "o"
+            memory_limit = "8MiB"
+            allowed_lateness = "2m"
+            params = { threshold = 0.5, window = "1m", on = true }
+        "#;
+        let specs = PipelineConfig::parse(text).unwrap().stage_specs().unwrap();
+        let s = &specs[0];
+        assert_eq!(s.limits.memory_bytes, 8 << 20);
+        assert_eq!(s.limits.deadline, Duration::from_millis(250));
+        assert_eq!(s.allowed_lateness_ms, 120_000);
+        assert!(s.params.contains(&("threshold".into(), "0.5".into())));
+        assert!(s.params.contains(&("window".into(), "1m".into())));
+        assert!(parse_size("12 parsecs").is_err());
+    }
+}

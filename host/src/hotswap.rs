@@ -1,0 +1,65 @@
+//! Watching the plugins folder. A new or changed `*.wasm` is compiled and validated here, on the
+//! watcher's thread (never on the pipeline's), then handed to the pipeline, which swaps it in at
+//! the next batch boundary with its predecessor's state. A broken file is rejected with the
+//! reason and the running version stays. A removed file unloads the plugin.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::RecursiveMode;
+use notify_debouncer_full::{new_debouncer, DebounceEventResult};
+use tokio::sync::mpsc::Sender;
+
+use crate::plugin::PluginEngine;
+use crate::run::Command;
+
+/// How long the folder must be quiet before changes are acted on.
+pub const DEBOUNCE: Duration = Duration::from_millis(250);
+
+pub type Watcher = notify_debouncer_full::Debouncer<notify::RecommendedWatcher, notify_debouncer_full::RecommendedCache>;
+
+/// Watch `dir` until the returned watcher is dropped.
+pub fn watch(dir: &Path, engine: Arc<PluginEngine>, tx: Sender<Command>) -> anyhow::Result<Watcher> {
+    let watched = dir.canonicalize()?;
+    let in_dir = watched.clone();
+    let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
+        let events = match result {
+            Ok(events) => events,
+            Err(errors) => {
+                for error in errors {
+                    tracing::warn!(%error, "plugin folder watch error");
+                }
+                return;
+            }
+        };
+        let paths: BTreeSet<PathBuf> = events
+            .iter()
+            .flat_map(|e| e.paths.iter().cloned())
+            .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.parent() == Some(in_dir.as_path()))
+            .collect();
+        for path in paths {
+            let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let command = if path.exists() {
+                match engine.load(&path) {
+                    Ok(plugin) => {
+                        tracing::info!(plugin = %plugin.name, version = %plugin.version, "new plugin version compiled and validated");
+                        Command::Swap(plugin)
+                    }
+                    Err(error) => {
+                        tracing::error!(plugin = %name, %error, "new plugin file rejected; the running version stays");
+                        continue;
+                    }
+                }
+            } else {
+                Command::Unload(name)
+            };
+            if tx.blocking_send(command).is_err() {
+                return;
+            }
+        }
+    })?;
+    debouncer.watch(&watched, RecursiveMode::NonRecursive)?;
+    Ok(debouncer)
+}

@@ -1,0 +1,175 @@
+//! The plugin chain: stages wired by named streams, in dependency order.
+//!
+//! A batch pushed into a stream goes to every stage reading that stream; each stage's output is
+//! written to the sink under the stage's output stream and pushed on to the stages reading that
+//! one, so `cleaner -> aggregator -> alert rule` is three stages and two streams. Everything a
+//! stage could not process is written to the sink's dead letters.
+
+pub mod dead_letter;
+pub mod stage;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use dead_letter::{event_json, DeadLetter, DeadLetterKind, SourceRef};
+pub use stage::{Stage, StageCheckpoint, StageSpec, StageStats, StartError, Status, SwapError};
+
+use crate::plugin::{Event, LoadedPlugin, RawRecord};
+use crate::sinks::{Producer, Sink, SinkError};
+
+/// A batch of records: raw (for cleaners) or typed events.
+#[derive(Debug, Clone)]
+pub enum Batch {
+    Raw(Vec<RawRecord>),
+    Events(Vec<Event>),
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        match self {
+            Batch::Raw(r) => r.len(),
+            Batch::Events(e) => e.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The outcome of offering a new plugin version to the stages that run it.
+#[derive(Debug)]
+pub struct SwapOutcome {
+    pub stage: String,
+    pub result: Result<Duration, SwapError>,
+}
+
+pub struct Pipeline {
+    stages: Vec<Stage>,
+    consumers: HashMap<String, Vec<usize>>,
+    sink: Box<dyn Sink>,
+    pub dead_letters: u64,
+}
+
+impl Pipeline {
+    /// `stages` must be in dependency order (see `config::PipelineConfig::validate`).
+    pub fn new(stages: Vec<Stage>, sink: Box<dyn Sink>) -> Self {
+        let mut consumers: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, stage) in stages.iter().enumerate() {
+            consumers.entry(stage.spec().input.clone()).or_default().push(i);
+        }
+        Pipeline {
+            stages,
+            consumers,
+            sink,
+            dead_letters: 0,
+        }
+    }
+
+    pub fn stages(&self) -> &[Stage] {
+        &self.stages
+    }
+
+    /// Run a batch from `stream` through every stage downstream of it.
+    pub fn push(&mut self, stream: &str, batch: Batch) -> Result<(), SinkError> {
+        let mut dead = Vec::new();
+        let mut queue = VecDeque::from([(stream.to_string(), batch)]);
+        while let Some((stream, batch)) = queue.pop_front() {
+            let Some(consumers) = self.consumers.get(&stream) else {
+                continue;
+            };
+            let n = consumers.len();
+            let mut batch = Some(batch);
+            for (k, &i) in consumers.clone().iter().enumerate() {
+                let input = if k + 1 == n {
+                    batch.take().expect("moved once")
+                } else {
+                    batch.as_ref().expect("still here").clone()
+                };
+                let out = self.stages[i].process(input, &mut dead);
+                self.emit(i, out, &mut queue)?;
+            }
+        }
+        self.write_dead(dead)
+    }
+
+    /// End of input: close every window, upstream stages first.
+    pub fn flush_windows(&mut self) -> Result<(), SinkError> {
+        for i in 0..self.stages.len() {
+            let mut dead = Vec::new();
+            let out = self.stages[i].flush(&mut dead);
+            self.write_dead(dead)?;
+            let mut queue = VecDeque::new();
+            self.emit(i, out, &mut queue)?;
+            for (stream, batch) in queue {
+                self.push(&stream, batch)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn emit(
+        &mut self,
+        stage: usize,
+        out: Vec<Event>,
+        queue: &mut VecDeque<(String, Batch)>,
+    ) -> Result<(), SinkError> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        let s = &self.stages[stage];
+        let producer = Producer {
+            stage: &s.spec().name,
+            plugin: &s.plugin().name,
+            version: &s.plugin().version,
+        };
+        self.sink.write(&s.spec().output, &producer, &out)?;
+        queue.push_back((s.spec().output.clone(), Batch::Events(out)));
+        Ok(())
+    }
+
+    fn write_dead(&mut self, dead: Vec<DeadLetter>) -> Result<(), SinkError> {
+        if dead.is_empty() {
+            return Ok(());
+        }
+        self.dead_letters += dead.len() as u64;
+        self.sink.dead_letters(&dead)
+    }
+
+    /// Offer a new version of a plugin to every stage running it.
+    pub fn swap(&mut self, plugin: &Arc<LoadedPlugin>) -> Vec<SwapOutcome> {
+        self.stages
+            .iter_mut()
+            .filter(|s| s.spec().plugin == plugin.name && s.plugin().version != plugin.version)
+            .map(|s| SwapOutcome {
+                stage: s.spec().name.clone(),
+                result: s.swap(plugin.clone()),
+            })
+            .collect()
+    }
+
+    /// The plugin's file was removed: its stages stop (keeping state) until it comes back.
+    pub fn unload(&mut self, plugin: &str) -> Vec<String> {
+        self.stages
+            .iter_mut()
+            .filter(|s| s.spec().plugin == plugin && s.status() != Status::Unloaded)
+            .map(|s| {
+                s.unload();
+                s.spec().name.clone()
+            })
+            .collect()
+    }
+
+    pub fn flush_sink(&mut self) -> Result<(), SinkError> {
+        self.sink.flush()
+    }
+
+    /// Every stage's state, for persisting at shutdown.
+    pub fn save(&mut self) -> Result<BTreeMap<String, StageCheckpoint>, SwapError> {
+        self.stages
+            .iter_mut()
+            .map(|s| Ok((s.spec().name.clone(), s.save()?)))
+            .collect()
+    }
+}

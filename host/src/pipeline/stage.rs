@@ -1,0 +1,540 @@
+//! One stage of a pipeline: a plugin instance plus everything that makes it safe to run.
+//!
+//! - Event time: the stage's watermark is the latest event time it accepted minus the allowed
+//!   lateness. Events older than the watermark are late and go to the dead letters; when the
+//!   watermark advances the plugin is told (`on-watermark`), so windows close.
+//! - Isolation: a failing call (trap, deadline, memory, stack) dead-letters the batch with the
+//!   reason and re-creates the instance from its last good state: the last checkpoint plus a
+//!   replay of the calls that succeeded since (plugins are deterministic: no clock, no I/O).
+//!   Replayed outputs were already delivered and are discarded.
+//! - Quarantine: after `max_failures` failures in a row the stage rolls back to the previous
+//!   plugin version if there is one, else stops calling the plugin and dead-letters its input.
+//! - Hot swap: [`Stage::swap`] moves the state into a new version at a batch boundary.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::dead_letter::{DeadLetter, DeadLetterKind};
+use super::Batch;
+use crate::plugin::{
+    event_time, Event, Limits, LoadedPlugin, PluginError, PluginInstance, PluginKind, State,
+    Timestamp,
+};
+
+/// Static description of a stage, from the pipeline config.
+#[derive(Debug, Clone)]
+pub struct StageSpec {
+    pub name: String,
+    /// Plugin name: the component file stem in the plugins folder.
+    pub plugin: String,
+    pub input: String,
+    pub output: String,
+    pub params: Vec<(String, String)>,
+    pub limits: Limits,
+    pub allowed_lateness_ms: i64,
+    /// Take a checkpoint (snapshot) after this many calls; bounds the replay log.
+    pub checkpoint_every: usize,
+    /// Consecutive failures before quarantine.
+    pub max_failures: u32,
+}
+
+/// What a stage persists across restarts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageCheckpoint {
+    pub plugin_version: String,
+    pub state_version: u32,
+    pub state: Vec<u8>,
+    pub max_seen: Timestamp,
+    pub watermark: Timestamp,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SwapError {
+    #[error("{new} is a {new_kind:?} but stage {stage} runs a {old_kind:?}")]
+    KindMismatch {
+        stage: String,
+        new: String,
+        new_kind: PluginKind,
+        old_kind: PluginKind,
+    },
+    #[error("new version {version} of {plugin} {step}: {error}")]
+    Rejected {
+        plugin: String,
+        version: String,
+        step: &'static str,
+        error: PluginError,
+    },
+    #[error("the running version of {plugin} failed to export its state: {error}")]
+    Snapshot { plugin: String, error: PluginError },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("stage {stage}: plugin {plugin} {step}: {error}")]
+pub struct StartError {
+    pub stage: String,
+    pub plugin: String,
+    pub step: &'static str,
+    pub error: PluginError,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Running,
+    Quarantined,
+    Unloaded,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StageStats {
+    pub batches: u64,
+    pub events_in: u64,
+    pub events_out: u64,
+    pub failures: u64,
+    pub dead_letters: u64,
+    pub swaps: u64,
+}
+
+enum Call {
+    Batch(Batch, Timestamp),
+    Watermark(Timestamp),
+}
+
+pub struct Stage {
+    spec: StageSpec,
+    plugin: Arc<LoadedPlugin>,
+    previous: Option<Arc<LoadedPlugin>>,
+    instance: Option<PluginInstance>,
+    status: Status,
+    max_seen: Timestamp,
+    watermark: Timestamp,
+    checkpoint: State,
+    replay_log: Vec<Call>,
+    consecutive_failures: u32,
+    pub stats: StageStats,
+}
+
+impl Stage {
+    /// Start the stage's plugin, restoring `saved` state (from a previous run) if given.
+    pub fn start(
+        spec: StageSpec,
+        plugin: Arc<LoadedPlugin>,
+        saved: Option<StageCheckpoint>,
+    ) -> Result<Self, StartError> {
+        let (checkpoint, max_seen, watermark) = match saved {
+            Some(s) => (
+                State {
+                    version: s.state_version,
+                    data: s.state,
+                },
+                s.max_seen,
+                s.watermark,
+            ),
+            None => (
+                State {
+                    version: plugin.info.state_version,
+                    data: Vec::new(),
+                },
+                Timestamp::MIN,
+                Timestamp::MIN,
+            ),
+        };
+        let instance = build(&spec, &plugin, &checkpoint, watermark).map_err(|(step, error)| {
+            StartError {
+                stage: spec.name.clone(),
+                plugin: format!("{}@{}", plugin.name, plugin.version),
+                step,
+                error,
+            }
+        })?;
+        Ok(Stage {
+            spec,
+            plugin,
+            previous: None,
+            instance: Some(instance),
+            status: Status::Running,
+            max_seen,
+            watermark,
+            checkpoint,
+            replay_log: Vec::new(),
+            consecutive_failures: 0,
+            stats: StageStats::default(),
+        })
+    }
+
+    pub fn spec(&self) -> &StageSpec {
+        &self.spec
+    }
+
+    pub fn plugin(&self) -> &Arc<LoadedPlugin> {
+        &self.plugin
+    }
+
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    pub fn watermark(&self) -> Timestamp {
+        self.watermark
+    }
+
+    /// Run one batch; returns the events the stage emits (including windows the batch closed).
+    pub fn process(&mut self, batch: Batch, dead: &mut Vec<DeadLetter>) -> Vec<Event> {
+        self.stats.batches += 1;
+        self.stats.events_in += batch.len() as u64;
+        let before = dead.len();
+        let out = match self.instance.is_some() {
+            false => {
+                let kind = match self.status {
+                    Status::Unloaded => DeadLetterKind::Unloaded,
+                    _ => DeadLetterKind::Quarantined,
+                };
+                let reason = format!("stage {} is {:?}", self.spec.name, self.status);
+                self.dead_letter_batch(&batch, kind, &reason, dead);
+                Vec::new()
+            }
+            true => match batch {
+                Batch::Raw(_) => self.run_clean(batch, dead),
+                Batch::Events(events) => self.run_process(events, dead),
+            },
+        };
+        self.stats.dead_letters += (dead.len() - before) as u64;
+        self.stats.events_out += out.len() as u64;
+        self.maybe_checkpoint(dead);
+        out
+    }
+
+    /// Move the watermark to `to` if it is ahead (tests and tools; normally event times drive it).
+    pub fn advance_to(&mut self, to: Timestamp, dead: &mut Vec<DeadLetter>) -> Vec<Event> {
+        let mut out = Vec::new();
+        if to > self.watermark {
+            self.max_seen = self.max_seen.max(to.saturating_add(self.spec.allowed_lateness_ms));
+            self.advance(to, &mut out, dead);
+        }
+        self.stats.events_out += out.len() as u64;
+        out
+    }
+
+    /// End of input: advance the watermark past everything so every open window closes.
+    pub fn flush(&mut self, dead: &mut Vec<DeadLetter>) -> Vec<Event> {
+        let mut out = Vec::new();
+        if self.instance.is_some() && self.watermark < Timestamp::MAX {
+            self.advance(Timestamp::MAX, &mut out, dead);
+        }
+        self.stats.events_out += out.len() as u64;
+        out
+    }
+
+    fn run_clean(&mut self, batch: Batch, dead: &mut Vec<DeadLetter>) -> Vec<Event> {
+        let Batch::Raw(records) = &batch else {
+            unreachable!()
+        };
+        let instance = self.instance.as_mut().expect("running");
+        instance.set_watermark(self.watermark);
+        match instance.clean(records) {
+            Ok(results) => {
+                self.consecutive_failures = 0;
+                let mut out = Vec::with_capacity(results.len());
+                for (record, result) in records.iter().zip(results) {
+                    match result {
+                        Ok(events) => out.extend(events),
+                        Err(reason) => dead.push(DeadLetter::raw(
+                            &self.spec.name,
+                            &self.plugin,
+                            DeadLetterKind::Rejected,
+                            reason,
+                            record,
+                        )),
+                    }
+                }
+                self.replay_log.push(Call::Batch(batch, self.watermark));
+                out
+            }
+            Err(error) => {
+                self.fail(error, Some(batch), dead);
+                Vec::new()
+            }
+        }
+    }
+
+    fn run_process(&mut self, events: Vec<Event>, dead: &mut Vec<DeadLetter>) -> Vec<Event> {
+        let watermark = self.watermark;
+        let (on_time, late): (Vec<Event>, Vec<Event>) =
+            events.into_iter().partition(|e| event_time(e) >= watermark);
+        for event in &late {
+            let reason = format!(
+                "event time {} is before the watermark {} (allowed lateness {} ms)",
+                event_time(event),
+                watermark,
+                self.spec.allowed_lateness_ms
+            );
+            dead.push(DeadLetter::event(
+                &self.spec.name,
+                &self.plugin,
+                DeadLetterKind::Late,
+                reason,
+                event,
+            ));
+        }
+        let mut out = Vec::new();
+        if on_time.is_empty() {
+            return out;
+        }
+        let newest = on_time.iter().map(event_time).max().unwrap_or(Timestamp::MIN);
+        let instance = self.instance.as_mut().expect("running");
+        instance.set_watermark(watermark);
+        match instance.process(&on_time) {
+            Ok(emitted) => {
+                self.consecutive_failures = 0;
+                out = emitted;
+                self.replay_log
+                    .push(Call::Batch(Batch::Events(on_time), watermark));
+                self.max_seen = self.max_seen.max(newest);
+                let next = self.max_seen.saturating_sub(self.spec.allowed_lateness_ms);
+                if next > self.watermark {
+                    self.advance(next, &mut out, dead);
+                }
+            }
+            Err(error) => self.fail(error, Some(Batch::Events(on_time)), dead),
+        }
+        out
+    }
+
+    fn advance(&mut self, to: Timestamp, out: &mut Vec<Event>, dead: &mut Vec<DeadLetter>) {
+        let Some(instance) = self.instance.as_mut() else {
+            return;
+        };
+        match instance.on_watermark(to) {
+            Ok(emitted) => {
+                self.consecutive_failures = 0;
+                self.watermark = to;
+                self.replay_log.push(Call::Watermark(to));
+                out.extend(emitted);
+            }
+            Err(error) => {
+                // The watermark stays where it was: the next batch retries closing the windows.
+                dead.push(DeadLetter::note(
+                    &self.spec.name,
+                    &self.plugin,
+                    DeadLetterKind::PluginFailure,
+                    format!("advancing the watermark to {to} failed: {error}"),
+                ));
+                self.fail(error, None, dead);
+            }
+        }
+    }
+
+    fn maybe_checkpoint(&mut self, dead: &mut Vec<DeadLetter>) {
+        if self.replay_log.len() < self.spec.checkpoint_every {
+            return;
+        }
+        let Some(instance) = self.instance.as_mut() else {
+            return;
+        };
+        match instance.snapshot() {
+            Ok(state) => {
+                self.checkpoint = state;
+                self.replay_log.clear();
+            }
+            Err(error) => self.fail(error, None, dead),
+        }
+    }
+
+    fn dead_letter_batch(
+        &self,
+        batch: &Batch,
+        kind: DeadLetterKind,
+        reason: &str,
+        dead: &mut Vec<DeadLetter>,
+    ) {
+        match batch {
+            Batch::Raw(records) => dead.extend(records.iter().map(|r| {
+                DeadLetter::raw(&self.spec.name, &self.plugin, kind, reason.to_string(), r)
+            })),
+            Batch::Events(events) => dead.extend(events.iter().map(|e| {
+                DeadLetter::event(&self.spec.name, &self.plugin, kind, reason.to_string(), e)
+            })),
+        }
+    }
+
+    /// A call failed: dead-letter its batch, then re-create the instance or quarantine.
+    fn fail(&mut self, error: PluginError, batch: Option<Batch>, dead: &mut Vec<DeadLetter>) {
+        self.stats.failures += 1;
+        self.consecutive_failures += 1;
+        if let Some(batch) = &batch {
+            let reason = format!("plugin failed: {error}");
+            self.dead_letter_batch(batch, DeadLetterKind::PluginFailure, &reason, dead);
+        }
+        tracing::warn!(
+            stage = %self.spec.name,
+            plugin = %self.plugin.name,
+            version = %self.plugin.version,
+            %error,
+            consecutive = self.consecutive_failures,
+            "plugin call failed; batch dead-lettered"
+        );
+        self.instance = None;
+        if self.consecutive_failures >= self.spec.max_failures {
+            self.quarantine();
+        } else if let Err((step, error)) = self.rebuild() {
+            tracing::error!(stage = %self.spec.name, step, %error, "could not re-create the plugin instance");
+            self.quarantine();
+        }
+    }
+
+    /// Instance from the last checkpoint, then replay of the calls since (outputs discarded).
+    fn rebuild(&mut self) -> Result<(), (&'static str, PluginError)> {
+        let mut instance = build(&self.spec, &self.plugin, &self.checkpoint, Timestamp::MIN)?;
+        for call in &self.replay_log {
+            match call {
+                Call::Batch(Batch::Raw(records), wm) => {
+                    instance.set_watermark(*wm);
+                    instance.clean(records).map_err(|e| ("replay", e))?;
+                }
+                Call::Batch(Batch::Events(events), wm) => {
+                    instance.set_watermark(*wm);
+                    instance.process(events).map_err(|e| ("replay", e))?;
+                }
+                Call::Watermark(wm) => {
+                    instance.on_watermark(*wm).map_err(|e| ("replay", e))?;
+                }
+            }
+        }
+        instance.set_watermark(self.watermark);
+        self.instance = Some(instance);
+        Ok(())
+    }
+
+    fn quarantine(&mut self) {
+        self.consecutive_failures = 0;
+        if let Some(previous) = self.previous.take() {
+            tracing::error!(
+                stage = %self.spec.name,
+                plugin = %self.plugin.name,
+                failed_version = %self.plugin.version,
+                restored_version = %previous.version,
+                "plugin quarantined after repeated failures; rolled back to the previous version"
+            );
+            self.plugin = previous;
+            if let Err((step, error)) = self.rebuild() {
+                tracing::error!(stage = %self.spec.name, step, %error, "previous version cannot take the state either");
+                self.stop(Status::Quarantined);
+            } else {
+                self.status = Status::Running;
+            }
+        } else {
+            self.stop(Status::Quarantined);
+            tracing::error!(
+                stage = %self.spec.name,
+                plugin = %self.plugin.name,
+                version = %self.plugin.version,
+                "plugin quarantined after repeated failures and there is no previous version; its input goes to the dead letters until a new version is installed"
+            );
+        }
+    }
+
+    fn stop(&mut self, status: Status) {
+        self.instance = None;
+        self.status = status;
+    }
+
+    /// The current state, for a swap or a shutdown. Falls back to the last checkpoint plus
+    /// replay when the stage is not running.
+    fn current_state(&mut self) -> Result<State, SwapError> {
+        if self.instance.is_none() {
+            let _ = self.rebuild();
+        }
+        let snapshot_err = |error| SwapError::Snapshot {
+            plugin: self.plugin.name.clone(),
+            error,
+        };
+        match self.instance.as_mut() {
+            Some(instance) => instance.snapshot().map_err(snapshot_err),
+            None => Ok(self.checkpoint.clone()),
+        }
+    }
+
+    /// Replace the plugin with `new`, carrying the state over. On error the running version
+    /// stays. Returns how long the stage was paused.
+    pub fn swap(&mut self, new: Arc<LoadedPlugin>) -> Result<Duration, SwapError> {
+        let started = Instant::now();
+        if new.info.kind != self.plugin.info.kind {
+            return Err(SwapError::KindMismatch {
+                stage: self.spec.name.clone(),
+                new: new.name.clone(),
+                new_kind: new.info.kind,
+                old_kind: self.plugin.info.kind,
+            });
+        }
+        let was = self.status;
+        let state = self.current_state()?;
+        match build(&self.spec, &new, &state, self.watermark) {
+            Ok(instance) => {
+                let old = std::mem::replace(&mut self.plugin, new);
+                self.previous = Some(old);
+                self.instance = Some(instance);
+                self.status = Status::Running;
+                self.checkpoint = state;
+                self.replay_log.clear();
+                self.consecutive_failures = 0;
+                self.stats.swaps += 1;
+                Ok(started.elapsed())
+            }
+            Err((step, error)) => {
+                if was != Status::Running {
+                    self.instance = None;
+                }
+                Err(SwapError::Rejected {
+                    plugin: new.name.clone(),
+                    version: new.version.clone(),
+                    step,
+                    error,
+                })
+            }
+        }
+    }
+
+    /// The plugin file was removed: keep the state, stop calling the plugin.
+    pub fn unload(&mut self) {
+        if let Ok(state) = self.current_state() {
+            self.checkpoint = state;
+            self.replay_log.clear();
+        }
+        self.stop(Status::Unloaded);
+    }
+
+    /// State to persist at shutdown.
+    pub fn save(&mut self) -> Result<StageCheckpoint, SwapError> {
+        let state = self.current_state()?;
+        Ok(StageCheckpoint {
+            plugin_version: self.plugin.version.clone(),
+            state_version: state.version,
+            state: state.data,
+            max_seen: self.max_seen,
+            watermark: self.watermark,
+        })
+    }
+}
+
+/// A configured instance holding `state`.
+fn build(
+    spec: &StageSpec,
+    plugin: &LoadedPlugin,
+    state: &State,
+    watermark: Timestamp,
+) -> Result<PluginInstance, (&'static str, PluginError)> {
+    let mut instance = plugin
+        .instantiate(&spec.limits)
+        .map_err(|e| ("failed to instantiate", e))?;
+    instance.set_watermark(watermark);
+    instance
+        .configure(&spec.params)
+        .map_err(|e| ("rejected its parameters", e))?;
+    if !state.data.is_empty() {
+        instance
+            .restore(state)
+            .map_err(|e| ("refused the state", e))?;
+    }
+    Ok(instance)
+}

@@ -1,0 +1,207 @@
+//! One running plugin instance: its own `Store` with a memory cap and a per-call CPU deadline.
+//!
+//! Every call goes through [`PluginInstance`], which turns wasmtime's traps into a typed
+//! [`PluginError`] saying what went wrong (deadline, stack, memory, panic). After any such error
+//! the instance is poisoned and must be dropped; re-creating it is the stage's job.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::{ResourceLimiter, Store, Trap};
+
+use super::bindings::{
+    self, Cleaned, Event, LogLevel, PluginInfo, RawRecord, ShelfstreamPlugin, State, Timestamp,
+};
+use super::engine::{LoadedPlugin, EPOCH_TICK};
+
+/// Per-instance resource limits, configurable per plugin in the pipeline config.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Linear memory cap in bytes.
+    pub memory_bytes: usize,
+    /// CPU time one call may take.
+    pub deadline: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 64 << 20,
+            deadline: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PluginError {
+    #[error("exceeded its CPU deadline of {0:?}")]
+    Deadline(Duration),
+    #[error("overflowed its stack")]
+    StackOverflow,
+    #[error("hit its memory limit of {0} bytes")]
+    MemoryLimit(usize),
+    #[error("trapped: {0}")]
+    Trap(String),
+    /// The plugin answered with an error (bad parameters, incompatible state).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// What a plugin's store holds: its identity for logs and the host imports' data.
+pub struct StoreData {
+    plugin: Arc<str>,
+    memory_limit: usize,
+    memory_hit: bool,
+    watermark: Timestamp,
+    last_error_log: Option<String>,
+}
+
+impl ResourceLimiter for StoreData {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            self.memory_hit = true;
+            wasmtime::bail!("memory limit of {} bytes reached", self.memory_limit);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+impl bindings::Host for StoreData {
+    fn log(&mut self, level: LogLevel, message: String) {
+        let plugin = &*self.plugin;
+        match level {
+            LogLevel::Trace => tracing::trace!(target: "plugin", plugin, message),
+            LogLevel::Debug => tracing::debug!(target: "plugin", plugin, message),
+            LogLevel::Info => tracing::info!(target: "plugin", plugin, message),
+            LogLevel::Warn => tracing::warn!(target: "plugin", plugin, message),
+            LogLevel::Error => {
+                tracing::error!(target: "plugin", plugin, message);
+                self.last_error_log = Some(message);
+            }
+        }
+    }
+
+    fn watermark(&mut self) -> Timestamp {
+        self.watermark
+    }
+}
+
+impl bindings::shelfstream::plugin::types::Host for StoreData {}
+
+pub struct PluginInstance {
+    store: Store<StoreData>,
+    bindings: ShelfstreamPlugin,
+    limits: Limits,
+}
+
+impl PluginInstance {
+    pub(super) fn new(plugin: &LoadedPlugin, limits: &Limits) -> Result<Self, PluginError> {
+        let data = StoreData {
+            plugin: format!("{}@{}", plugin.name, plugin.version).into(),
+            memory_limit: limits.memory_bytes,
+            memory_hit: false,
+            watermark: Timestamp::MIN,
+            last_error_log: None,
+        };
+        let mut store = Store::new(plugin.pre.engine(), data);
+        store.limiter(|d| d as &mut dyn ResourceLimiter);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(deadline_ticks(limits.deadline));
+        let bindings = plugin
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| classify(&store, limits, e))?;
+        Ok(PluginInstance {
+            store,
+            bindings,
+            limits: *limits,
+        })
+    }
+
+    /// Run one export call under the CPU deadline, classifying any failure.
+    fn call<R>(
+        &mut self,
+        f: impl FnOnce(&ShelfstreamPlugin, &mut Store<StoreData>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        self.store
+            .set_epoch_deadline(deadline_ticks(self.limits.deadline));
+        self.store.data_mut().last_error_log = None;
+        f(&self.bindings, &mut self.store).map_err(|e| classify(&self.store, &self.limits, e))
+    }
+
+    pub fn set_watermark(&mut self, watermark: Timestamp) {
+        self.store.data_mut().watermark = watermark;
+    }
+
+    pub fn info(&mut self) -> Result<PluginInfo, PluginError> {
+        self.call(|b, s| b.shelfstream_plugin_plugin().call_info(s))
+    }
+
+    pub fn configure(&mut self, params: &[(String, String)]) -> Result<(), PluginError> {
+        self.call(|b, s| b.shelfstream_plugin_plugin().call_configure(s, params))?
+            .map_err(PluginError::Refused)
+    }
+
+    pub fn clean(&mut self, batch: &[RawRecord]) -> Result<Vec<Cleaned>, PluginError> {
+        let out = self.call(|b, s| b.shelfstream_plugin_plugin().call_clean(s, batch))?;
+        if out.len() != batch.len() {
+            return Err(PluginError::Trap(format!(
+                "clean returned {} results for {} records",
+                out.len(),
+                batch.len()
+            )));
+        }
+        Ok(out)
+    }
+
+    pub fn process(&mut self, batch: &[Event]) -> Result<Vec<Event>, PluginError> {
+        self.call(|b, s| b.shelfstream_plugin_plugin().call_process(s, batch))
+    }
+
+    pub fn on_watermark(&mut self, watermark: Timestamp) -> Result<Vec<Event>, PluginError> {
+        self.set_watermark(watermark);
+        self.call(|b, s| b.shelfstream_plugin_plugin().call_on_watermark(s, watermark))
+    }
+
+    pub fn snapshot(&mut self) -> Result<State, PluginError> {
+        self.call(|b, s| b.shelfstream_plugin_plugin().call_snapshot(s))
+    }
+
+    pub fn restore(&mut self, state: &State) -> Result<(), PluginError> {
+        self.call(|b, s| b.shelfstream_plugin_plugin().call_restore(s, state))?
+            .map_err(PluginError::Refused)
+    }
+}
+
+fn deadline_ticks(deadline: Duration) -> u64 {
+    (deadline.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64
+}
+
+fn classify(store: &Store<StoreData>, limits: &Limits, e: wasmtime::Error) -> PluginError {
+    if store.data().memory_hit {
+        return PluginError::MemoryLimit(limits.memory_bytes);
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => PluginError::Deadline(limits.deadline),
+        Some(Trap::StackOverflow) => PluginError::StackOverflow,
+        Some(trap) => match &store.data().last_error_log {
+            Some(msg) => PluginError::Trap(format!("{trap}: {msg}")),
+            None => PluginError::Trap(trap.to_string()),
+        },
+        None => PluginError::Trap(format!("{e:#}")),
+    }
+}

@@ -1,0 +1,95 @@
+//! The embedded default sink: one NDJSON file per stream under `<data_dir>/out/`, plus
+//! `dead_letters.ndjson`. Each line is the record's fields with `kind` and the provenance fields
+//! `_stage`, `_plugin`, `_plugin_version`.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use super::{Producer, Sink, SinkError};
+use crate::pipeline::{event_json, DeadLetter};
+use crate::plugin::Event;
+
+pub const DEAD_LETTERS: &str = "dead_letters";
+
+pub struct FileSink {
+    dir: PathBuf,
+    files: HashMap<String, BufWriter<File>>,
+}
+
+impl FileSink {
+    pub fn new(dir: &Path) -> Result<Self, SinkError> {
+        std::fs::create_dir_all(dir).map_err(|source| SinkError::Io {
+            what: dir.display().to_string(),
+            source,
+        })?;
+        Ok(FileSink {
+            dir: dir.to_path_buf(),
+            files: HashMap::new(),
+        })
+    }
+
+    fn file(&mut self, stream: &str) -> Result<&mut BufWriter<File>, SinkError> {
+        if !self.files.contains_key(stream) {
+            let path = self.dir.join(format!("{stream}.ndjson"));
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|source| SinkError::Io {
+                    what: path.display().to_string(),
+                    source,
+                })?;
+            self.files
+                .insert(stream.to_string(), BufWriter::with_capacity(1 << 16, file));
+        }
+        Ok(self.files.get_mut(stream).expect("inserted above"))
+    }
+
+    fn line(&mut self, stream: &str, value: &serde_json::Value) -> Result<(), SinkError> {
+        let out = self.file(stream)?;
+        serde_json::to_writer(&mut *out, value)
+            .map_err(std::io::Error::from)
+            .and_then(|_| out.write_all(b"\n"))
+            .map_err(|source| SinkError::Io {
+                what: format!("stream {stream}"),
+                source,
+            })
+    }
+}
+
+impl Sink for FileSink {
+    fn write(&mut self, stream: &str, producer: &Producer<'_>, events: &[Event]) -> Result<(), SinkError> {
+        for event in events {
+            let mut value = event_json(event);
+            if let serde_json::Value::Object(map) = &mut value {
+                map.insert("_stage".into(), producer.stage.into());
+                map.insert("_plugin".into(), producer.plugin.into());
+                map.insert("_plugin_version".into(), producer.version.into());
+            }
+            self.line(stream, &value)?;
+        }
+        Ok(())
+    }
+
+    fn dead_letters(&mut self, dead: &[DeadLetter]) -> Result<(), SinkError> {
+        for d in dead {
+            let value = serde_json::to_value(d).expect("dead letters serialise");
+            self.line(DEAD_LETTERS, &value)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        for (stream, file) in &mut self.files {
+            file.flush()
+                .and_then(|_| file.get_ref().sync_data())
+                .map_err(|source| SinkError::Io {
+                    what: format!("stream {stream}"),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+}
