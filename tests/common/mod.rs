@@ -95,3 +95,78 @@ pub fn value(event: &Event, name: &str) -> f64 {
     let Event::Metric(m) = event else { panic!("not a metric row: {event:?}") };
     m.values.iter().find(|(k, _)| k == name).unwrap_or_else(|| panic!("no {name} in {m:?}")).1
 }
+
+/// The shipped pipeline (host/pipeline.toml) with a fixed simulator start, so runs compare.
+pub fn pipeline_config(data_dir: &std::path::Path, rate: f64, max_events: Option<u64>, close_at_end: bool) -> shelfstream::config::PipelineConfig {
+    use shelfstream::config::{PipelineConfig, SourceConfig};
+    let mut c = PipelineConfig::parse(shelfstream::config::DEFAULT_PIPELINE).unwrap();
+    c.runtime.data_dir = data_dir.to_path_buf();
+    c.runtime.close_windows_at_end = close_at_end;
+    for s in &mut c.sources {
+        if let SourceConfig::Simulator(sim) = s {
+            sim.rate = rate;
+            sim.max_events = max_events;
+            sim.start = Some("2026-11-01T08:00:00Z".into());
+            sim.stores = 4;
+            sim.products = 30;
+        }
+    }
+    c
+}
+
+/// A copy of the shipped plugins in a fresh folder (tests that change plugin files).
+pub fn plugins_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["sales-cleaner", "inventory-cleaner", "revenue-aggregator", "low-stock-alert", "demand-forecaster"] {
+        std::fs::copy(plugin(name), dir.path().join(format!("{name}.wasm"))).unwrap();
+    }
+    dir
+}
+
+/// The lines of an output stream without provenance fields, sorted: comparable across runs.
+pub fn stream_rows(data_dir: &std::path::Path, stream: &str) -> Vec<String> {
+    let path = data_dir.join("out").join(format!("{stream}.ndjson"));
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut rows: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let m = v.as_object_mut().unwrap();
+            m.remove("_plugin_version");
+            m.remove("_stage");
+            m.remove("_plugin");
+            v.to_string()
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// The plugin versions that produced a stream.
+pub fn stream_versions(data_dir: &std::path::Path, stream: &str) -> std::collections::BTreeSet<String> {
+    let path = data_dir.join("out").join(format!("{stream}.ndjson"));
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["_plugin_version"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Run the pipeline in-process to completion.
+pub fn run_to_end(plugins: &std::path::Path, config: shelfstream::config::PipelineConfig, watch: bool) -> shelfstream::run::RunReport {
+    let opts = shelfstream::run::RunOptions { plugins_dir: plugins.to_path_buf(), config, watch, summary: false };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(shelfstream::run::run(opts, std::future::pending())).unwrap()
+}
+
+/// Wait up to `secs` for `cond`.
+pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
