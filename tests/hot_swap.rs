@@ -17,56 +17,119 @@ fn a_live_swap_loses_nothing_doubles_nothing_and_keeps_window_state() {
     // Baseline: the same simulated input (same seed, start and rate) without any swap.
     let baseline = tempfile::tempdir().unwrap();
     let plugins = plugins_copy();
-    run_to_end(plugins.path(), pipeline_config(baseline.path(), 6_000.0, Some(20_000), true), false);
+    run_to_end(
+        plugins.path(),
+        pipeline_config(baseline.path(), 6_000.0, Some(20_000), true),
+        false,
+    );
 
     // Live: paced, with a new aggregator version and a broken alert rule dropped in mid-stream.
     let live = tempfile::tempdir().unwrap();
     let dir = plugins.path().to_path_buf();
     let out = live.path().join("out").join("sales_1m.ndjson");
     let swapper = std::thread::spawn(move || {
-        assert!(wait_for(60, || std::fs::metadata(&out).map(|m| m.len() > 0).unwrap_or(false)), "no output yet");
+        assert!(
+            wait_for(60, || std::fs::metadata(&out)
+                .map(|m| m.len() > 0)
+                .unwrap_or(false)),
+            "no output yet"
+        );
         let v2 = new_version_of(&dir.join("revenue-aggregator.wasm"), "v2");
         std::fs::write(dir.join("revenue-aggregator.wasm.tmp"), v2).unwrap();
-        std::fs::rename(dir.join("revenue-aggregator.wasm.tmp"), dir.join("revenue-aggregator.wasm")).unwrap();
+        std::fs::rename(
+            dir.join("revenue-aggregator.wasm.tmp"),
+            dir.join("revenue-aggregator.wasm"),
+        )
+        .unwrap();
         std::fs::write(dir.join("low-stock-alert.wasm.tmp"), b"\0asm garbage").unwrap();
-        std::fs::rename(dir.join("low-stock-alert.wasm.tmp"), dir.join("low-stock-alert.wasm")).unwrap();
+        std::fs::rename(
+            dir.join("low-stock-alert.wasm.tmp"),
+            dir.join("low-stock-alert.wasm"),
+        )
+        .unwrap();
     });
-    let report = run_to_end(plugins.path(), pipeline_config(live.path(), 6_000.0, Some(20_000), true), true);
+    let report = run_to_end(
+        plugins.path(),
+        pipeline_config(live.path(), 6_000.0, Some(20_000), true),
+        true,
+    );
     swapper.join().unwrap();
 
-    assert!(report.swaps >= 1, "the new version was swapped in: {report:?}");
+    assert!(
+        report.swaps >= 1,
+        "the new version was swapped in: {report:?}"
+    );
     let versions = stream_versions(live.path(), "sales_1m");
     assert_eq!(versions.len(), 2, "rows from both versions: {versions:?}");
-    let (live_rows, base_rows) = (stream_rows(live.path(), "sales_1m"), stream_rows(baseline.path(), "sales_1m"));
+    let (live_rows, base_rows) = (
+        stream_rows(live.path(), "sales_1m"),
+        stream_rows(baseline.path(), "sales_1m"),
+    );
     assert!(base_rows.len() > 100);
-    assert_eq!(live_rows, base_rows, "every window exactly once, with the state carried across the swap");
-    assert_eq!(stream_rows(live.path(), "alerts"), stream_rows(baseline.path(), "alerts"), "the broken alert rule was rejected; the old one kept running");
-    assert_eq!(stream_rows(live.path(), "forecasts"), stream_rows(baseline.path(), "forecasts"));
+    assert_eq!(
+        live_rows, base_rows,
+        "every window exactly once, with the state carried across the swap"
+    );
+    assert_eq!(
+        stream_rows(live.path(), "alerts"),
+        stream_rows(baseline.path(), "alerts"),
+        "the broken alert rule was rejected; the old one kept running"
+    );
+    assert_eq!(
+        stream_rows(live.path(), "forecasts"),
+        stream_rows(baseline.path(), "forecasts")
+    );
 }
 
 #[test]
 fn broken_or_incompatible_versions_are_rejected_and_the_running_one_stays() {
-    let mut h = PluginHarness::builder(plugin("low-stock-alert")).allowed_lateness_ms(i64::MAX / 4).start().unwrap();
-    assert_eq!(h.process(vec![stock("S001", "SKU-00001", 1, 100, 1)]).len(), 1);
+    let mut h = PluginHarness::builder(plugin("low-stock-alert"))
+        .allowed_lateness_ms(i64::MAX / 4)
+        .start()
+        .unwrap();
+    assert_eq!(
+        h.process(vec![stock("S001", "SKU-00001", 1, 100, 1)]).len(),
+        1
+    );
     let running = h.stage().plugin().version.clone();
 
     // Same kind, but it cannot read the state: refused at the swap, nothing changes.
     let err = h.swap_to(fixture("misbehave")).unwrap_err();
-    assert!(matches!(err, HarnessSwapError::Swap(SwapError::Rejected { step: "refused the state", .. })), "{err}");
+    assert!(
+        matches!(
+            err,
+            HarnessSwapError::Swap(SwapError::Rejected {
+                step: "refused the state",
+                ..
+            })
+        ),
+        "{err}"
+    );
     // Another kind of plugin.
     let err = h.swap_to(plugin("revenue-aggregator")).unwrap_err();
-    assert!(matches!(err, HarnessSwapError::Swap(SwapError::KindMismatch { .. })), "{err}");
+    assert!(
+        matches!(err, HarnessSwapError::Swap(SwapError::KindMismatch { .. })),
+        "{err}"
+    );
     // Not a component at all.
     let dir = tempfile::tempdir().unwrap();
     let garbage = dir.path().join("low-stock-alert.wasm");
     std::fs::write(&garbage, b"not wasm").unwrap();
-    assert!(matches!(h.swap_to(&garbage).unwrap_err(), HarnessSwapError::Load(_)));
+    assert!(matches!(
+        h.swap_to(&garbage).unwrap_err(),
+        HarnessSwapError::Load(_)
+    ));
 
     assert_eq!(h.stage().plugin().version, running);
     assert_eq!(h.stage().status(), Status::Running);
     // Its state is intact: the product already in alert does not alert again; a new one does.
-    assert!(h.process(vec![stock("S001", "SKU-00001", 0, 100, 2)]).len() == 1, "escalates to out of stock");
-    assert!(h.process(vec![stock("S001", "SKU-00001", 0, 100, 3)]).is_empty());
+    assert!(
+        h.process(vec![stock("S001", "SKU-00001", 0, 100, 2)]).len() == 1,
+        "escalates to out of stock"
+    );
+    assert!(h
+        .process(vec![stock("S001", "SKU-00001", 0, 100, 3)])
+        .is_empty());
 }
 
 #[test]
@@ -84,10 +147,21 @@ fn removing_a_plugin_unloads_it_and_putting_it_back_resumes_with_its_state() {
     };
     let v1 = shared_engine().load(&plugin("revenue-aggregator")).unwrap();
     let sink = MemorySink::new(true);
-    let mut p = Pipeline::new(vec![Stage::start(spec, v1, None).unwrap()], Box::new(sink.clone()));
-    p.push("sales", Batch::Events(vec![sale("T1", "S001", "SKU-00001", 2, 1.0, 1_000)])).unwrap();
+    let mut p = Pipeline::new(
+        vec![Stage::start(spec, v1, None).unwrap()],
+        Box::new(sink.clone()),
+    );
+    p.push(
+        "sales",
+        Batch::Events(vec![sale("T1", "S001", "SKU-00001", 2, 1.0, 1_000)]),
+    )
+    .unwrap();
     assert_eq!(p.unload("revenue-aggregator"), vec!["agg".to_string()]);
-    p.push("sales", Batch::Events(vec![sale("T2", "S001", "SKU-00001", 5, 1.0, 2_000)])).unwrap();
+    p.push(
+        "sales",
+        Batch::Events(vec![sale("T2", "S001", "SKU-00001", 5, 1.0, 2_000)]),
+    )
+    .unwrap();
     let dead = sink.take().dead_letters;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].kind, DeadLetterKind::Unloaded);
@@ -98,20 +172,48 @@ fn removing_a_plugin_unloads_it_and_putting_it_back_resumes_with_its_state() {
     let v2 = shared_engine().load(&path).unwrap();
     let outcomes = p.swap(&v2);
     assert!(outcomes[0].result.is_ok(), "{outcomes:?}");
-    p.push("sales", Batch::Events(vec![sale("T3", "S001", "SKU-00001", 1, 1.0, 3 * MIN)])).unwrap();
+    p.push(
+        "sales",
+        Batch::Events(vec![sale("T3", "S001", "SKU-00001", 1, 1.0, 3 * MIN)]),
+    )
+    .unwrap();
     let rows = sink.take().streams.remove("sales_1m").unwrap();
     assert_eq!(rows.len(), 1);
-    assert_eq!(value(&rows[0], "units_sold"), 2.0, "state from before the unload; the dead-lettered batch not counted");
+    assert_eq!(
+        value(&rows[0], "units_sold"),
+        2.0,
+        "state from before the unload; the dead-lettered batch not counted"
+    );
 }
 
 #[test]
 fn swap_pause_is_small() {
     // Reported, not asserted: the figure is in the benchmark too.
-    let mut h = PluginHarness::builder(plugin("revenue-aggregator")).allowed_lateness_ms(MIN).start().unwrap();
-    h.process((0..1000).map(|i| sale(&format!("T{i}"), "S001", &format!("SKU-{:05}", i % 200), 1, 1.0, i)).collect());
+    let mut h = PluginHarness::builder(plugin("revenue-aggregator"))
+        .allowed_lateness_ms(MIN)
+        .start()
+        .unwrap();
+    h.process(
+        (0..1000)
+            .map(|i| {
+                sale(
+                    &format!("T{i}"),
+                    "S001",
+                    &format!("SKU-{:05}", i % 200),
+                    1,
+                    1.0,
+                    i,
+                )
+            })
+            .collect(),
+    );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("revenue-aggregator.wasm");
-    std::fs::write(&path, new_version_of(&plugin("revenue-aggregator"), "pause")).unwrap();
+    std::fs::write(
+        &path,
+        new_version_of(&plugin("revenue-aggregator"), "pause"),
+    )
+    .unwrap();
     shared_engine().load(&path).unwrap(); // compile off the measured path, as the watcher does
     let pause: Duration = h.swap_to(&path).unwrap();
     eprintln!("hot swap pause with 200 open windows: {pause:?}");

@@ -17,7 +17,9 @@ use shelfstream::sinks::MemorySink;
 const TRIGGER: &str = "SKU-66666";
 
 fn normal(n: usize, ts: i64) -> Vec<Event> {
-    (0..n).map(|i| sale(&format!("T{ts}-{i}"), "S001", "SKU-00001", 1, 1.0, ts)).collect()
+    (0..n)
+        .map(|i| sale(&format!("T{ts}-{i}"), "S001", "SKU-00001", 1, 1.0, ts))
+        .collect()
 }
 
 fn poisoned(ts: i64) -> Vec<Event> {
@@ -29,7 +31,10 @@ fn poisoned(ts: i64) -> Vec<Event> {
 fn misbehaving(mode: &str) -> PluginHarness {
     PluginHarness::builder(fixture("misbehave"))
         .param("mode", mode)
-        .limits(Limits { memory_bytes: 16 << 20, deadline: Duration::from_millis(200) })
+        .limits(Limits {
+            memory_bytes: 16 << 20,
+            deadline: Duration::from_millis(200),
+        })
         .allowed_lateness_ms(i64::MAX / 4)
         .checkpoint_every(2)
         .start()
@@ -45,24 +50,43 @@ fn contained(mode: &str, reason: &str) {
     let mut h = misbehaving(mode);
     assert_eq!(h.process(normal(3, 1)).len(), 3);
     assert_eq!(h.process(normal(2, 2)).len(), 2);
-    assert_eq!(h.process(normal(1, 3)).len(), 1, "replayed after the checkpoint at 2 calls");
+    assert_eq!(
+        h.process(normal(1, 3)).len(),
+        1,
+        "replayed after the checkpoint at 2 calls"
+    );
 
     let started = Instant::now();
     let out = h.process(poisoned(4));
     assert!(out.is_empty(), "{mode}: the failing batch emits nothing");
-    assert!(started.elapsed() < Duration::from_secs(20), "{mode} was stopped");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{mode} was stopped"
+    );
     let dead = h.take_dead_letters();
     assert_eq!(dead.len(), 3, "{mode}: the whole batch is dead-lettered");
     for d in &dead {
         assert_eq!(d.kind, DeadLetterKind::PluginFailure);
         assert_eq!(d.plugin, "misbehave");
         assert_eq!(d.plugin_version.len(), 12);
-        assert!(d.reason.contains(reason), "{mode}: {:?} should mention {reason:?}", d.reason);
+        assert!(
+            d.reason.contains(reason),
+            "{mode}: {:?} should mention {reason:?}",
+            d.reason
+        );
     }
 
     // Re-created from the last good state: the failed batch left no trace, nothing was lost.
-    assert_eq!(h.process(normal(4, 5)).len(), 4, "{mode}: processing continues");
-    assert_eq!(saved_count(&mut h), 3 + 2 + 1 + 4, "{mode}: state = every good batch, once");
+    assert_eq!(
+        h.process(normal(4, 5)).len(),
+        4,
+        "{mode}: processing continues"
+    );
+    assert_eq!(
+        saved_count(&mut h),
+        3 + 2 + 1 + 4,
+        "{mode}: state = every good batch, once"
+    );
     assert_eq!(h.stage().status(), Status::Running);
 }
 
@@ -123,8 +147,16 @@ fn a_failing_new_version_is_rolled_back_to_the_previous_one() {
     for i in 0..3 {
         h.process(poisoned(10 + i));
     }
-    assert_eq!(h.stage().status(), Status::Running, "rolled back, not stopped");
-    assert_eq!(h.stage().plugin().version, v1, "the previous version runs again");
+    assert_eq!(
+        h.stage().status(),
+        Status::Running,
+        "rolled back, not stopped"
+    );
+    assert_eq!(
+        h.stage().plugin().version,
+        v1,
+        "the previous version runs again"
+    );
     assert_eq!(h.process(normal(2, 20)).len(), 2);
     assert_eq!(saved_count(&mut h), 4);
 }
@@ -134,7 +166,10 @@ fn a_plugin_importing_what_the_host_does_not_offer_is_refused() {
     let err = shared_engine().load(&fixture("sneaky")).unwrap_err();
     assert!(matches!(err, LoadError::Link { .. }), "{err}");
     let text = err.to_string();
-    assert!(text.contains("read-file") || text.contains("filesystem"), "{text}");
+    assert!(
+        text.contains("read-file") || text.contains("filesystem"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -146,7 +181,10 @@ fn other_plugins_keep_processing_while_one_misbehaves() {
         input: "sales".into(),
         output: format!("{name}-out"),
         params,
-        limits: Limits { memory_bytes: 16 << 20, deadline: Duration::from_millis(100) },
+        limits: Limits {
+            memory_bytes: 16 << 20,
+            deadline: Duration::from_millis(100),
+        },
         allowed_lateness_ms: 0,
         checkpoint_every: 8,
         max_failures: 100,
@@ -157,7 +195,12 @@ fn other_plugins_keep_processing_while_one_misbehaves() {
         None,
     )
     .unwrap();
-    let good = Stage::start(spec("good", "revenue-aggregator", vec![]), engine.load(&plugin("revenue-aggregator")).unwrap(), None).unwrap();
+    let good = Stage::start(
+        spec("good", "revenue-aggregator", vec![]),
+        engine.load(&plugin("revenue-aggregator")).unwrap(),
+        None,
+    )
+    .unwrap();
     let sink = MemorySink::new(true);
     let mut pipeline = Pipeline::new(vec![bad, good], Box::new(sink.clone()));
     for minute in 0..5 {
@@ -174,7 +217,10 @@ fn other_plugins_keep_processing_while_one_misbehaves() {
     for row in rows {
         assert_eq!(value(row, "units_sold"), 3.0);
     }
-    assert!(got.counts.get("bad-out").is_none());
+    assert!(!got.counts.contains_key("bad-out"));
     assert_eq!(got.dead_letters.len(), 5 * 4);
-    assert!(got.dead_letters.iter().all(|d| d.stage == "bad" && d.reason.contains("deadline")));
+    assert!(got
+        .dead_letters
+        .iter()
+        .all(|d| d.stage == "bad" && d.reason.contains("deadline")));
 }

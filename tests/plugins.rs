@@ -10,7 +10,9 @@ use shelfstream::plugin::bindings::{Event, Severity};
 
 #[test]
 fn sales_cleaner_normalises_and_rejects_with_reasons() {
-    let mut h = PluginHarness::builder(plugin("sales-cleaner")).start().unwrap();
+    let mut h = PluginHarness::builder(plugin("sales-cleaner"))
+        .start()
+        .unwrap();
     let out = h.clean_payloads(
         "retail-sales-transactions",
         &[
@@ -22,24 +24,46 @@ fn sales_cleaner_normalises_and_rejects_with_reasons() {
     );
     assert_eq!(out.len(), 2, "two lines from the first transaction");
     let Event::Sale(s) = &out[0] else { panic!() };
-    assert_eq!((s.store_id.as_str(), s.product_id.as_str()), ("S003", "SKU-00007"));
-    assert_eq!(s.timestamp, 1_795_338_000_500, "10:00:00.5+01:00 is 09:00:00.5Z");
+    assert_eq!(
+        (s.store_id.as_str(), s.product_id.as_str()),
+        ("S003", "SKU-00007")
+    );
+    assert_eq!(
+        s.timestamp, 1_795_338_000_500,
+        "10:00:00.5+01:00 is 09:00:00.5Z"
+    );
     assert_eq!((s.unit_price, s.total_amount), (1.0, 3.0));
     assert_eq!(s.payment_method, "cash");
     let Event::Sale(r) = &out[1] else { panic!() };
-    assert_eq!((r.quantity, r.total_amount), (-1, -2.0), "a return is a negative line");
+    assert_eq!(
+        (r.quantity, r.total_amount),
+        (-1, -2.0),
+        "a return is a negative line"
+    );
 
     let dead = h.dead_letters();
     assert_eq!(dead.len(), 2);
-    assert!(dead.iter().all(|d| d.kind == DeadLetterKind::Rejected && d.plugin == "sales-cleaner"));
-    assert!(dead[0].reason.contains("items[0].unit_price: missing"), "{}", dead[0].reason);
+    assert!(dead
+        .iter()
+        .all(|d| d.kind == DeadLetterKind::Rejected && d.plugin == "sales-cleaner"));
+    assert!(
+        dead[0].reason.contains("items[0].unit_price: missing"),
+        "{}",
+        dead[0].reason
+    );
     assert_eq!(dead[0].source.as_ref().unwrap().offset, 1);
-    assert!(dead[1].reason.contains("invalid JSON"), "{}", dead[1].reason);
+    assert!(
+        dead[1].reason.contains("invalid JSON"),
+        "{}",
+        dead[1].reason
+    );
 }
 
 #[test]
 fn inventory_cleaner_validates_updates() {
-    let mut h = PluginHarness::builder(plugin("inventory-cleaner")).start().unwrap();
+    let mut h = PluginHarness::builder(plugin("inventory-cleaner"))
+        .start()
+        .unwrap();
     let out = h.clean_payloads(
         "retail-inventory-updates",
         &[
@@ -48,7 +72,11 @@ fn inventory_cleaner_validates_updates() {
         ],
     );
     assert_eq!(out.len(), 1);
-    assert!(h.dead_letters()[0].reason.contains("capacity"), "{:?}", h.dead_letters());
+    assert!(
+        h.dead_letters()[0].reason.contains("capacity"),
+        "{:?}",
+        h.dead_letters()
+    );
 }
 
 #[test]
@@ -64,7 +92,10 @@ fn revenue_windows_close_only_when_the_watermark_passes_them() {
         sale("T2", "S001", "SKU-00001", 1, 2.00, 30_000),
         sale("T3", "S001", "SKU-00001", 4, 1.00, 65_000),
     ]);
-    assert!(out.is_empty(), "watermark 55s has not passed the window end 60s: {out:?}");
+    assert!(
+        out.is_empty(),
+        "watermark 55s has not passed the window end 60s: {out:?}"
+    );
     assert_eq!(h.stage().watermark(), 55_000);
 
     let out = h.process(vec![sale("T4", "S001", "SKU-00001", 1, 1.00, 71_000)]);
@@ -82,7 +113,11 @@ fn revenue_windows_close_only_when_the_watermark_passes_them() {
     let dead = h.take_dead_letters();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].kind, DeadLetterKind::Late);
-    assert!(dead[0].reason.contains("before the watermark 61000"), "{}", dead[0].reason);
+    assert!(
+        dead[0].reason.contains("before the watermark 61000"),
+        "{}",
+        dead[0].reason
+    );
 
     let out = h.advance_watermark(2 * MIN);
     assert_eq!(out.len(), 1);
@@ -96,18 +131,22 @@ fn revenue_state_survives_snapshot_and_restore() {
         sale("T1", "S001", "SKU-00001", 2, 1.50, 10_000),
         sale("T2", "S002", "SKU-00001", 1, 2.00, 20_000),
     ];
-    let start = || {
-        PluginHarness::builder(plugin("revenue-aggregator"))
-            .allowed_lateness_ms(MIN)
-    };
+    let start = || PluginHarness::builder(plugin("revenue-aggregator")).allowed_lateness_ms(MIN);
     let mut first = start().start().unwrap();
     assert!(first.process(events).is_empty());
     let saved = first.snapshot().unwrap();
     assert!(!saved.state.is_empty());
     let mut second = start().restore(saved).unwrap();
     let out = second.advance_watermark(MIN);
-    assert_eq!(out.len(), 2, "both keys' windows came back from the snapshot");
-    assert_eq!(value(&out[0], "total_revenue") + value(&out[1], "total_revenue"), 5.0);
+    assert_eq!(
+        out.len(),
+        2,
+        "both keys' windows came back from the snapshot"
+    );
+    assert_eq!(
+        value(&out[0], "total_revenue") + value(&out[1], "total_revenue"),
+        5.0
+    );
 }
 
 #[test]
@@ -126,10 +165,18 @@ fn low_stock_alerts_once_per_episode_and_escalates_when_out() {
         }
     }
     let summary: Vec<(usize, &str)> = fired.iter().map(|(i, r, ..)| (*i, r.as_str())).collect();
-    assert_eq!(summary, vec![(1, "low_stock"), (3, "out_of_stock"), (6, "low_stock")]);
+    assert_eq!(
+        summary,
+        vec![(1, "low_stock"), (3, "out_of_stock"), (6, "low_stock")]
+    );
     assert_eq!(fired[0].2, Severity::Warning);
     assert_eq!(fired[1].2, Severity::Critical);
-    let reorder = fired[0].3.iter().find(|(k, _)| k == "reorder_quantity").unwrap().1;
+    let reorder = fired[0]
+        .3
+        .iter()
+        .find(|(k, _)| k == "reorder_quantity")
+        .unwrap()
+        .1;
     assert_eq!(reorder, 85.0, "refill from 15 to the capacity of 100");
 }
 
@@ -141,12 +188,19 @@ fn forecaster_follows_exponential_smoothing() {
         .allowed_lateness_ms(i64::MAX / 4)
         .start()
         .unwrap();
-    let out = h.process(vec![units_row("S001", "SKU-00001", 10.0, 0), units_row("S001", "SKU-00001", 20.0, MIN)]);
+    let out = h.process(vec![
+        units_row("S001", "SKU-00001", 10.0, 0),
+        units_row("S001", "SKU-00001", 20.0, MIN),
+    ]);
     assert_eq!(out.len(), 2);
-    let Event::Forecast(f1) = &out[0] else { panic!() };
+    let Event::Forecast(f1) = &out[0] else {
+        panic!()
+    };
     assert_eq!((f1.predicted, f1.lower, f1.upper), (10.0, 10.0, 10.0));
     assert_eq!((f1.target_start, f1.target_end), (MIN, 2 * MIN));
-    let Event::Forecast(f2) = &out[1] else { panic!() };
+    let Event::Forecast(f2) = &out[1] else {
+        panic!()
+    };
     // level = 10 + 0.5 * (20 - 10) = 15; mse = 0.5 * 10^2 = 50; width = 1.96 * sqrt(50)
     let width = 1.96 * 50f64.sqrt();
     assert_eq!(f2.predicted, 15.0);
@@ -161,7 +215,10 @@ fn bad_parameters_are_rejected_with_the_plugins_message() {
         .err()
         .unwrap()
         .to_string();
-    assert!(err.contains("rejected its parameters") && err.contains("window"), "{err}");
+    assert!(
+        err.contains("rejected its parameters") && err.contains("window"),
+        "{err}"
+    );
     let err = PluginHarness::builder(plugin("low-stock-alert"))
         .param("low_percent", "20")
         .start()
@@ -169,4 +226,27 @@ fn bad_parameters_are_rejected_with_the_plugins_message() {
         .unwrap()
         .to_string();
     assert!(err.contains("unknown parameter(s) low_percent"), "{err}");
+}
+
+#[test]
+fn sales_spike_fires_above_a_multiple_of_the_running_mean() {
+    let mut h = PluginHarness::builder(plugin("sales-spike-alert"))
+        .param("factor", "3")
+        .param("min_units", "10")
+        .param("alpha", "0.5")
+        .allowed_lateness_ms(i64::MAX / 4)
+        .start()
+        .unwrap();
+    // mean: 4 -> (4) 4 -> 4+0.5*(6-4)=5 -> spike 16 > 3*5 fires; mean 10.5 -> 30 < 31.5 does not.
+    let units = [4.0, 4.0, 6.0, 16.0, 30.0];
+    let rows = units
+        .iter()
+        .enumerate()
+        .map(|(i, u)| units_row("S001", "SKU-00001", *u, i as i64 * MIN))
+        .collect();
+    let out = h.process(rows);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let Event::Alert(a) = &out[0] else { panic!() };
+    assert_eq!((a.rule.as_str(), a.window_start), ("sales_spike", 3 * MIN));
+    assert_eq!(a.evidence[1], ("mean_units".to_string(), 5.0));
 }

@@ -21,33 +21,71 @@ fn the_default_run_writes_every_stream_and_dead_letters() {
         .arg(repo().join("plugins"))
         .arg("--data-dir")
         .arg(data.path())
-        .args(["--rate", "0", "--max-events", "20000", "--no-watch", "--quiet", "--close-windows-at-end"])
+        .args([
+            "--rate",
+            "0",
+            "--max-events",
+            "20000",
+            "--no-watch",
+            "--quiet",
+            "--close-windows-at-end",
+        ])
         .status()
         .unwrap();
     assert!(status.success());
-    for stream in ["sales", "inventory", "sales_1m", "alerts", "forecasts", "dead_letters"] {
+    for stream in [
+        "sales",
+        "inventory",
+        "sales_1m",
+        "alerts",
+        "forecasts",
+        "dead_letters",
+    ] {
         let rows = stream_rows(data.path(), stream);
         assert!(!rows.is_empty(), "{stream} is empty");
     }
     let dead = stream_rows(data.path(), "dead_letters");
-    assert!(dead.iter().all(|d| d.contains("\"kind\":\"rejected\"") && d.contains("\"source\"")), "{dead:?}");
+    assert!(
+        dead.iter()
+            .all(|d| d.contains("\"kind\":\"rejected\"") && d.contains("\"source\"")),
+        "{dead:?}"
+    );
 }
 
 #[test]
 fn a_restart_resumes_where_the_last_run_stopped() {
     let plugins = repo().join("plugins");
     let once = tempfile::tempdir().unwrap();
-    run_to_end(&plugins, pipeline_config(once.path(), 0.0, Some(12_000), true), false);
+    run_to_end(
+        &plugins,
+        pipeline_config(once.path(), 0.0, Some(12_000), true),
+        false,
+    );
 
     let twice = tempfile::tempdir().unwrap();
-    run_to_end(&plugins, pipeline_config(twice.path(), 0.0, Some(5_000), false), false);
+    run_to_end(
+        &plugins,
+        pipeline_config(twice.path(), 0.0, Some(5_000), false),
+        false,
+    );
     let saved = SavedState::load(twice.path()).unwrap();
     assert_eq!(saved.sources["simulator"], 5_000);
-    assert!(!saved.stages["sales-per-minute"].state.is_empty(), "open windows are saved");
-    run_to_end(&plugins, pipeline_config(twice.path(), 0.0, Some(12_000), true), false);
+    assert!(
+        !saved.stages["sales-per-minute"].state.is_empty(),
+        "open windows are saved"
+    );
+    run_to_end(
+        &plugins,
+        pipeline_config(twice.path(), 0.0, Some(12_000), true),
+        false,
+    );
 
     for stream in ["sales", "sales_1m", "alerts", "forecasts", "dead_letters"] {
-        assert_eq!(stream_rows(twice.path(), stream), stream_rows(once.path(), stream), "{stream}");
+        assert_eq!(
+            stream_rows(twice.path(), stream),
+            stream_rows(once.path(), stream),
+            "{stream}"
+        );
     }
 }
 
@@ -57,7 +95,10 @@ fn sigterm_drains_saves_state_and_the_next_run_completes_the_same_output() {
     let config_path = data.path().join("pipeline.toml");
     let config = std::fs::read_to_string(repo().join("host/pipeline.toml"))
         .unwrap()
-        .replace("# start = \"2026-11-22T00:00:00Z\"", "start = \"2026-11-01T08:00:00Z\"")
+        .replace(
+            "# start = \"2026-11-22T00:00:00Z\"",
+            "start = \"2026-11-01T08:00:00Z\"",
+        )
         .replace("rate = 2000 ", "rate = 4000 ");
     std::fs::write(&config_path, config).unwrap();
     let mut child = host()
@@ -71,20 +112,33 @@ fn sigterm_drains_saves_state_and_the_next_run_completes_the_same_output() {
         .spawn()
         .unwrap();
     let sales_1m = data.path().join("out/sales_1m.ndjson");
-    assert!(wait_for(60, || std::fs::metadata(&sales_1m).map(|m| m.len() > 0).unwrap_or(false)));
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(wait_for(60, || std::fs::metadata(&sales_1m)
+        .map(|m| m.len() > 0)
+        .unwrap_or(false)));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(killed.success());
     let status = child.wait().unwrap();
     assert!(status.success(), "a clean exit after SIGTERM: {status:?}");
     let saved = SavedState::load(data.path()).unwrap();
     let position = saved.sources["simulator"];
     assert!(position > 0);
-    assert_eq!(saved.stages.len(), 5, "every stage's state is saved");
+    assert_eq!(saved.stages.len(), 6, "every stage's state is saved");
 
     // Finish the same input in a second run, and compare with one run over all of it.
     let total = position + 3_000;
     let resume = host()
-        .args(["run", "--no-watch", "--quiet", "--rate", "4000", "--close-windows-at-end", "--plugins"])
+        .args([
+            "run",
+            "--no-watch",
+            "--quiet",
+            "--rate",
+            "4000",
+            "--close-windows-at-end",
+            "--plugins",
+        ])
         .arg(repo().join("plugins"))
         .arg("--config")
         .arg(&config_path)
@@ -106,7 +160,11 @@ fn sigterm_drains_saves_state_and_the_next_run_completes_the_same_output() {
     run_to_end(&repo().join("plugins"), c, false);
     eprintln!("reference run took {:?}", started.elapsed());
     for stream in ["sales", "sales_1m", "alerts", "forecasts"] {
-        assert_eq!(stream_rows(data.path(), stream), stream_rows(once.path(), stream), "{stream}");
+        assert_eq!(
+            stream_rows(data.path(), stream),
+            stream_rows(once.path(), stream),
+            "{stream}"
+        );
     }
 }
 
@@ -132,17 +190,34 @@ fn test_plugin_prints_outputs_dead_letters_and_state() {
         .args(["--config", "max_quantity=10"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2, "{stdout}");
     assert_eq!(lines[0]["kind"], "sale");
     assert_eq!(lines[0]["total_amount"], 2.5);
-    assert!(lines[1]["dead_letter"]["reason"].as_str().unwrap().contains("quantity"));
+    assert!(lines[1]["dead_letter"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("quantity"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 events emitted, 1 dead letters"));
 
     // Bad parameters are shown, not ignored.
-    let out = host().args(["test-plugin"]).arg(plugin("sales-cleaner")).arg("--input").arg(&input).args(["--config", "max_qty=10"]).output().unwrap();
+    let out = host()
+        .args(["test-plugin"])
+        .arg(plugin("sales-cleaner"))
+        .arg("--input")
+        .arg(&input)
+        .args(["--config", "max_qty=10"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown parameter(s) max_qty"));
 }

@@ -49,7 +49,8 @@ pub struct RuntimeConfig {
     pub data_dir: PathBuf,
     /// Most records a source puts in one batch.
     pub batch_size: usize,
-    /// A stage snapshots its plugin's state after this many calls (bounds replay after a failure).
+    /// A stage snapshots its plugin's state once this many events (plus one per call) have been
+    /// processed since the last snapshot: bounds the replay after a plugin failure.
     pub checkpoint_every: usize,
     /// Consecutive failed calls before a plugin is quarantined.
     pub max_failures: u32,
@@ -63,7 +64,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             data_dir: PathBuf::from("data"),
             batch_size: 1024,
-            checkpoint_every: 64,
+            checkpoint_every: 65_536,
             max_failures: 3,
             close_windows_at_end: false,
         }
@@ -242,8 +243,9 @@ impl PipelineConfig {
         let mut pending: Vec<&StageConfig> = self.stages.iter().collect();
         let mut ordered = Vec::new();
         while !pending.is_empty() {
-            let (ready, rest): (Vec<_>, Vec<_>) =
-                pending.into_iter().partition(|s| available.contains(&s.input));
+            let (ready, rest): (Vec<_>, Vec<_>) = pending
+                .into_iter()
+                .partition(|s| available.contains(&s.input));
             if ready.is_empty() {
                 let s = rest[0];
                 return Err(invalid(format!(
@@ -263,7 +265,9 @@ impl PipelineConfig {
     fn spec(&self, s: &StageConfig) -> Result<StageSpec, ConfigError> {
         let d = &self.plugin_defaults;
         let pick = |own: &Option<String>, default: &Option<String>| own.clone().or(default.clone());
-        let ctx = |what: &str, e: String| ConfigError::Invalid(format!("stage {:?}: {what}: {e}", s.name));
+        let ctx = |what: &str, e: String| {
+            ConfigError::Invalid(format!("stage {:?}: {what}: {e}", s.name))
+        };
         let memory = match pick(&s.memory_limit, &d.memory_limit) {
             Some(m) => parse_size(&m).map_err(|e| ctx("memory_limit", e))?,
             None => Limits::default().memory_bytes,
@@ -285,7 +289,12 @@ impl PipelineConfig {
                     toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
                         v.to_string()
                     }
-                    other => return Err(ctx(&format!("params.{k}"), format!("{other} is not a scalar"))),
+                    other => {
+                        return Err(ctx(
+                            &format!("params.{k}"),
+                            format!("{other} is not a scalar"),
+                        ))
+                    }
                 };
                 Ok((k.clone(), v))
             })
@@ -317,7 +326,9 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (n, unit) = t.split_at(split);
-    let n: usize = n.parse().map_err(|_| format!("{text:?} is not a size (try 64MiB)"))?;
+    let n: usize = n
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (try 64MiB)"))?;
     let scale: usize = match unit.trim() {
         "" | "B" => 1,
         "KiB" => 1 << 10,
@@ -328,7 +339,8 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         "GB" => 1_000_000_000,
         other => return Err(format!("unknown size unit {other:?} in {text:?}")),
     };
-    n.checked_mul(scale).ok_or_else(|| format!("{text:?} is too large"))
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 #[cfg(test)]
@@ -342,7 +354,11 @@ mod tests {
         let pos = |name: &str| specs.iter().position(|s| s.name == name).unwrap();
         for s in &specs {
             if let Some(producer) = specs.iter().position(|p| p.output == s.input) {
-                assert!(producer < pos(&s.name), "{} runs before its producer", s.name);
+                assert!(
+                    producer < pos(&s.name),
+                    "{} runs before its producer",
+                    s.name
+                );
             }
         }
         assert!(specs.iter().any(|s| s.plugin == "sales-cleaner"));
@@ -353,7 +369,10 @@ mod tests {
         for (text, key) in [
             ("[runtime]\nbatch_sise = 3\n", "batch_sise"),
             ("[[source]]\nkind = \"simulator\"\nrat = 5\n", "rat"),
-            ("[[stage]]\nname=\"a\"\nplugin=\"p\"\ninput=\"x\"\noutput=\"y\"\nmemory=\"1MiB\"\n", "memory"),
+            (
+                "[[stage]]\nname=\"a\"\nplugin=\"p\"\ninput=\"x\"\noutput=\"y\"\nmemory=\"1MiB\"\n",
+                "memory",
+            ),
             ("colour = 1\n", "colour"),
         ] {
             let err = PipelineConfig::parse(text).unwrap_err().to_string();

@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::pipeline::{Batch, DeadLetter, Stage, StageCheckpoint, StageSpec, StartError, SwapError};
+use crate::pipeline::{
+    Batch, DeadLetter, Stage, StageCheckpoint, StageSpec, StartError, SwapError,
+};
 use crate::plugin::{Event, Limits, LoadError, LoadedPlugin, PluginEngine, RawRecord, Timestamp};
 
 /// One engine for all harnesses in a process: components compile once per test binary.
@@ -87,7 +89,10 @@ pub struct PluginHarness {
 impl PluginHarness {
     pub fn builder(path: impl AsRef<Path>) -> HarnessBuilder {
         let path = path.as_ref().to_path_buf();
-        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         HarnessBuilder {
             path,
             spec: StageSpec {
@@ -101,7 +106,7 @@ impl PluginHarness {
                     deadline: Duration::from_secs(2),
                 },
                 allowed_lateness_ms: 0,
-                checkpoint_every: 64,
+                checkpoint_every: 65_536,
                 max_failures: 3,
             },
         }

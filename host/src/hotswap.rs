@@ -18,10 +18,17 @@ use crate::run::Command;
 /// How long the folder must be quiet before changes are acted on.
 pub const DEBOUNCE: Duration = Duration::from_millis(250);
 
-pub type Watcher = notify_debouncer_full::Debouncer<notify::RecommendedWatcher, notify_debouncer_full::RecommendedCache>;
+pub type Watcher = notify_debouncer_full::Debouncer<
+    notify::RecommendedWatcher,
+    notify_debouncer_full::RecommendedCache,
+>;
 
 /// Watch `dir` until the returned watcher is dropped.
-pub fn watch(dir: &Path, engine: Arc<PluginEngine>, tx: Sender<Command>) -> anyhow::Result<Watcher> {
+pub fn watch(
+    dir: &Path,
+    engine: Arc<PluginEngine>,
+    tx: Sender<Command>,
+) -> anyhow::Result<Watcher> {
     let watched = dir.canonicalize()?;
     let in_dir = watched.clone();
     let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
@@ -37,10 +44,15 @@ pub fn watch(dir: &Path, engine: Arc<PluginEngine>, tx: Sender<Command>) -> anyh
         let paths: BTreeSet<PathBuf> = events
             .iter()
             .flat_map(|e| e.paths.iter().cloned())
-            .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.parent() == Some(in_dir.as_path()))
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "wasm") && p.parent() == Some(in_dir.as_path())
+            })
             .collect();
         for path in paths {
-            let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let command = if path.exists() {
                 match engine.load(&path) {
                     Ok(plugin) => {

@@ -13,7 +13,11 @@ use shelfstream::plugin::{Event, PluginKind};
 use shelfstream::run::{self, RunOptions};
 
 #[derive(Parser)]
-#[command(name = "host", version, about = "shelfstream: retail stream processing with WebAssembly plugins")]
+#[command(
+    name = "host",
+    version,
+    about = "shelfstream: retail stream processing with WebAssembly plugins"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -147,7 +151,11 @@ fn run_command(args: RunArgs) -> Result<()> {
         "done: {} records in {:.1}s, outputs {:?}, {} dead letters, {} plugin failures, {} hot swaps",
         report.records_in, report.elapsed_secs, report.outputs, report.dead_letters, report.failures, report.swaps
     );
-    eprintln!("outputs: {}/out/<stream>.ndjson   state: {}", data_dir.display(), run::SavedState::path(&data_dir).display());
+    eprintln!(
+        "outputs: {}/out/<stream>.ndjson   state: {}",
+        data_dir.display(),
+        run::SavedState::path(&data_dir).display()
+    );
     for e in &report.source_errors {
         eprintln!("source error: {e}");
     }
@@ -158,15 +166,20 @@ fn run_command(args: RunArgs) -> Result<()> {
 }
 
 fn test_plugin(args: TestPluginArgs) -> Result<()> {
-    let lateness = shelfstream::config::parse_duration(&args.lateness).map_err(anyhow::Error::msg)?;
-    let mut builder = PluginHarness::builder(&args.plugin).allowed_lateness_ms(lateness.as_millis() as i64);
+    let lateness =
+        shelfstream::config::parse_duration(&args.lateness).map_err(anyhow::Error::msg)?;
+    let mut builder =
+        PluginHarness::builder(&args.plugin).allowed_lateness_ms(lateness.as_millis() as i64);
     for kv in &args.params {
-        let (k, v) = kv.split_once('=').with_context(|| format!("--config {kv:?} is not KEY=VALUE"))?;
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--config {kv:?} is not KEY=VALUE"))?;
         builder = builder.param(k.trim(), v.trim());
     }
     let mut h = builder.start()?;
     let kind = h.stage().plugin().info.kind;
-    let file = std::fs::File::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?;
+    let file = std::fs::File::open(&args.input)
+        .with_context(|| format!("opening {}", args.input.display()))?;
     let lines: Vec<String> = std::io::BufReader::new(file)
         .lines()
         .collect::<Result<_, _>>()

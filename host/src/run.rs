@@ -70,8 +70,12 @@ impl SavedState {
     pub fn load(data_dir: &Path) -> anyhow::Result<Self> {
         let path = Self::path(data_dir);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .with_context(|| format!("corrupt saved state {} (delete it to start afresh)", path.display())),
+            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
+                format!(
+                    "corrupt saved state {} (delete it to start afresh)",
+                    path.display()
+                )
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SavedState::default()),
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }
@@ -88,12 +92,16 @@ impl SavedState {
     }
 }
 
+/// The plugins found in a folder: the ones that loaded, and why the others did not.
+#[derive(Default)]
+pub struct PluginSet {
+    pub loaded: BTreeMap<String, Arc<LoadedPlugin>>,
+    pub failed: BTreeMap<String, String>,
+}
+
 /// Load every `*.wasm` directly in `dir`. A plugin that fails to load is reported and skipped;
 /// only a stage that needs it makes the run fail.
-pub fn load_plugins(
-    engine: &PluginEngine,
-    dir: &Path,
-) -> anyhow::Result<(BTreeMap<String, Arc<LoadedPlugin>>, BTreeMap<String, String>)> {
+pub fn load_plugins(engine: &PluginEngine, dir: &Path) -> anyhow::Result<PluginSet> {
     let mut loaded = BTreeMap::new();
     let mut failed = BTreeMap::new();
     let entries = std::fs::read_dir(dir)
@@ -111,12 +119,15 @@ pub fn load_plugins(
             }
             Err(e) => {
                 tracing::error!(path = %path.display(), error = %e, "plugin rejected");
-                let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                let name = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 failed.insert(name, e.to_string());
             }
         }
     }
-    Ok((loaded, failed))
+    Ok(PluginSet { loaded, failed })
 }
 
 /// Run the pipeline until every source ends or `shutdown` resolves.
@@ -127,7 +138,10 @@ pub async fn run(
     let runtime = opts.config.runtime.clone();
     let data_dir = runtime.data_dir.clone();
     let engine = Arc::new(PluginEngine::new(Some(data_dir.join("cache")))?);
-    let (plugins, failed) = load_plugins(&engine, &opts.plugins_dir)?;
+    let PluginSet {
+        loaded: plugins,
+        failed,
+    } = load_plugins(&engine, &opts.plugins_dir)?;
     let mut saved = SavedState::load(&data_dir)?;
 
     let mut stages = Vec::new();
@@ -158,10 +172,20 @@ pub async fn run(
         if position > 0 {
             tracing::info!(source = %source.name(), position, "resuming source");
         }
-        source_threads.push(sources::spawn(source.clone(), runtime.batch_size.max(1), position, tx.clone(), stop.clone())?);
+        source_threads.push(sources::spawn(
+            source.clone(),
+            runtime.batch_size.max(1),
+            position,
+            tx.clone(),
+            stop.clone(),
+        )?);
     }
     let _watcher = if opts.watch {
-        Some(crate::hotswap::watch(&opts.plugins_dir, engine.clone(), tx.clone())?)
+        Some(crate::hotswap::watch(
+            &opts.plugins_dir,
+            engine.clone(),
+            tx.clone(),
+        )?)
     } else {
         None
     };
@@ -175,7 +199,15 @@ pub async fn run(
     let worker = std::thread::Builder::new()
         .name("pipeline".into())
         .spawn(move || {
-            let result = pipeline_loop(pipeline, rx, n_sources, positions, summary, &thread_stop, runtime.close_windows_at_end);
+            let result = pipeline_loop(
+                pipeline,
+                rx,
+                n_sources,
+                positions,
+                summary,
+                &thread_stop,
+                runtime.close_windows_at_end,
+            );
             let _ = done_tx.send(());
             result
         })?;
@@ -195,7 +227,11 @@ pub async fn run(
     }
     pipeline.flush_sink().context("flushing outputs")?;
     let stages = pipeline.save().context("saving plugin state")?;
-    SavedState { sources: positions, stages }.store(&data_dir)?;
+    SavedState {
+        sources: positions,
+        stages,
+    }
+    .store(&data_dir)?;
     report.dead_letters = pipeline.dead_letters;
     tracing::info!(state = %SavedState::path(&data_dir).display(), "state saved");
     Ok(report)
@@ -217,7 +253,9 @@ fn pipeline_loop(
     let mut last_print = Instant::now();
     let mut last_records = 0;
     while sources_running > 0 {
-        let Some(command) = rx.blocking_recv() else { break };
+        let Some(command) = rx.blocking_recv() else {
+            break;
+        };
         match command {
             Command::Batch(batch) => {
                 report.records_in += batch.records.len() as u64;
@@ -253,14 +291,20 @@ fn pipeline_loop(
             }
         }
         if summary && last_print.elapsed() >= Duration::from_secs(1) {
-            let rate = (report.records_in - last_records) as f64 / last_print.elapsed().as_secs_f64();
-            eprintln!("{}", summary_line(&pipeline, started.elapsed(), report.records_in, rate));
+            let rate =
+                (report.records_in - last_records) as f64 / last_print.elapsed().as_secs_f64();
+            eprintln!(
+                "{}",
+                summary_line(&pipeline, started.elapsed(), report.records_in, rate)
+            );
             last_print = Instant::now();
             last_records = report.records_in;
         }
     }
     if close_windows_at_end && !stop.is_stopped() {
-        pipeline.flush_windows().context("closing windows at end of input")?;
+        pipeline
+            .flush_windows()
+            .context("closing windows at end of input")?;
     }
     for s in pipeline.stages() {
         *report.outputs.entry(s.spec().output.clone()).or_default() += s.stats.events_out;
@@ -270,13 +314,19 @@ fn pipeline_loop(
     report.elapsed_secs = started.elapsed().as_secs_f64();
     if summary {
         let rate = report.records_in as f64 / report.elapsed_secs.max(1e-9);
-        eprintln!("{}", summary_line(&pipeline, started.elapsed(), report.records_in, rate));
+        eprintln!(
+            "{}",
+            summary_line(&pipeline, started.elapsed(), report.records_in, rate)
+        );
     }
     Ok((pipeline, positions, report))
 }
 
 fn summary_line(pipeline: &Pipeline, elapsed: Duration, records: u64, rate: f64) -> String {
-    let mut line = format!("[{:>5.1}s] {records} records ({rate:.0}/s)", elapsed.as_secs_f64());
+    let mut line = format!(
+        "[{:>5.1}s] {records} records ({rate:.0}/s)",
+        elapsed.as_secs_f64()
+    );
     for s in pipeline.stages() {
         line.push_str(&format!(" | {} {}", s.spec().output, s.stats.events_out));
     }
@@ -303,4 +353,3 @@ pub async fn shutdown_signal() {
 pub fn output_path(data_dir: &Path, stream: &str) -> PathBuf {
     data_dir.join("out").join(format!("{stream}.ndjson"))
 }
-

@@ -25,7 +25,11 @@ pub fn plugin(name: &str) -> PathBuf {
 
 /// A deliberately bad plugin from `tests/fixtures/`.
 pub fn fixture(name: &str) -> PathBuf {
-    existing(repo().join("tests/fixtures/wasm").join(format!("{name}.wasm")))
+    existing(
+        repo()
+            .join("tests/fixtures/wasm")
+            .join(format!("{name}.wasm")),
+    )
 }
 
 /// The same component with a different version hash (an extra custom section, same behaviour).
@@ -85,19 +89,33 @@ pub fn units_row(store: &str, product: &str, units: f64, start: i64) -> Event {
         metric: "sales_1m".into(),
         window_start: start,
         window_end: start + MIN,
-        dimensions: vec![("store_id".into(), store.into()), ("product_id".into(), product.into())],
+        dimensions: vec![
+            ("store_id".into(), store.into()),
+            ("product_id".into(), product.into()),
+        ],
         values: vec![("units_sold".into(), units)],
     })
 }
 
 /// The value column `name` of a metric row.
 pub fn value(event: &Event, name: &str) -> f64 {
-    let Event::Metric(m) = event else { panic!("not a metric row: {event:?}") };
-    m.values.iter().find(|(k, _)| k == name).unwrap_or_else(|| panic!("no {name} in {m:?}")).1
+    let Event::Metric(m) = event else {
+        panic!("not a metric row: {event:?}")
+    };
+    m.values
+        .iter()
+        .find(|(k, _)| k == name)
+        .unwrap_or_else(|| panic!("no {name} in {m:?}"))
+        .1
 }
 
 /// The shipped pipeline (host/pipeline.toml) with a fixed simulator start, so runs compare.
-pub fn pipeline_config(data_dir: &std::path::Path, rate: f64, max_events: Option<u64>, close_at_end: bool) -> shelfstream::config::PipelineConfig {
+pub fn pipeline_config(
+    data_dir: &std::path::Path,
+    rate: f64,
+    max_events: Option<u64>,
+    close_at_end: bool,
+) -> shelfstream::config::PipelineConfig {
     use shelfstream::config::{PipelineConfig, SourceConfig};
     let mut c = PipelineConfig::parse(shelfstream::config::DEFAULT_PIPELINE).unwrap();
     c.runtime.data_dir = data_dir.to_path_buf();
@@ -117,7 +135,13 @@ pub fn pipeline_config(data_dir: &std::path::Path, rate: f64, max_events: Option
 /// A copy of the shipped plugins in a fresh folder (tests that change plugin files).
 pub fn plugins_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for name in ["sales-cleaner", "inventory-cleaner", "revenue-aggregator", "low-stock-alert", "demand-forecaster"] {
+    for name in [
+        "sales-cleaner",
+        "inventory-cleaner",
+        "revenue-aggregator",
+        "low-stock-alert",
+        "demand-forecaster",
+    ] {
         std::fs::copy(plugin(name), dir.path().join(format!("{name}.wasm"))).unwrap();
     }
     dir
@@ -143,20 +167,38 @@ pub fn stream_rows(data_dir: &std::path::Path, stream: &str) -> Vec<String> {
 }
 
 /// The plugin versions that produced a stream.
-pub fn stream_versions(data_dir: &std::path::Path, stream: &str) -> std::collections::BTreeSet<String> {
+pub fn stream_versions(
+    data_dir: &std::path::Path,
+    stream: &str,
+) -> std::collections::BTreeSet<String> {
     let path = data_dir.join("out").join(format!("{stream}.ndjson"));
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["_plugin_version"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["_plugin_version"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect()
 }
 
 /// Run the pipeline in-process to completion.
-pub fn run_to_end(plugins: &std::path::Path, config: shelfstream::config::PipelineConfig, watch: bool) -> shelfstream::run::RunReport {
-    let opts = shelfstream::run::RunOptions { plugins_dir: plugins.to_path_buf(), config, watch, summary: false };
+pub fn run_to_end(
+    plugins: &std::path::Path,
+    config: shelfstream::config::PipelineConfig,
+    watch: bool,
+) -> shelfstream::run::RunReport {
+    let opts = shelfstream::run::RunOptions {
+        plugins_dir: plugins.to_path_buf(),
+        config,
+        watch,
+        summary: false,
+    };
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(shelfstream::run::run(opts, std::future::pending())).unwrap()
+    rt.block_on(shelfstream::run::run(opts, std::future::pending()))
+        .unwrap()
 }
 
 /// Wait up to `secs` for `cond`.

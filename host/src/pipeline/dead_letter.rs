@@ -45,7 +45,13 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
-    pub fn raw(stage: &str, plugin: &LoadedPlugin, kind: DeadLetterKind, reason: String, r: &RawRecord) -> Self {
+    pub fn raw(
+        stage: &str,
+        plugin: &LoadedPlugin,
+        kind: DeadLetterKind,
+        reason: String,
+        r: &RawRecord,
+    ) -> Self {
         DeadLetter {
             kind,
             reason,
@@ -63,7 +69,13 @@ impl DeadLetter {
         }
     }
 
-    pub fn event(stage: &str, plugin: &LoadedPlugin, kind: DeadLetterKind, reason: String, e: &Event) -> Self {
+    pub fn event(
+        stage: &str,
+        plugin: &LoadedPlugin,
+        kind: DeadLetterKind,
+        reason: String,
+        e: &Event,
+    ) -> Self {
         DeadLetter {
             kind,
             reason,
@@ -114,7 +126,9 @@ pub fn event_from_json(text: &str) -> anyhow::Result<Event> {
         .as_object_mut()
         .and_then(|m| m.remove("kind"))
         .and_then(|k| k.as_str().map(str::to_string))
-        .context("an event needs a \"kind\" (sale, inventory, price, customer, metric, alert, forecast)")?;
+        .context(
+            "an event needs a \"kind\" (sale, inventory, price, customer, metric, alert, forecast)",
+        )?;
     let ctx = || format!("not a valid {kind} event: {text}");
     Ok(match kind.as_str() {
         "sale" => Event::Sale(serde_json::from_value(value).with_context(ctx)?),

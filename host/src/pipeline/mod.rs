@@ -57,7 +57,10 @@ impl Pipeline {
     pub fn new(stages: Vec<Stage>, sink: Box<dyn Sink>) -> Self {
         let mut consumers: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, stage) in stages.iter().enumerate() {
-            consumers.entry(stage.spec().input.clone()).or_default().push(i);
+            consumers
+                .entry(stage.spec().input.clone())
+                .or_default()
+                .push(i);
         }
         Pipeline {
             stages,

@@ -34,7 +34,8 @@ pub struct StageSpec {
     pub params: Vec<(String, String)>,
     pub limits: Limits,
     pub allowed_lateness_ms: i64,
-    /// Take a checkpoint (snapshot) after this many calls; bounds the replay log.
+    /// Take a checkpoint (snapshot) once the replay log holds this many events (each call also
+    /// counts one). Bounds the memory of the log and the replay after a failure.
     pub checkpoint_every: usize,
     /// Consecutive failures before quarantine.
     pub max_failures: u32,
@@ -111,6 +112,8 @@ pub struct Stage {
     watermark: Timestamp,
     checkpoint: State,
     replay_log: Vec<Call>,
+    /// Events plus calls in `replay_log`.
+    replay_weight: usize,
     consecutive_failures: u32,
     pub stats: StageStats,
 }
@@ -140,14 +143,13 @@ impl Stage {
                 Timestamp::MIN,
             ),
         };
-        let instance = build(&spec, &plugin, &checkpoint, watermark).map_err(|(step, error)| {
-            StartError {
+        let instance =
+            build(&spec, &plugin, &checkpoint, watermark).map_err(|(step, error)| StartError {
                 stage: spec.name.clone(),
                 plugin: format!("{}@{}", plugin.name, plugin.version),
                 step,
                 error,
-            }
-        })?;
+            })?;
         Ok(Stage {
             spec,
             plugin,
@@ -158,6 +160,7 @@ impl Stage {
             watermark,
             checkpoint,
             replay_log: Vec::new(),
+            replay_weight: 0,
             consecutive_failures: 0,
             stats: StageStats::default(),
         })
@@ -209,7 +212,9 @@ impl Stage {
     pub fn advance_to(&mut self, to: Timestamp, dead: &mut Vec<DeadLetter>) -> Vec<Event> {
         let mut out = Vec::new();
         if to > self.watermark {
-            self.max_seen = self.max_seen.max(to.saturating_add(self.spec.allowed_lateness_ms));
+            self.max_seen = self
+                .max_seen
+                .max(to.saturating_add(self.spec.allowed_lateness_ms));
             self.advance(to, &mut out, dead);
         }
         self.stats.events_out += out.len() as u64;
@@ -248,7 +253,7 @@ impl Stage {
                         )),
                     }
                 }
-                self.replay_log.push(Call::Batch(batch, self.watermark));
+                self.log(Call::Batch(batch, self.watermark));
                 out
             }
             Err(error) => {
@@ -281,15 +286,18 @@ impl Stage {
         if on_time.is_empty() {
             return out;
         }
-        let newest = on_time.iter().map(event_time).max().unwrap_or(Timestamp::MIN);
+        let newest = on_time
+            .iter()
+            .map(event_time)
+            .max()
+            .unwrap_or(Timestamp::MIN);
         let instance = self.instance.as_mut().expect("running");
         instance.set_watermark(watermark);
         match instance.process(&on_time) {
             Ok(emitted) => {
                 self.consecutive_failures = 0;
                 out = emitted;
-                self.replay_log
-                    .push(Call::Batch(Batch::Events(on_time), watermark));
+                self.log(Call::Batch(Batch::Events(on_time), watermark));
                 self.max_seen = self.max_seen.max(newest);
                 let next = self.max_seen.saturating_sub(self.spec.allowed_lateness_ms);
                 if next > self.watermark {
@@ -309,7 +317,7 @@ impl Stage {
             Ok(emitted) => {
                 self.consecutive_failures = 0;
                 self.watermark = to;
-                self.replay_log.push(Call::Watermark(to));
+                self.log(Call::Watermark(to));
                 out.extend(emitted);
             }
             Err(error) => {
@@ -325,8 +333,21 @@ impl Stage {
         }
     }
 
+    fn log(&mut self, call: Call) {
+        self.replay_weight += 1 + match &call {
+            Call::Batch(batch, _) => batch.len(),
+            Call::Watermark(_) => 0,
+        };
+        self.replay_log.push(call);
+    }
+
+    fn clear_log(&mut self) {
+        self.replay_log.clear();
+        self.replay_weight = 0;
+    }
+
     fn maybe_checkpoint(&mut self, dead: &mut Vec<DeadLetter>) {
-        if self.replay_log.len() < self.spec.checkpoint_every {
+        if self.replay_weight < self.spec.checkpoint_every {
             return;
         }
         let Some(instance) = self.instance.as_mut() else {
@@ -335,7 +356,7 @@ impl Stage {
         match instance.snapshot() {
             Ok(state) => {
                 self.checkpoint = state;
-                self.replay_log.clear();
+                self.clear_log();
             }
             Err(error) => self.fail(error, None, dead),
         }
@@ -476,7 +497,7 @@ impl Stage {
                 self.instance = Some(instance);
                 self.status = Status::Running;
                 self.checkpoint = state;
-                self.replay_log.clear();
+                self.clear_log();
                 self.consecutive_failures = 0;
                 self.stats.swaps += 1;
                 Ok(started.elapsed())
@@ -499,7 +520,7 @@ impl Stage {
     pub fn unload(&mut self) {
         if let Ok(state) = self.current_state() {
             self.checkpoint = state;
-            self.replay_log.clear();
+            self.clear_log();
         }
         self.stop(Status::Unloaded);
     }

@@ -149,9 +149,7 @@ impl PluginEngine {
             path: path.to_path_buf(),
             reason: e.to_string(),
         };
-        let mut probe = plugin
-            .instantiate(&Limits::default())
-            .map_err(probe_err)?;
+        let mut probe = plugin.instantiate(&Limits::default()).map_err(probe_err)?;
         plugin.info = probe.info().map_err(probe_err)?;
         Ok(Arc::new(plugin))
     }
@@ -164,7 +162,10 @@ impl PluginEngine {
             path: path.to_path_buf(),
             reason: format!("{e:#}"),
         };
-        let cached = self.cache_dir.as_ref().map(|d| d.join(format!("{hash}.cwasm")));
+        let cached = self
+            .cache_dir
+            .as_ref()
+            .map(|d| d.join(format!("{hash}.cwasm")));
         let from_disk = cached.as_ref().filter(|p| p.exists()).and_then(|p| {
             // SAFETY: the cache directory only holds artifacts this engine configuration
             // serialised itself; wasmtime checks the engine compatibility header on load.
@@ -176,7 +177,10 @@ impl PluginEngine {
                 let c = Component::new(&self.engine, bytes).map_err(compile_err)?;
                 if let (Some(file), Ok(artifact)) = (&cached, c.serialize()) {
                     let tmp = file.with_extension("tmp");
-                    if std::fs::write(&tmp, artifact).and_then(|_| std::fs::rename(&tmp, file)).is_err() {
+                    if std::fs::write(&tmp, artifact)
+                        .and_then(|_| std::fs::rename(&tmp, file))
+                        .is_err()
+                    {
                         tracing::warn!(path = %file.display(), "could not write the compiled-plugin cache");
                     }
                 }

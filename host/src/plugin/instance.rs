@@ -174,7 +174,10 @@ impl PluginInstance {
 
     pub fn on_watermark(&mut self, watermark: Timestamp) -> Result<Vec<Event>, PluginError> {
         self.set_watermark(watermark);
-        self.call(|b, s| b.shelfstream_plugin_plugin().call_on_watermark(s, watermark))
+        self.call(|b, s| {
+            b.shelfstream_plugin_plugin()
+                .call_on_watermark(s, watermark)
+        })
     }
 
     pub fn snapshot(&mut self) -> Result<State, PluginError> {

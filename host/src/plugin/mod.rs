@@ -5,6 +5,8 @@ pub mod bindings;
 pub mod engine;
 pub mod instance;
 
-pub use bindings::{event_kind, event_time, Event, PluginInfo, PluginKind, RawRecord, State, Timestamp};
+pub use bindings::{
+    event_kind, event_time, Event, PluginInfo, PluginKind, RawRecord, State, Timestamp,
+};
 pub use engine::{LoadError, LoadedPlugin, PluginEngine};
 pub use instance::{Limits, PluginError, PluginInstance};

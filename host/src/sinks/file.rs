@@ -60,7 +60,12 @@ impl FileSink {
 }
 
 impl Sink for FileSink {
-    fn write(&mut self, stream: &str, producer: &Producer<'_>, events: &[Event]) -> Result<(), SinkError> {
+    fn write(
+        &mut self,
+        stream: &str,
+        producer: &Producer<'_>,
+        events: &[Event],
+    ) -> Result<(), SinkError> {
         for event in events {
             let mut value = event_json(event);
             if let serde_json::Value::Object(map) = &mut value {

@@ -31,22 +31,40 @@ impl MemorySink {
     pub fn take(&self) -> Collected {
         let mut c = self.0.lock().expect("sink lock");
         let keep = c.keep;
-        std::mem::replace(&mut *c, Collected { keep, ..Collected::default() })
+        std::mem::replace(
+            &mut *c,
+            Collected {
+                keep,
+                ..Collected::default()
+            },
+        )
     }
 }
 
 impl Sink for MemorySink {
-    fn write(&mut self, stream: &str, _producer: &Producer<'_>, events: &[Event]) -> Result<(), SinkError> {
+    fn write(
+        &mut self,
+        stream: &str,
+        _producer: &Producer<'_>,
+        events: &[Event],
+    ) -> Result<(), SinkError> {
         let mut c = self.0.lock().expect("sink lock");
         *c.counts.entry(stream.to_string()).or_default() += events.len() as u64;
         if c.keep {
-            c.streams.entry(stream.to_string()).or_default().extend_from_slice(events);
+            c.streams
+                .entry(stream.to_string())
+                .or_default()
+                .extend_from_slice(events);
         }
         Ok(())
     }
 
     fn dead_letters(&mut self, dead: &[DeadLetter]) -> Result<(), SinkError> {
-        self.0.lock().expect("sink lock").dead_letters.extend_from_slice(dead);
+        self.0
+            .lock()
+            .expect("sink lock")
+            .dead_letters
+            .extend_from_slice(dead);
         Ok(())
     }
 

@@ -28,7 +28,12 @@ pub enum SinkError {
 }
 
 pub trait Sink: Send {
-    fn write(&mut self, stream: &str, producer: &Producer<'_>, events: &[Event]) -> Result<(), SinkError>;
+    fn write(
+        &mut self,
+        stream: &str,
+        producer: &Producer<'_>,
+        events: &[Event],
+    ) -> Result<(), SinkError>;
     fn dead_letters(&mut self, dead: &[DeadLetter]) -> Result<(), SinkError>;
     /// Make everything written so far durable.
     fn flush(&mut self) -> Result<(), SinkError>;

@@ -59,7 +59,10 @@ pub fn spawn(
             if let Some(error) = &error {
                 tracing::error!(source = %name, %error, "source failed");
             }
-            let _ = tx.blocking_send(Command::SourceDone { source: name, error });
+            let _ = tx.blocking_send(Command::SourceDone {
+                source: name,
+                error,
+            });
         })
 }
 
@@ -73,7 +76,12 @@ fn simulator_loop(
     use std::collections::BTreeMap;
     use std::time::{Duration, Instant};
 
-    let duration = c.duration.as_deref().map(crate::config::parse_duration).transpose().map_err(anyhow::Error::msg)?;
+    let duration = c
+        .duration
+        .as_deref()
+        .map(crate::config::parse_duration)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let start_ms = match &c.start {
         Some(s) => humantime::parse_rfc3339_weak(s)
             .map_err(|e| anyhow::anyhow!("simulator start {s:?}: {e}"))?
@@ -82,7 +90,9 @@ fn simulator_loop(
         None => {
             // End the simulated span around now, so "the last hour" queries find the data.
             let span_ms = duration.map_or(0.0, |d| d.as_secs_f64() * c.time_scale * 1_000.0);
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_millis() as i64;
             (now - span_ms as i64) / 60_000 * 60_000
         }
     };

@@ -123,7 +123,11 @@ impl Simulator {
             .collect();
         let cumulative = running_sum(products.iter().map(|p| p.popularity));
         let store_cumulative = running_sum(stores.iter().map(|s| s.traffic));
-        let rate = if config.rate > 0.0 { config.rate } else { 1_000.0 };
+        let rate = if config.rate > 0.0 {
+            config.rate
+        } else {
+            1_000.0
+        };
         Simulator {
             rng,
             stores,
@@ -177,7 +181,9 @@ impl Simulator {
     fn pick(cumulative: &[f64], rng: &mut SmallRng) -> usize {
         let total = *cumulative.last().expect("non-empty");
         let x = rng.random::<f64>() * total;
-        cumulative.partition_point(|&c| c < x).min(cumulative.len() - 1)
+        cumulative
+            .partition_point(|&c| c < x)
+            .min(cumulative.len() - 1)
     }
 
     fn pick_shelf(&mut self) -> (usize, usize, usize) {
@@ -209,7 +215,16 @@ impl Simulator {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn emit_sale(&mut self, s: usize, p: usize, i: usize, tx: &str, quantity: i32, customer: Option<String>, payment: &str) {
+    fn emit_sale(
+        &mut self,
+        s: usize,
+        p: usize,
+        i: usize,
+        tx: &str,
+        quantity: i32,
+        customer: Option<String>,
+        payment: &str,
+    ) {
         let price = self.shelves[i].price;
         let malformed = self.rng.random::<f64>() < self.malformed_rate;
         let payload = if malformed {
@@ -296,7 +311,11 @@ impl Simulator {
     fn price_change(&mut self) {
         let (s, p, i) = self.pick_shelf();
         let old = self.shelves[i].price;
-        let factor = if self.rng.random::<f64>() < 0.5 { 0.9 } else { 1.05 };
+        let factor = if self.rng.random::<f64>() < 0.5 {
+            0.9
+        } else {
+            1.05
+        };
         let new = ((self.products[p].base_price * factor * 100.0).round() / 100.0).max(0.19);
         self.shelves[i].price = new;
         let payload = serde_json::json!({
@@ -312,7 +331,11 @@ impl Simulator {
 
     fn customer_event(&mut self) {
         let (s, p, _) = self.pick_shelf();
-        let kind = if self.rng.random::<f64>() < 0.5 { "visit" } else { "view" };
+        let kind = if self.rng.random::<f64>() < 0.5 {
+            "visit"
+        } else {
+            "view"
+        };
         let products = if kind == "view" { vec![p] } else { Vec::new() };
         self.emit_customer(s, kind, products);
     }
@@ -384,7 +407,9 @@ mod tests {
     }
 
     fn take(sim: &mut Simulator, steps: usize) -> Vec<RawRecord> {
-        (0..steps).flat_map(|_| sim.step().collect::<Vec<_>>()).collect()
+        (0..steps)
+            .flat_map(|_| sim.step().collect::<Vec<_>>())
+            .collect()
     }
 
     #[test]
@@ -430,7 +455,9 @@ mod tests {
         let mut partition_of: BTreeMap<Vec<u8>, i32> = BTreeMap::new();
         let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
         for r in &records {
-            let p = *partition_of.entry(r.key.clone().unwrap()).or_insert(r.partition);
+            let p = *partition_of
+                .entry(r.key.clone().unwrap())
+                .or_insert(r.partition);
             assert_eq!(p, r.partition);
             let n = next.entry((r.topic.clone(), r.partition)).or_insert(0);
             assert_eq!(r.offset, *n);

@@ -40,11 +40,26 @@ impl Plugin for DemandForecaster {
         let mut out = Vec::new();
         for event in batch {
             let Event::Metric(m) = event else { continue };
-            let dim = |name: &str| m.dimensions.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-            let (Some(store), Some(product)) = (dim("store_id"), dim("product_id")) else { continue };
-            let Some(&(_, y)) = m.values.iter().find(|(k, _)| *k == self.value) else { continue };
-            let l = self.levels.entry((store.clone(), product.clone()))
-                .or_insert(Level { level: y, mse: 0.0, seen: 0 });
+            let dim = |name: &str| {
+                m.dimensions
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+            };
+            let (Some(store), Some(product)) = (dim("store_id"), dim("product_id")) else {
+                continue;
+            };
+            let Some(&(_, y)) = m.values.iter().find(|(k, _)| *k == self.value) else {
+                continue;
+            };
+            let l = self
+                .levels
+                .entry((store.clone(), product.clone()))
+                .or_insert(Level {
+                    level: y,
+                    mse: 0.0,
+                    seen: 0,
+                });
             if l.seen > 0 {
                 let err = y - l.level;
                 l.mse = self.alpha * err * err + (1.0 - self.alpha) * l.mse;
@@ -73,7 +88,8 @@ impl Plugin for DemandForecaster {
     }
 
     fn restore(&mut self, version: u32, data: &[u8]) -> Result<(), String> {
-        let entries: Vec<((String, String), Level)> = state::decode(Self::NAME, version, &[1], data)?;
+        let entries: Vec<((String, String), Level)> =
+            state::decode(Self::NAME, version, &[1], data)?;
         self.levels = entries.into_iter().collect();
         Ok(())
     }

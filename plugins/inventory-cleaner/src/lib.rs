@@ -48,7 +48,10 @@ pub fn clean_one(payload: &[u8]) -> Cleaned {
         return Err(format!("reason: {reason:?} is not one of {REASONS:?}"));
     }
     Ok(vec![Event::Inventory(InventoryUpdate {
-        update_id: u.update_id.filter(|s| !s.is_empty()).ok_or("update_id: missing")?,
+        update_id: u
+            .update_id
+            .filter(|s| !s.is_empty())
+            .ok_or("update_id: missing")?,
         store_id: clean::store_id(u.store_id.as_deref().ok_or("store_id: missing")?)?,
         product_id: clean::sku(u.product_id.as_deref().ok_or("product_id: missing")?)?,
         quantity_change: u.quantity_change.ok_or("quantity_change: missing")?,
@@ -67,15 +70,33 @@ mod tests {
 
     #[test]
     fn valid_and_invalid_updates() {
-        let ok = clean_one(br#"{"update_id":"U1","store_id":"s2","product_id":"sku9","quantity_change":-2,
-            "stock_level":5,"capacity":50,"reason":"SALE","timestamp":1000}"#).unwrap();
-        let Event::Inventory(u) = &ok[0] else { panic!() };
-        assert_eq!((u.store_id.as_str(), u.product_id.as_str(), u.reason.as_str()), ("S002", "SKU-00009", "sale"));
-        let err = clean_one(br#"{"update_id":"U1","store_id":"s2","product_id":"sku9","quantity_change":-2,
-            "stock_level":-5,"capacity":50,"reason":"sale","timestamp":1000}"#).unwrap_err();
+        let ok = clean_one(
+            br#"{"update_id":"U1","store_id":"s2","product_id":"sku9","quantity_change":-2,
+            "stock_level":5,"capacity":50,"reason":"SALE","timestamp":1000}"#,
+        )
+        .unwrap();
+        let Event::Inventory(u) = &ok[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                u.store_id.as_str(),
+                u.product_id.as_str(),
+                u.reason.as_str()
+            ),
+            ("S002", "SKU-00009", "sale")
+        );
+        let err = clean_one(
+            br#"{"update_id":"U1","store_id":"s2","product_id":"sku9","quantity_change":-2,
+            "stock_level":-5,"capacity":50,"reason":"sale","timestamp":1000}"#,
+        )
+        .unwrap_err();
         assert!(err.contains("stock_level"), "{err}");
-        let err = clean_one(br#"{"update_id":"U1","store_id":"s2","product_id":"sku9","quantity_change":-2,
-            "stock_level":5,"capacity":50,"reason":"theft?","timestamp":1000}"#).unwrap_err();
+        let err = clean_one(
+            br#"{"update_id":"U1","store_id":"s2","product_id":"sku9","quantity_change":-2,
+            "stock_level":5,"capacity":50,"reason":"theft?","timestamp":1000}"#,
+        )
+        .unwrap_err();
         assert!(err.contains("reason"), "{err}");
     }
 }

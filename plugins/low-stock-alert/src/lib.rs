@@ -20,7 +20,10 @@ impl Plugin for LowStockAlert {
 
     fn new(params: &mut Params) -> Result<Self, String> {
         let low_pct = params.number("low_pct", 20.0, 0.0, 100.0)?;
-        Ok(LowStockAlert { low_pct, alerting: BTreeMap::new() })
+        Ok(LowStockAlert {
+            low_pct,
+            alerting: BTreeMap::new(),
+        })
     }
 
     fn process(&mut self, batch: Vec<Event>) -> Vec<Event> {
@@ -41,8 +44,15 @@ impl Plugin for LowStockAlert {
             let reorder = (u.capacity - u.stock_level) as f64;
             alerts.push(Event::Alert(Alert {
                 rule: if out { "out_of_stock" } else { "low_stock" }.into(),
-                severity: if out { Severity::Critical } else { Severity::Warning },
-                message: format!("{} units left of {}; reorder {reorder}", u.stock_level, u.capacity),
+                severity: if out {
+                    Severity::Critical
+                } else {
+                    Severity::Warning
+                },
+                message: format!(
+                    "{} units left of {}; reorder {reorder}",
+                    u.stock_level, u.capacity
+                ),
                 evidence: vec![
                     ("stock_level".into(), u.stock_level as f64),
                     ("capacity".into(), u.capacity as f64),
@@ -64,7 +74,8 @@ impl Plugin for LowStockAlert {
     }
 
     fn restore(&mut self, version: u32, data: &[u8]) -> Result<(), String> {
-        let entries: Vec<((String, String), bool)> = state::decode(Self::NAME, version, &[1], data)?;
+        let entries: Vec<((String, String), bool)> =
+            state::decode(Self::NAME, version, &[1], data)?;
         self.alerting = entries.into_iter().collect();
         Ok(())
     }

@@ -21,19 +21,26 @@ pub struct RevenueAggregator {
 impl Plugin for RevenueAggregator {
     const NAME: &'static str = "revenue-aggregator";
     const KIND: PluginKind = PluginKind::Aggregator;
-    const DESCRIPTION: &'static str = "Revenue, units and transactions per store and product per window";
+    const DESCRIPTION: &'static str =
+        "Revenue, units and transactions per store and product per window";
 
     fn new(params: &mut Params) -> Result<Self, String> {
         let window = Tumbling::new(params.duration_ms("window", MINUTE_MS)?);
         let metric = params.get("metric", "sales_1m".to_string())?;
-        Ok(RevenueAggregator { window, metric, open: WindowStore::new() })
+        Ok(RevenueAggregator {
+            window,
+            metric,
+            open: WindowStore::new(),
+        })
     }
 
     fn process(&mut self, batch: Vec<Event>) -> Vec<Event> {
         for event in batch {
             let Event::Sale(s) = event else { continue };
             let key = (s.store_id, s.product_id);
-            let t = self.open.entry(self.window.assign(s.timestamp), key, Totals::default);
+            let t = self
+                .open
+                .entry(self.window.assign(s.timestamp), key, Totals::default);
             t.revenue += s.total_amount;
             t.units += s.quantity as i64;
             t.lines += 1;
@@ -46,21 +53,29 @@ impl Plugin for RevenueAggregator {
 
     fn on_watermark(&mut self, watermark: Timestamp) -> Vec<Event> {
         let close = self.open.close(watermark).into_iter();
-        close.map(|(w, (store, product), t)| {
-            Event::Metric(MetricRow {
-                metric: self.metric.clone(),
-                window_start: w.start,
-                window_end: w.end,
-                dimensions: vec![("store_id".into(), store), ("product_id".into(), product)],
-                values: vec![
-                    ("total_revenue".into(), clean::cents(t.revenue)),
-                    ("units_sold".into(), t.units as f64),
-                    ("transaction_count".into(), t.transactions.len() as f64),
-                    ("avg_unit_price".into(), if t.units == 0 { 0.0 } else { clean::cents(t.revenue / t.units as f64) }),
-                ],
+        close
+            .map(|(w, (store, product), t)| {
+                Event::Metric(MetricRow {
+                    metric: self.metric.clone(),
+                    window_start: w.start,
+                    window_end: w.end,
+                    dimensions: vec![("store_id".into(), store), ("product_id".into(), product)],
+                    values: vec![
+                        ("total_revenue".into(), clean::cents(t.revenue)),
+                        ("units_sold".into(), t.units as f64),
+                        ("transaction_count".into(), t.transactions.len() as f64),
+                        (
+                            "avg_unit_price".into(),
+                            if t.units == 0 {
+                                0.0
+                            } else {
+                                clean::cents(t.revenue / t.units as f64)
+                            },
+                        ),
+                    ],
+                })
             })
-        })
-        .collect()
+            .collect()
     }
 
     fn snapshot(&self) -> Vec<u8> {

@@ -54,20 +54,35 @@ impl SalesCleaner {
             return Err("items: empty transaction".into());
         }
         let customer_id = tx.customer_id.filter(|c| !c.trim().is_empty());
-        let payment_method = tx.payment_method.unwrap_or_else(|| "unknown".into()).to_lowercase();
+        let payment_method = tx
+            .payment_method
+            .unwrap_or_else(|| "unknown".into())
+            .to_lowercase();
         items
             .into_iter()
             .enumerate()
             .map(|(i, item)| {
-                let product_id = clean::sku(&required(item.product_id, "product_id").map_err(|e| format!("items[{i}].{e}"))?)
-                    .map_err(|e| format!("items[{i}].{e}"))?;
-                let quantity = item.quantity.ok_or(format!("items[{i}].quantity: missing"))?;
+                let product_id = clean::sku(
+                    &required(item.product_id, "product_id")
+                        .map_err(|e| format!("items[{i}].{e}"))?,
+                )
+                .map_err(|e| format!("items[{i}].{e}"))?;
+                let quantity = item
+                    .quantity
+                    .ok_or(format!("items[{i}].quantity: missing"))?;
                 if quantity == 0 || quantity.abs() > self.max_quantity {
-                    return Err(format!("items[{i}].quantity: {quantity} is outside ±1..{}", self.max_quantity));
+                    return Err(format!(
+                        "items[{i}].quantity: {quantity} is outside ±1..{}",
+                        self.max_quantity
+                    ));
                 }
-                let unit_price = item.unit_price.ok_or(format!("items[{i}].unit_price: missing"))?;
+                let unit_price = item
+                    .unit_price
+                    .ok_or(format!("items[{i}].unit_price: missing"))?;
                 if !unit_price.is_finite() || unit_price < 0.0 {
-                    return Err(format!("items[{i}].unit_price: {unit_price} is not a price"));
+                    return Err(format!(
+                        "items[{i}].unit_price: {unit_price} is not a price"
+                    ));
                 }
                 let unit_price = clean::cents(unit_price);
                 Ok(Event::Sale(Sale {
@@ -108,13 +123,22 @@ mod tests {
 
     #[test]
     fn lines_become_sales_with_normalised_ids() {
-        let out = clean(r#"{"transaction_id":"T1","store_id":"s7","timestamp":"2026-11-22T10:00:00+01:00",
+        let out = clean(
+            r#"{"transaction_id":"T1","store_id":"s7","timestamp":"2026-11-22T10:00:00+01:00",
             "payment_method":"CARD","items":[{"product_id":"sku42","quantity":2,"unit_price":1.005},
-            {"product_id":"SKU-00007","quantity":-1,"unit_price":3.5}]}"#).unwrap();
+            {"product_id":"SKU-00007","quantity":-1,"unit_price":3.5}]}"#,
+        )
+        .unwrap();
         assert_eq!(out.len(), 2);
         let Event::Sale(s) = &out[0] else { panic!() };
-        assert_eq!((s.store_id.as_str(), s.product_id.as_str()), ("S007", "SKU-00042"));
-        assert_eq!(s.timestamp, parse_rfc3339_ms("2026-11-22T09:00:00Z").unwrap());
+        assert_eq!(
+            (s.store_id.as_str(), s.product_id.as_str()),
+            ("S007", "SKU-00042")
+        );
+        assert_eq!(
+            s.timestamp,
+            parse_rfc3339_ms("2026-11-22T09:00:00Z").unwrap()
+        );
         assert_eq!(s.payment_method, "card");
         let Event::Sale(r) = &out[1] else { panic!() };
         assert_eq!((r.quantity, r.total_amount, r.line), (-1, -3.5, 1));
@@ -124,12 +148,30 @@ mod tests {
     fn rejections_name_the_field() {
         let cases = [
             ("not json", "invalid JSON"),
-            (r#"{"store_id":"S1","timestamp":0,"items":[]}"#, "transaction_id: missing"),
-            (r#"{"transaction_id":"T","store_id":"S1","timestamp":0,"items":[]}"#, "items: empty"),
-            (r#"{"transaction_id":"T","store_id":"S1","timestamp":"soon","items":[{}]}"#, "timestamp"),
-            (r#"{"transaction_id":"T","store_id":"S1","timestamp":0,"items":[{"product_id":"SKU-1","quantity":0,"unit_price":1}]}"#, "items[0].quantity"),
-            (r#"{"transaction_id":"T","store_id":"S1","timestamp":0,"items":[{"product_id":"SKU-1","quantity":1,"unit_price":-2}]}"#, "items[0].unit_price"),
-            (r#"{"transaction_id":"T","store_id":"??","timestamp":0,"items":[{"product_id":"SKU-1","quantity":1,"unit_price":2}]}"#, "store_id"),
+            (
+                r#"{"store_id":"S1","timestamp":0,"items":[]}"#,
+                "transaction_id: missing",
+            ),
+            (
+                r#"{"transaction_id":"T","store_id":"S1","timestamp":0,"items":[]}"#,
+                "items: empty",
+            ),
+            (
+                r#"{"transaction_id":"T","store_id":"S1","timestamp":"soon","items":[{}]}"#,
+                "timestamp",
+            ),
+            (
+                r#"{"transaction_id":"T","store_id":"S1","timestamp":0,"items":[{"product_id":"SKU-1","quantity":0,"unit_price":1}]}"#,
+                "items[0].quantity",
+            ),
+            (
+                r#"{"transaction_id":"T","store_id":"S1","timestamp":0,"items":[{"product_id":"SKU-1","quantity":1,"unit_price":-2}]}"#,
+                "items[0].unit_price",
+            ),
+            (
+                r#"{"transaction_id":"T","store_id":"??","timestamp":0,"items":[{"product_id":"SKU-1","quantity":1,"unit_price":2}]}"#,
+                "store_id",
+            ),
         ];
         for (json, reason) in cases {
             let err = clean(json).unwrap_err();

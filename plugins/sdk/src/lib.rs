@@ -48,8 +48,8 @@ pub mod bindings {
 }
 
 pub use bindings::shelfstream::plugin::types::{
-    Alert, Cleaned, CustomerEvent, Event, Forecast, InventoryUpdate, MetricRow, PluginInfo, PluginKind,
-    PriceChange, RawRecord, Sale, Severity, State, Timestamp,
+    Alert, Cleaned, CustomerEvent, Event, Forecast, InventoryUpdate, MetricRow, PluginInfo,
+    PluginKind, PriceChange, RawRecord, Sale, Severity, State, Timestamp,
 };
 pub use params::Params;
 pub use window::{Hopping, Tumbling, Window, WindowStore};
@@ -131,7 +131,10 @@ pub mod log {
         ($name:ident, $level:ident) => {
             pub fn $name(message: &str) {
                 #[cfg(target_arch = "wasm32")]
-                emit(crate::bindings::shelfstream::plugin::host::LogLevel::$level, message);
+                emit(
+                    crate::bindings::shelfstream::plugin::host::LogLevel::$level,
+                    message,
+                );
                 #[cfg(not(target_arch = "wasm32"))]
                 let _ = message;
             }
@@ -200,7 +203,7 @@ macro_rules! export_plugin {
                 }
             }
 
-            $crate::bindings::export_bindings!(Component with_types_in $crate::bindings);
+    $crate::bindings::export_bindings!(Component with_types_in $crate::bindings);
         };
     };
 }
@@ -220,7 +223,12 @@ pub mod clean {
         canonical_id(raw, &["SKU", "P"], "SKU-", 5).map_err(|why| format!("product_id: {why}"))
     }
 
-    fn canonical_id(raw: &str, prefixes: &[&str], prefix: &str, width: usize) -> Result<String, String> {
+    fn canonical_id(
+        raw: &str,
+        prefixes: &[&str],
+        prefix: &str,
+        width: usize,
+    ) -> Result<String, String> {
         let upper = raw.trim().to_ascii_uppercase();
         let mut rest = upper.as_str();
         for p in prefixes {
@@ -233,7 +241,9 @@ pub mod clean {
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 9 {
             return Err(format!("{raw:?} is not a valid identifier"));
         }
-        let n: u64 = digits.parse().map_err(|_| format!("{raw:?} is not a valid identifier"))?;
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("{raw:?} is not a valid identifier"))?;
         Ok(format!("{prefix}{n:0width$}"))
     }
 
@@ -247,7 +257,9 @@ pub mod clean {
     pub fn timestamp(value: Option<&serde_json::Value>) -> Result<Timestamp, String> {
         match value {
             None | Some(serde_json::Value::Null) => Err("timestamp: missing".into()),
-            Some(serde_json::Value::String(s)) => parse_rfc3339_ms(s).map_err(|e| format!("timestamp: {e}")),
+            Some(serde_json::Value::String(s)) => {
+                parse_rfc3339_ms(s).map_err(|e| format!("timestamp: {e}"))
+            }
             Some(serde_json::Value::Number(n)) => n
                 .as_i64()
                 .ok_or_else(|| format!("timestamp: {n} is not whole milliseconds")),

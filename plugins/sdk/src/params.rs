@@ -60,9 +60,7 @@ impl Params {
     pub fn duration_ms(&mut self, name: &str, default_ms: i64) -> Result<i64, String> {
         match self.raw(name) {
             None => Ok(default_ms),
-            Some(v) => {
-                parse_duration_ms(v).map_err(|e| format!("parameter {name}={v:?}: {e}"))
-            }
+            Some(v) => parse_duration_ms(v).map_err(|e| format!("parameter {name}={v:?}: {e}")),
         }
     }
 
@@ -103,7 +101,11 @@ pub fn parse_duration_ms(text: &str) -> Result<i64, String> {
         "m" | "min" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        other => return Err(format!("unknown duration unit {other:?} (use ms, s, m, h, d)")),
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} (use ms, s, m, h, d)"
+            ))
+        }
     };
     match n.checked_mul(scale) {
         Some(ms) if ms > 0 => Ok(ms),
@@ -136,7 +138,10 @@ mod tests {
     fn bad_values_name_the_parameter() {
         let mut p = params(&[("threshold", "2"), ("window", "5 weeks"), ("n", "x")]);
         let e = p.number("threshold", 0.1, 0.0, 1.0).unwrap_err();
-        assert!(e.contains("threshold=2") && e.contains("out of range"), "{e}");
+        assert!(
+            e.contains("threshold=2") && e.contains("out of range"),
+            "{e}"
+        );
         let e = p.duration_ms("window", 1).unwrap_err();
         assert!(e.contains("window") && e.contains("unit"), "{e}");
         let e = p.get::<u32>("n", 1).unwrap_err();
@@ -148,7 +153,10 @@ mod tests {
         let mut p = params(&[("threshold", "0.5"), ("treshold", "0.5")]);
         p.number("threshold", 0.1, 0.0, 1.0).unwrap();
         let e = p.finish().unwrap_err();
-        assert!(e.contains("treshold") && e.contains("accepts: threshold"), "{e}");
+        assert!(
+            e.contains("treshold") && e.contains("accepts: threshold"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -15,7 +15,9 @@ impl<P: Plugin> Slot<P> {
 
     pub fn configure(&mut self, params: Vec<(String, String)>) -> Result<(), String> {
         // A panic aborts the instance; log its message first so the host can say why.
-        std::panic::set_hook(Box::new(|info| crate::log::error(&format!("panic: {info}"))));
+        std::panic::set_hook(Box::new(|info| {
+            crate::log::error(&format!("panic: {info}"))
+        }));
         self.0 = Some(new_plugin::<P>(params)?);
         Ok(())
     }

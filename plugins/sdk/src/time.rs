@@ -114,7 +114,15 @@ pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 #[cfg(test)]
@@ -124,8 +132,14 @@ mod tests {
     #[test]
     fn parses_utc_offsets_and_fractions() {
         assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z").unwrap(), 0);
-        assert_eq!(parse_rfc3339_ms("2000-03-01T00:00:00Z").unwrap(), 951_868_800_000);
-        assert_eq!(parse_rfc3339_ms("2026-11-22T10:15:30.25Z").unwrap() % 1000, 250);
+        assert_eq!(
+            parse_rfc3339_ms("2000-03-01T00:00:00Z").unwrap(),
+            951_868_800_000
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-22T10:15:30.25Z").unwrap() % 1000,
+            250
+        );
         assert_eq!(
             parse_rfc3339_ms("2026-11-22T11:15:30+01:00").unwrap(),
             parse_rfc3339_ms("2026-11-22 10:15:30").unwrap()
@@ -135,7 +149,13 @@ mod tests {
 
     #[test]
     fn rejects_nonsense() {
-        for bad in ["", "yesterday", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-11-22T10:15:30Q"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-11-22T10:15:30Q",
+        ] {
             assert!(parse_rfc3339_ms(bad).is_err(), "{bad}");
         }
     }

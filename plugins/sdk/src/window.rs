@@ -154,10 +154,34 @@ mod tests {
     #[test]
     fn tumbling_aligns_to_the_epoch_including_negative_times() {
         let t = Tumbling::new(60_000);
-        assert_eq!(t.assign(0), Window { start: 0, end: 60_000 });
-        assert_eq!(t.assign(59_999), Window { start: 0, end: 60_000 });
-        assert_eq!(t.assign(60_000), Window { start: 60_000, end: 120_000 });
-        assert_eq!(t.assign(-1), Window { start: -60_000, end: 0 });
+        assert_eq!(
+            t.assign(0),
+            Window {
+                start: 0,
+                end: 60_000
+            }
+        );
+        assert_eq!(
+            t.assign(59_999),
+            Window {
+                start: 0,
+                end: 60_000
+            }
+        );
+        assert_eq!(
+            t.assign(60_000),
+            Window {
+                start: 60_000,
+                end: 120_000
+            }
+        );
+        assert_eq!(
+            t.assign(-1),
+            Window {
+                start: -60_000,
+                end: 0
+            }
+        );
     }
 
     #[test]
@@ -169,7 +193,10 @@ mod tests {
             vec![
                 Window { start: 0, end: 60 },
                 Window { start: 20, end: 80 },
-                Window { start: 40, end: 100 },
+                Window {
+                    start: 40,
+                    end: 100
+                },
             ]
         );
         for w in &ws {
@@ -185,7 +212,10 @@ mod tests {
         for (ts, key) in [(3, "b"), (5, "a"), (12, "a"), (25, "c"), (7, "b")] {
             *s.entry(t.assign(ts), key.to_string(), || 0) += 1;
         }
-        assert!(s.close(9).is_empty(), "window [0,10) is open until the watermark reaches 10");
+        assert!(
+            s.close(9).is_empty(),
+            "window [0,10) is open until the watermark reaches 10"
+        );
         let closed = s.close(20);
         let got: Vec<(i64, &str, u32)> = closed
             .iter()

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test command: build every plugin and test fixture into components, then run all tests
+# (SDK and plugin unit tests natively; harness, isolation, hot-swap and end-to-end tests against
+# the built components).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+plugins/build.sh --fixtures
+cargo test --release --workspace "$@"
