@@ -221,3 +221,53 @@ fn test_plugin_prints_outputs_dead_letters_and_state() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown parameter(s) max_qty"));
 }
+
+#[test]
+fn ndjson_from_stdin_runs_through_the_chain() {
+    use std::io::Write;
+    let data = tempfile::tempdir().unwrap();
+    let mut child = host()
+        .args([
+            "run",
+            "--no-watch",
+            "--quiet",
+            "--close-windows-at-end",
+            "--input",
+            "-",
+            "--plugins",
+        ])
+        .arg(repo().join("plugins"))
+        .arg("--data-dir")
+        .arg(data.path())
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for (i, ts) in ["10:00:05", "10:00:30", "10:01:10"].iter().enumerate() {
+        writeln!(
+            stdin,
+            r#"{{"transaction_id":"T{i}","store_id":"S001","timestamp":"2026-11-22T{ts}Z","items":[{{"product_id":"SKU-00001","quantity":2,"unit_price":1.5}}]}}"#
+        )
+        .unwrap();
+    }
+    writeln!(stdin, "not json").unwrap();
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    assert_eq!(stream_rows(data.path(), "sales").len(), 3);
+    let minutes = stream_rows(data.path(), "sales_1m");
+    assert_eq!(minutes.len(), 2, "{minutes:?}");
+    assert!(
+        minutes
+            .iter()
+            .any(|m| m
+                .contains(r#"["total_revenue",6.0],["units_sold",4.0],["transaction_count",2.0]"#)),
+        "{minutes:?}"
+    );
+    let dead = stream_rows(data.path(), "dead_letters");
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0].contains("invalid JSON") && dead[0].contains(r#""offset":3"#),
+        "{dead:?}"
+    );
+}

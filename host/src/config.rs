@@ -215,6 +215,28 @@ impl PipelineConfig {
             .collect()
     }
 
+    /// Drop the stages that nothing feeds (their input topic has no source, directly or through
+    /// other stages). Used when the command line replaces the sources, e.g. `--input` of one
+    /// topic. Returns the names of the dropped stages.
+    pub fn prune_unfed_stages(&mut self) -> Vec<String> {
+        let mut fed: HashSet<String> = self.source_topics();
+        loop {
+            let before = fed.len();
+            for s in &self.stages {
+                if fed.contains(&s.input) {
+                    fed.insert(s.output.clone());
+                }
+            }
+            if fed.len() == before {
+                break;
+            }
+        }
+        let (keep, drop): (Vec<_>, Vec<_>) =
+            self.stages.drain(..).partition(|s| fed.contains(&s.input));
+        self.stages = keep;
+        drop.into_iter().map(|s| s.name).collect()
+    }
+
     /// Validated stage specs in dependency order (producers before consumers).
     pub fn stage_specs(&self) -> Result<Vec<StageSpec>, ConfigError> {
         let invalid = |m: String| ConfigError::Invalid(m);
@@ -395,6 +417,28 @@ mod tests {
         "#;
         let err = PipelineConfig::parse(text).unwrap_err().to_string();
         assert!(err.contains("\"agg\" reads stream \"sales\""), "{err}");
+    }
+
+    #[test]
+    fn stages_without_input_can_be_pruned() {
+        let mut config = PipelineConfig::parse(DEFAULT_PIPELINE).unwrap();
+        config.sources = vec![SourceConfig::Ndjson(NdjsonConfig {
+            name: "in".into(),
+            path: "-".into(),
+            topic: "retail-inventory-updates".into(),
+        })];
+        let dropped = config.prune_unfed_stages();
+        assert!(
+            dropped.contains(&"clean-sales".to_string())
+                && dropped.contains(&"forecast".to_string())
+        );
+        let names: Vec<String> = config
+            .stage_specs()
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, vec!["clean-inventory", "low-stock"]);
     }
 
     #[test]

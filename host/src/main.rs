@@ -126,6 +126,9 @@ fn run_command(args: RunArgs) -> Result<()> {
             path,
             topic: args.topic,
         })];
+        for stage in config.prune_unfed_stages() {
+            tracing::info!(%stage, "stage has no input in this run; not started");
+        }
     }
     for source in &mut config.sources {
         if let SourceConfig::Simulator(sim) = source {

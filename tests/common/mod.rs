@@ -135,14 +135,11 @@ pub fn pipeline_config(
 /// A copy of the shipped plugins in a fresh folder (tests that change plugin files).
 pub fn plugins_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for name in [
-        "sales-cleaner",
-        "inventory-cleaner",
-        "revenue-aggregator",
-        "low-stock-alert",
-        "demand-forecaster",
-    ] {
-        std::fs::copy(plugin(name), dir.path().join(format!("{name}.wasm"))).unwrap();
+    for entry in std::fs::read_dir(repo().join("plugins")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "wasm") {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
     }
     dir
 }

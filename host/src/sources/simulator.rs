@@ -104,7 +104,7 @@ impl Simulator {
                     category,
                     base_price: (price_dist.sample(&mut rng) * 100.0f64).round().max(19.0) / 100.0,
                     popularity: 1.0 / (i as f64).powf(0.8),
-                    lead_time_ms: rng.random_range(30..240) * 60_000,
+                    lead_time_ms: rng.random_range(10..120) * 60_000,
                 }
             })
             .collect();
@@ -401,6 +401,7 @@ mod tests {
             seed,
             stores: 3,
             products: 20,
+            time_scale: 3_600.0, // 1.8 simulated seconds per step: restocks arrive within the test
             ..SimulatorConfig::default()
         };
         Simulator::new(&config, 1_700_000_000_000)
