@@ -9,9 +9,9 @@ wasmtime::component::bindgen!({
     additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
 });
 
-pub use exports::shelfstream::plugin::plugin::Guest as PluginExports;
-pub use shelfstream::plugin::host::{Host, LogLevel};
-pub use shelfstream::plugin::types::{
+pub use self::exports::shelfstream::plugin::plugin::Guest as PluginExports;
+pub use self::shelfstream::plugin::host::{Host, LogLevel};
+pub use self::shelfstream::plugin::types::{
     Alert, Cleaned, CustomerEvent, Event, Forecast, InventoryUpdate, MetricRow, PluginInfo,
     PluginKind, PriceChange, RawRecord, Sale, Severity, State, Timestamp,
 };
