@@ -5,4 +5,6 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 plugins/build.sh --fixtures
+# Real services for the service tests (installed on first use, left running).
+tests/services/start.sh clickhouse
 cargo test --release --workspace "$@"

@@ -40,6 +40,8 @@ pub struct PipelineConfig {
     pub sources: Vec<SourceConfig>,
     #[serde(default, rename = "stage")]
     pub stages: Vec<StageConfig>,
+    /// Also write outputs and dead letters to ClickHouse (see `sql/schema.sql`).
+    pub clickhouse: Option<crate::sinks::clickhouse::ClickHouseConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

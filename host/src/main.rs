@@ -29,6 +29,12 @@ enum Command {
     Run(RunArgs),
     /// Run one plugin on an NDJSON file and print what it emits.
     TestPlugin(TestPluginArgs),
+    /// Apply sql/schema.sql to the ClickHouse of the config's [clickhouse] section (idempotent).
+    Migrate {
+        /// Pipeline config with a [clickhouse] section; default: http://127.0.0.1:8123, database retail.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -109,6 +115,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Run(args) => run_command(args),
         Command::TestPlugin(args) => test_plugin(args),
+        Command::Migrate { config } => migrate(config),
     }
 }
 
@@ -165,6 +172,27 @@ fn run_command(args: RunArgs) -> Result<()> {
     if !report.source_errors.is_empty() {
         bail!("{} source(s) failed", report.source_errors.len());
     }
+    Ok(())
+}
+
+fn migrate(config: Option<PathBuf>) -> Result<()> {
+    let ch = match config {
+        Some(path) => PipelineConfig::load(Some(&path))?
+            .clickhouse
+            .unwrap_or_default(),
+        None => Default::default(),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    let applied = runtime
+        .block_on(shelfstream::sinks::clickhouse::migrate(
+            &ch.client(),
+            &ch.database,
+        ))
+        .with_context(|| format!("applying sql/schema.sql to {}", ch.url))?;
+    eprintln!(
+        "applied {applied} statements of sql/schema.sql to {} (database {})",
+        ch.url, ch.database
+    );
     Ok(())
 }
 

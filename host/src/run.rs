@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use crate::config::PipelineConfig;
 use crate::pipeline::{Batch, Pipeline, Stage, StageCheckpoint};
 use crate::plugin::{LoadedPlugin, PluginEngine};
-use crate::sinks::FileSink;
+use crate::sinks::{clickhouse, Fanout, FileSink, Sink};
 use crate::sources::{self, SourceBatch, StopFlag};
 
 /// Everything the pipeline thread is told, in order.
@@ -161,8 +161,27 @@ pub async fn run(
         }
         stages.push(Stage::start(spec, plugin.clone(), checkpoint)?);
     }
-    let sink = FileSink::new(&data_dir.join("out"))?;
-    let pipeline = Pipeline::new(stages, Box::new(sink));
+    let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(FileSink::new(&data_dir.join("out"))?)];
+    if let Some(ch) = &opts.config.clickhouse {
+        let client = ch.client();
+        let applied = clickhouse::migrate(&client, &ch.database)
+            .await
+            .with_context(|| format!("applying sql/schema.sql to ClickHouse at {}", ch.url))?;
+        tracing::info!(url = %ch.url, statements = applied, "ClickHouse schema applied");
+        for source in &opts.config.sources {
+            if let crate::config::SourceConfig::Simulator(sim) = source {
+                let sim = crate::sources::simulator::Simulator::new(sim, 0);
+                let (stores, products) = clickhouse::load_dimensions(&client, &ch.database, &sim)
+                    .await
+                    .context("loading store and product dimensions into ClickHouse")?;
+                tracing::info!(stores, products, "dimensions loaded into ClickHouse");
+            }
+        }
+        let sink = clickhouse::ClickHouseSink::new(ch.clone(), tokio::runtime::Handle::current())
+            .map_err(anyhow::Error::msg)?;
+        sinks.push(Box::new(sink));
+    }
+    let pipeline = Pipeline::new(stages, Box::new(Fanout(sinks)));
 
     let (tx, rx) = mpsc::channel::<Command>(8);
     let stop = StopFlag::default();
@@ -225,14 +244,20 @@ pub async fn run(
     for t in source_threads {
         let _ = t.join();
     }
-    pipeline.flush_sink().context("flushing outputs")?;
-    let stages = pipeline.save().context("saving plugin state")?;
-    SavedState {
-        sources: positions,
-        stages,
-    }
-    .store(&data_dir)?;
-    report.dead_letters = pipeline.dead_letters;
+    // Sinks may block on their own I/O (ClickHouse retries): not on a runtime thread.
+    let saved_to = data_dir.clone();
+    let dead_letters = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
+        pipeline.flush_sink().context("flushing outputs")?;
+        let stages = pipeline.save().context("saving plugin state")?;
+        SavedState {
+            sources: positions,
+            stages,
+        }
+        .store(&saved_to)?;
+        Ok(pipeline.dead_letters)
+    })
+    .await??;
+    report.dead_letters = dead_letters;
     tracing::info!(state = %SavedState::path(&data_dir).display(), "state saved");
     Ok(report)
 }

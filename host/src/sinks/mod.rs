@@ -1,6 +1,7 @@
 //! Where results go. A sink receives each stage's output under its stream name, with the
 //! producing plugin and version (provenance), and the dead letters.
 
+pub mod clickhouse;
 pub mod file;
 pub mod memory;
 
@@ -37,4 +38,28 @@ pub trait Sink: Send {
     fn dead_letters(&mut self, dead: &[DeadLetter]) -> Result<(), SinkError>;
     /// Make everything written so far durable.
     fn flush(&mut self) -> Result<(), SinkError>;
+}
+
+/// Several sinks as one: each batch goes to every sink, in order.
+pub struct Fanout(pub Vec<Box<dyn Sink>>);
+
+impl Sink for Fanout {
+    fn write(
+        &mut self,
+        stream: &str,
+        producer: &Producer<'_>,
+        events: &[Event],
+    ) -> Result<(), SinkError> {
+        self.0
+            .iter_mut()
+            .try_for_each(|s| s.write(stream, producer, events))
+    }
+
+    fn dead_letters(&mut self, dead: &[DeadLetter]) -> Result<(), SinkError> {
+        self.0.iter_mut().try_for_each(|s| s.dead_letters(dead))
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.0.iter_mut().try_for_each(|s| s.flush())
+    }
 }

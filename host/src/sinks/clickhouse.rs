@@ -1,0 +1,432 @@
+//! The ClickHouse sink: plugin outputs and dead letters into the `retail` tables of `sql/schema.sql`.
+//!
+//! Rows are buffered per table as JSONEachRow and inserted when `batch_rows` rows are waiting or
+//! `flush_interval` has passed, and on every `flush`. A failed insert is retried with exponential
+//! backoff for as long as it takes: the pipeline thread waits, sources block on the full channel,
+//! and nothing is dropped (backpressure). Tables are ReplacingMergeTree keyed by each row's
+//! deterministic identity, so rows written again after a crash collapse (see `sql/schema.sql`).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use clickhouse::Client;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::{Producer, Sink, SinkError};
+use crate::pipeline::DeadLetter;
+use crate::plugin::bindings::{Event, MetricRow};
+
+/// The schema, applied by `host migrate` and at start.
+pub const SCHEMA: &str = include_str!("../../../sql/schema.sql");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseConfig {
+    /// HTTP endpoint, e.g. `http://127.0.0.1:8123`.
+    pub url: String,
+    pub database: String,
+    pub user: String,
+    pub password: String,
+    /// Insert when this many rows are buffered.
+    pub batch_rows: usize,
+    /// ... or when the oldest buffered row is this old.
+    pub flush_interval: String,
+    /// Which table each metric family goes to.
+    pub metric_tables: BTreeMap<String, String>,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        ClickHouseConfig {
+            url: "http://127.0.0.1:8123".into(),
+            database: "retail".into(),
+            user: "default".into(),
+            password: String::new(),
+            batch_rows: 5_000,
+            flush_interval: "1s".into(),
+            metric_tables: BTreeMap::from([
+                ("sales_1m".into(), "spark_sales_metrics".into()),
+                ("sales_1h".into(), "spark_sales_metrics".into()),
+                ("inventory_1m".into(), "spark_inventory_metrics".into()),
+            ]),
+        }
+    }
+}
+
+impl ClickHouseConfig {
+    pub fn client(&self) -> Client {
+        Client::default()
+            .with_url(&self.url)
+            .with_user(&self.user)
+            .with_password(&self.password)
+            .with_validation(false)
+            .with_compression(clickhouse::Compression::None)
+            .with_setting("input_format_skip_unknown_fields", "1")
+    }
+}
+
+/// Apply `sql/schema.sql` (idempotent) to `database` (the schema's `retail`, or another name,
+/// e.g. one per test).
+pub async fn migrate(client: &Client, database: &str) -> Result<usize, clickhouse::error::Error> {
+    let mut applied = 0;
+    for statement in statements(SCHEMA) {
+        let statement = statement
+            .replace("retail.", &format!("{database}."))
+            .replace(
+                "DATABASE IF NOT EXISTS retail",
+                &format!("DATABASE IF NOT EXISTS {database}"),
+            );
+        client.query(&statement).execute().await?;
+        applied += 1;
+    }
+    Ok(applied)
+}
+
+/// Load the simulator's stores and products into `dim_store` and `dim_product` (idempotent:
+/// ReplacingMergeTree on the keys).
+pub async fn load_dimensions(
+    client: &Client,
+    database: &str,
+    sim: &crate::sources::simulator::Simulator,
+) -> Result<(usize, usize), clickhouse::error::Error> {
+    let mut stores = Vec::new();
+    for (i, s) in sim.stores.iter().enumerate() {
+        let row = json!({"store_key": i + 1, "store_id": s.id, "store_name": format!("{} {}", s.city, s.id), "city": s.city});
+        serde_json::to_writer(&mut stores, &row).expect("serialise");
+        stores.push(b'\n');
+    }
+    let mut products = Vec::new();
+    for p in &sim.products {
+        let row = json!({"product_key": product_key(&p.sku), "sku": p.sku, "product_name": p.name,
+            "category": p.category, "base_price": p.base_price});
+        serde_json::to_writer(&mut products, &row).expect("serialise");
+        products.push(b'\n');
+    }
+    for (table, body) in [("dim_store", stores), ("dim_product", products)] {
+        let mut insert = client
+            .insert_formatted_with(format!("INSERT INTO {database}.{table} FORMAT JSONEachRow"));
+        insert.send(bytes::Bytes::from(body)).await?;
+        insert.end().await?;
+    }
+    Ok((sim.stores.len(), sim.products.len()))
+}
+
+/// The statements of a SQL file: `;`-terminated, `--` comments removed.
+pub fn statements(sql: &str) -> Vec<String> {
+    let text: String = sql
+        .lines()
+        .map(|l| l.split("--").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    text.split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+pub struct ClickHouseSink {
+    config: ClickHouseConfig,
+    client: Client,
+    runtime: tokio::runtime::Handle,
+    buffers: BTreeMap<String, (usize, Vec<u8>)>,
+    buffered: usize,
+    oldest: Option<Instant>,
+    flush_interval: Duration,
+    warned_metrics: std::collections::BTreeSet<String>,
+    pub rows_written: u64,
+}
+
+impl ClickHouseSink {
+    /// `runtime`: where the async client runs; the sink itself is called from the pipeline thread.
+    pub fn new(config: ClickHouseConfig, runtime: tokio::runtime::Handle) -> Result<Self, String> {
+        let flush_interval = crate::config::parse_duration(&config.flush_interval)?;
+        Ok(ClickHouseSink {
+            client: config.client(),
+            config,
+            runtime,
+            buffers: BTreeMap::new(),
+            buffered: 0,
+            oldest: None,
+            flush_interval,
+            warned_metrics: Default::default(),
+            rows_written: 0,
+        })
+    }
+
+    fn push_row(&mut self, table: &str, row: &Value) {
+        let (count, buf) = self.buffers.entry(table.to_string()).or_default();
+        serde_json::to_writer(&mut *buf, row).expect("rows serialise");
+        buf.push(b'\n');
+        *count += 1;
+        self.buffered += 1;
+        self.oldest.get_or_insert_with(Instant::now);
+    }
+
+    fn maybe_flush(&mut self) -> Result<(), SinkError> {
+        let due = self
+            .oldest
+            .is_some_and(|t| t.elapsed() >= self.flush_interval);
+        if self.buffered >= self.config.batch_rows || due {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Insert one table's rows, retrying with backoff until ClickHouse accepts them.
+    fn insert(&self, table: &str, rows: usize, body: Vec<u8>) {
+        let sql = format!(
+            "INSERT INTO {}.{table} FORMAT JSONEachRow",
+            self.config.database
+        );
+        let body = bytes::Bytes::from(body);
+        let mut backoff = Duration::from_millis(100);
+        let mut attempt = 1u32;
+        loop {
+            let result = self.runtime.block_on(async {
+                let mut insert = self.client.insert_formatted_with(sql.clone());
+                insert.send(body.clone()).await?;
+                insert.end().await
+            });
+            match result {
+                Ok(()) => {
+                    if attempt > 1 {
+                        tracing::info!(
+                            table,
+                            rows,
+                            attempt,
+                            "ClickHouse insert succeeded after retries"
+                        );
+                    }
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(table, rows, attempt, retry_in_ms = backoff.as_millis() as u64, %error,
+                        "ClickHouse insert failed; retrying (the pipeline waits, nothing is dropped)");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    fn metric_row(&mut self, m: &MetricRow, p: &Producer<'_>) -> Option<(String, Value)> {
+        let Some(table) = self.config.metric_tables.get(&m.metric).cloned() else {
+            if self.warned_metrics.insert(m.metric.clone()) {
+                tracing::warn!(metric = %m.metric, "no ClickHouse table for this metric (clickhouse.metric_tables); rows stay in the file sink only");
+            }
+            return None;
+        };
+        let mut row = Map::new();
+        row.insert("window_start".into(), datetime(m.window_start).into());
+        row.insert("window_end".into(), datetime(m.window_end).into());
+        row.insert("metric".into(), m.metric.clone().into());
+        for (k, v) in &m.dimensions {
+            row.insert(k.clone(), v.clone().into());
+        }
+        for (k, v) in &m.values {
+            row.insert(k.clone(), number(*v));
+        }
+        provenance(&mut row, p);
+        Some((table, Value::Object(row)))
+    }
+}
+
+impl Sink for ClickHouseSink {
+    fn write(
+        &mut self,
+        _stream: &str,
+        producer: &Producer<'_>,
+        events: &[Event],
+    ) -> Result<(), SinkError> {
+        for event in events {
+            let (table, row) = match event {
+                Event::Sale(s) => {
+                    let mut row = json!({
+                        "sale_id": format!("{}-{}", s.transaction_id, s.line),
+                        "transaction_id": s.transaction_id,
+                        "line": s.line,
+                        "store_id": s.store_id,
+                        "product_id": s.product_id,
+                        "product_key": product_key(&s.product_id),
+                        "quantity": s.quantity,
+                        "unit_price": s.unit_price,
+                        "total_amount": s.total_amount,
+                        "customer_id": s.customer_id.clone().unwrap_or_default(),
+                        "payment_method": s.payment_method,
+                        "transaction_time": datetime(s.timestamp),
+                        "transaction_date": date(s.timestamp),
+                    });
+                    provenance(row.as_object_mut().expect("object"), producer);
+                    ("fact_sales".to_string(), row)
+                }
+                Event::Inventory(u) => {
+                    let mut row = json!({
+                        "update_id": u.update_id,
+                        "store_id": u.store_id,
+                        "product_id": u.product_id,
+                        "product_key": product_key(&u.product_id),
+                        "quantity_change": u.quantity_change,
+                        "stock_level": u.stock_level,
+                        "capacity": u.capacity,
+                        "reason": u.reason,
+                        "update_time": datetime(u.timestamp),
+                        "update_date": date(u.timestamp),
+                    });
+                    provenance(row.as_object_mut().expect("object"), producer);
+                    ("fact_inventory".to_string(), row)
+                }
+                Event::Metric(m) => match self.metric_row(m, producer) {
+                    Some(r) => r,
+                    None => continue,
+                },
+                Event::Alert(a) => {
+                    let evidence: Map<String, Value> = a
+                        .evidence
+                        .iter()
+                        .map(|(k, v)| (k.clone(), number(*v)))
+                        .collect();
+                    let mut row = json!({
+                        "alert_time": datetime(a.timestamp),
+                        "rule": a.rule,
+                        "severity": format!("{:?}", a.severity).to_uppercase(),
+                        "store_id": a.store_id,
+                        "product_id": a.product_id,
+                        "message": a.message,
+                        "evidence": Value::Object(evidence).to_string(),
+                        "window_start": datetime(a.window_start),
+                        "window_end": datetime(a.window_end),
+                    });
+                    provenance(row.as_object_mut().expect("object"), producer);
+                    ("streaming_alerts".to_string(), row)
+                }
+                Event::Forecast(f) => {
+                    let mut row = json!({
+                        "forecast_time": datetime(f.timestamp),
+                        "model": f.model,
+                        "store_id": f.store_id,
+                        "product_id": f.product_id,
+                        "target_start": datetime(f.target_start),
+                        "target_end": datetime(f.target_end),
+                        "predicted": f.predicted,
+                        "lower": f.lower,
+                        "upper": f.upper,
+                    });
+                    provenance(row.as_object_mut().expect("object"), producer);
+                    ("demand_forecasts".to_string(), row)
+                }
+                Event::Price(_) | Event::Customer(_) => continue,
+            };
+            self.push_row(&table, &row);
+        }
+        self.maybe_flush()
+    }
+
+    fn dead_letters(&mut self, dead: &[DeadLetter]) -> Result<(), SinkError> {
+        for d in dead {
+            let record = match &d.record {
+                Some(Value::String(s)) => s.clone(),
+                Some(v) => v.to_string(),
+                None => String::new(),
+            };
+            let source = d.source.as_ref();
+            let identity = serde_json::to_vec(&(&d.stage, &d.kind, &d.reason, &d.source, &record))
+                .expect("serialise");
+            let row = json!({
+                "dead_letter_id": hex(&Sha256::digest(identity)[..16]),
+                "kind": serde_json::to_value(d.kind).expect("kind"),
+                "reason": d.reason,
+                "stage": d.stage,
+                "plugin": d.plugin,
+                "plugin_version": d.plugin_version,
+                "source_topic": source.map(|s| s.topic.clone()).unwrap_or_default(),
+                "source_partition": source.map_or(-1, |s| s.partition),
+                "source_offset": source.map_or(-1, |s| s.offset),
+                "record": record,
+                "recorded_date": date(now_ms()),
+            });
+            self.push_row("dead_letters", &row);
+        }
+        self.maybe_flush()
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        for (table, (rows, body)) in std::mem::take(&mut self.buffers) {
+            self.insert(&table, rows, body);
+            self.rows_written += rows as u64;
+        }
+        self.buffered = 0;
+        self.oldest = None;
+        Ok(())
+    }
+}
+
+fn provenance(row: &mut Map<String, Value>, p: &Producer<'_>) {
+    row.insert("_stage".into(), p.stage.into());
+    row.insert("_plugin".into(), p.plugin.into());
+    row.insert("_plugin_version".into(), p.version.into());
+}
+
+/// Whole numbers as JSON integers, so integer columns accept them.
+fn number(v: f64) -> Value {
+    if v.fract() == 0.0 && v.abs() < 9.0e15 {
+        Value::from(v as i64)
+    } else {
+        Value::from(v)
+    }
+}
+
+/// The numeric key of `SKU-00042` (42), the join key of `dim_product`.
+pub fn product_key(sku: &str) -> u32 {
+    sku.trim_start_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .unwrap_or(0)
+}
+
+/// `YYYY-MM-DD hh:mm:ss` in UTC, the DateTime text every ClickHouse version reads.
+pub fn datetime(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.clamp(0, 4_102_444_800_000) as u64);
+    let s = humantime::format_rfc3339_seconds(t).to_string();
+    s.trim_end_matches('Z').replace('T', " ")
+}
+
+pub fn date(ms: i64) -> String {
+    datetime(ms)[..10].to_string()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_and_keys() {
+        assert_eq!(datetime(0), "1970-01-01 00:00:00");
+        assert_eq!(datetime(1_795_338_000_500), "2026-11-22 09:00:00");
+        assert_eq!(date(1_795_338_000_500), "2026-11-22");
+        assert_eq!(product_key("SKU-00042"), 42);
+        assert_eq!(number(3.0), json!(3));
+        assert_eq!(number(2.5), json!(2.5));
+    }
+
+    #[test]
+    fn schema_splits_into_statements() {
+        let s = statements(SCHEMA);
+        assert!(s[0].starts_with("CREATE DATABASE IF NOT EXISTS retail"));
+        assert!(s.iter().all(|x| x.starts_with("CREATE")));
+        assert!(s.iter().any(|x| x.contains("retail.spark_sales_metrics")));
+    }
+}

@@ -1,0 +1,177 @@
+-- shelfstream ClickHouse schema. Applied idempotently by `host migrate` (and by `host run` when a
+-- [clickhouse] section is configured): every statement is CREATE ... IF NOT EXISTS.
+--
+-- Portability: this file runs unchanged on ClickHouse 18.16 (the only server Debian bookworm
+-- ships, used by the tests here) and on current ClickHouse (docker-compose.yml). It therefore
+-- avoids what 18.16 lacks: DateTime64, LowCardinality, window functions, insert deduplication
+-- tokens, and more than one JOIN per query (see sql/queries/).
+--
+-- Exactly-once: a crash between a write and the source's commit re-delivers messages, and the
+-- host writes their outputs again. Every table is a ReplacingMergeTree whose sorting key is the
+-- row's deterministic identity (a sale line, a window of a store and product, an alert, ...), so
+-- repeated rows collapse on merge. Read with FINAL (or after OPTIMIZE ... FINAL) to see each
+-- row once; count() = uniqExact(identity) then holds.
+--
+-- Provenance: rows written by plugins carry the stage, plugin name and plugin version (hash).
+
+CREATE DATABASE IF NOT EXISTS retail;
+
+CREATE TABLE IF NOT EXISTS retail.dim_store
+(
+    store_key UInt32,
+    store_id String,
+    store_name String,
+    city String
+)
+ENGINE = ReplacingMergeTree()
+ORDER BY store_key;
+
+CREATE TABLE IF NOT EXISTS retail.dim_product
+(
+    product_key UInt32,
+    sku String,
+    product_name String,
+    category String,
+    base_price Float64
+)
+ENGINE = ReplacingMergeTree()
+ORDER BY product_key;
+
+CREATE TABLE IF NOT EXISTS retail.fact_sales
+(
+    sale_id String,
+    transaction_id String,
+    line UInt32,
+    store_id String,
+    product_id String,
+    product_key UInt32,
+    quantity Int32,
+    unit_price Float64,
+    total_amount Float64,
+    customer_id String,
+    payment_method String,
+    transaction_time DateTime('UTC'),
+    transaction_date Date,
+    _stage String,
+    _plugin String,
+    _plugin_version String
+)
+ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(transaction_date)
+ORDER BY sale_id;
+
+CREATE TABLE IF NOT EXISTS retail.fact_inventory
+(
+    update_id String,
+    store_id String,
+    product_id String,
+    product_key UInt32,
+    quantity_change Int32,
+    stock_level Int32,
+    capacity Int32,
+    reason String,
+    update_time DateTime('UTC'),
+    update_date Date,
+    _stage String,
+    _plugin String,
+    _plugin_version String
+)
+ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(update_date)
+ORDER BY update_id;
+
+-- Windowed sales metrics per store and product (the seed's Spark output, same name and columns).
+CREATE TABLE IF NOT EXISTS retail.spark_sales_metrics
+(
+    window_start DateTime('UTC'),
+    window_end DateTime('UTC'),
+    store_id String,
+    product_id String,
+    total_revenue Float64,
+    units_sold Float64,
+    transaction_count UInt64,
+    avg_unit_price Float64,
+    metric String,
+    _stage String,
+    _plugin String,
+    _plugin_version String
+)
+ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMMDD(window_start)
+ORDER BY (metric, store_id, product_id, window_start);
+
+-- Windowed inventory metrics per store and product.
+CREATE TABLE IF NOT EXISTS retail.spark_inventory_metrics
+(
+    window_start DateTime('UTC'),
+    window_end DateTime('UTC'),
+    store_id String,
+    product_id String,
+    latest_stock Float64,
+    capacity Float64,
+    stock_percentage Float64,
+    stock_status String,
+    metric String,
+    _stage String,
+    _plugin String,
+    _plugin_version String
+)
+ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMMDD(window_start)
+ORDER BY (metric, store_id, product_id, window_start);
+
+CREATE TABLE IF NOT EXISTS retail.streaming_alerts
+(
+    alert_time DateTime('UTC'),
+    rule String,
+    severity String,
+    store_id String,
+    product_id String,
+    message String,
+    evidence String,
+    window_start DateTime('UTC'),
+    window_end DateTime('UTC'),
+    _stage String,
+    _plugin String,
+    _plugin_version String
+)
+ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(alert_time)
+ORDER BY (rule, store_id, product_id, alert_time, window_start);
+
+CREATE TABLE IF NOT EXISTS retail.demand_forecasts
+(
+    forecast_time DateTime('UTC'),
+    model String,
+    store_id String,
+    product_id String,
+    target_start DateTime('UTC'),
+    target_end DateTime('UTC'),
+    predicted Float64,
+    lower Float64,
+    upper Float64,
+    _stage String,
+    _plugin String,
+    _plugin_version String
+)
+ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(target_start)
+ORDER BY (model, store_id, product_id, target_start, forecast_time);
+
+CREATE TABLE IF NOT EXISTS retail.dead_letters
+(
+    dead_letter_id String,
+    kind String,
+    reason String,
+    stage String,
+    plugin String,
+    plugin_version String,
+    source_topic String,
+    source_partition Int32,
+    source_offset Int64,
+    record String,
+    recorded_date Date
+)
+ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(recorded_date)
+ORDER BY dead_letter_id;

@@ -1,0 +1,125 @@
+//! Against a real ClickHouse server (started by tests/run.sh via tests/services/start.sh; the
+//! address from SHELFSTREAM_CLICKHOUSE_URL, default http://127.0.0.1:8123): the schema applies
+//! idempotently, the sink delivers exactly what the file sink got, and outputs written twice
+//! (a re-delivery after a crash) collapse to one row each.
+
+mod common;
+
+use common::*;
+use shelfstream::sinks::clickhouse::{migrate, ClickHouseConfig};
+
+fn clickhouse(database: &str) -> ClickHouseConfig {
+    ClickHouseConfig {
+        url: std::env::var("SHELFSTREAM_CLICKHOUSE_URL")
+            .unwrap_or_else(|_| "http://127.0.0.1:8123".into()),
+        database: database.into(),
+        batch_rows: 700, // several inserts per run
+        ..ClickHouseConfig::default()
+    }
+}
+
+fn query(ch: &ClickHouseConfig, sql: &str) -> String {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = ch.client().with_database(&ch.database);
+    rt.block_on(async {
+        let mut cursor = client.query(sql).fetch_bytes("TabSeparated").unwrap();
+        let bytes = cursor.collect().await.unwrap();
+        String::from_utf8(bytes.to_vec())
+            .unwrap()
+            .trim()
+            .to_string()
+    })
+}
+
+fn fresh_database(name: &str) -> ClickHouseConfig {
+    let ch = clickhouse(&format!("{name}_{}", std::process::id()));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        ch.client()
+            .query(&format!("DROP DATABASE IF EXISTS {}", ch.database))
+            .execute()
+            .await
+            .unwrap();
+        assert!(migrate(&ch.client(), &ch.database).await.unwrap() >= 10);
+        // Idempotent: applying it again changes nothing and does not fail.
+        migrate(&ch.client(), &ch.database).await.unwrap();
+    });
+    ch
+}
+
+fn file_sum(data: &std::path::Path, stream: &str, field: &str) -> f64 {
+    std::fs::read_to_string(data.join("out").join(format!("{stream}.ndjson")))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()[field]
+                .as_f64()
+                .unwrap()
+        })
+        .sum()
+}
+
+#[test]
+fn outputs_land_in_clickhouse_once_even_when_written_twice() {
+    let ch = fresh_database("shelfstream_test");
+    let first = tempfile::tempdir().unwrap();
+    let mut config = pipeline_config(first.path(), 0.0, Some(8_000), true);
+    config.clickhouse = Some(ch.clone());
+    run_to_end(&repo().join("plugins"), config, false);
+
+    let sales = stream_rows(first.path(), "sales").len();
+    let minutes = stream_rows(first.path(), "sales_1m").len();
+    let dead = stream_rows(first.path(), "dead_letters").len();
+    assert!(sales > 1000 && minutes > 100 && dead > 0);
+    assert_eq!(
+        query(&ch, "SELECT count(), uniqExact(sale_id) FROM fact_sales"),
+        format!("{sales}\t{sales}")
+    );
+    let revenue: f64 = query(&ch, "SELECT sum(total_amount) FROM fact_sales")
+        .parse()
+        .unwrap();
+    assert!((revenue - file_sum(first.path(), "sales", "total_amount")).abs() < 1e-6);
+    assert_eq!(
+        query(&ch, "SELECT count() FROM spark_sales_metrics"),
+        minutes.to_string()
+    );
+    assert_eq!(
+        query(&ch, "SELECT count() FROM dead_letters"),
+        dead.to_string()
+    );
+    assert_eq!(query(&ch, "SELECT count() FROM dim_product"), "30");
+    assert_eq!(
+        query(&ch, "SELECT count() FROM fact_sales WHERE _plugin = 'sales-cleaner' AND length(_plugin_version) = 12"),
+        sales.to_string(),
+        "every row records the plugin version that produced it"
+    );
+
+    // A re-delivery: the same input processed again from scratch writes every row a second time.
+    let second = tempfile::tempdir().unwrap();
+    let mut config = pipeline_config(second.path(), 0.0, Some(8_000), true);
+    config.clickhouse = Some(ch.clone());
+    run_to_end(&repo().join("plugins"), config, false);
+    assert_eq!(
+        query(&ch, "SELECT count() FROM fact_sales FINAL"),
+        sales.to_string()
+    );
+    assert_eq!(
+        query(&ch, "SELECT count() FROM spark_sales_metrics FINAL"),
+        minutes.to_string()
+    );
+    assert_eq!(
+        query(&ch, "SELECT count() FROM dead_letters FINAL"),
+        dead.to_string()
+    );
+    query(&ch, "OPTIMIZE TABLE fact_sales FINAL");
+    assert_eq!(
+        query(&ch, "SELECT count(), uniqExact(sale_id) FROM fact_sales"),
+        format!("{sales}\t{sales}")
+    );
+    let revenue: f64 = query(&ch, "SELECT sum(total_amount) FROM fact_sales")
+        .parse()
+        .unwrap();
+    assert!((revenue - file_sum(first.path(), "sales", "total_amount")).abs() < 1e-6);
+
+    query(&ch, &format!("DROP DATABASE {}", ch.database));
+}

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Start, on loopback and without Docker, the services shelfstream talks to:
+#   Kafka protocol (tansu)   127.0.0.1:9092
+#   ClickHouse HTTP / native 127.0.0.1:8123 / 9000
+#   S3 (s3s-fs)              http://127.0.0.1:9010  (access key minioadmin / minioadmin)
+# Data and logs live under $SHELFSTREAM_SERVICES_DIR (default ~/.cache/shelfstream/services).
+# Idempotent: a service already answering is left alone. Usage: start.sh [kafka|clickhouse|s3 ...]
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+dir="${SHELFSTREAM_SERVICES_DIR:-$HOME/.cache/shelfstream/services}"
+mkdir -p "$dir"
+log() { printf '[services/start] %s\n' "$*" >&2; }
+
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() { # port name log
+    for _ in $(seq 1 120); do
+        if listening "$1"; then return 0; fi
+        sleep 0.5
+    done
+    log "$2 did not start on port $1; see $3"
+    tail -n 30 "$3" >&2 || true
+    return 1
+}
+
+start_clickhouse() {
+    local d="$dir/clickhouse"
+    if listening 8123; then log "clickhouse already listening on 127.0.0.1:8123"; return; fi
+    mkdir -p "$d/data" "$d/tmp" "$d/user_files" "$d/format_schemas" "$d/log"
+    sed -e "s#/var/lib/clickhouse/tmp/#$d/tmp/#; s#/var/lib/clickhouse/user_files/#$d/user_files/#" \
+        -e "s#/var/lib/clickhouse/format_schemas/#$d/format_schemas/#; s#<path>/var/lib/clickhouse/</path>#<path>$d/data/</path>#" \
+        -e "s#/var/log/clickhouse-server/#$d/log/#g; s#<listen_host>::1</listen_host>##" \
+        /etc/clickhouse-server/config.xml > "$d/config.xml"
+    cp /etc/clickhouse-server/users.xml "$d/users.xml"
+    nohup clickhouse-server --config-file="$d/config.xml" > "$d/log/stdout.log" 2>&1 &
+    echo $! > "$d/pid"
+    wait_port 8123 clickhouse "$d/log/clickhouse-server.err.log"
+    for _ in $(seq 1 60); do
+        if clickhouse-client --query "SELECT 1" >/dev/null 2>&1; then break; fi
+        sleep 0.5
+    done
+    log "clickhouse: 127.0.0.1:8123 (HTTP), :9000 (native); logs $d/log/"
+}
+
+start_kafka() {
+    local d="$dir/kafka"
+    if listening 9092; then log "kafka (tansu) already listening on 127.0.0.1:9092"; return; fi
+    mkdir -p "$d"
+    nohup tansu broker --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
+        --storage-engine "sqlite://$d/tansu.db" > "$d/tansu.log" 2>&1 &
+    echo $! > "$d/pid"
+    wait_port 9092 tansu "$d/tansu.log"
+    log "kafka (tansu): 127.0.0.1:9092; log $d/tansu.log"
+}
+
+start_s3() {
+    local d="$dir/s3"
+    if listening 9010; then log "s3 (s3s-fs) already listening on 127.0.0.1:9010"; return; fi
+    mkdir -p "$d/data"
+    nohup s3s-fs --host 127.0.0.1 --port 9010 --access-key minioadmin --secret-key minioadmin "$d/data" > "$d/s3s-fs.log" 2>&1 &
+    echo $! > "$d/pid"
+    wait_port 9010 s3s-fs "$d/s3s-fs.log"
+    log "s3 (s3s-fs): http://127.0.0.1:9010 (minioadmin/minioadmin), objects under $d/data; log $d/s3s-fs.log"
+}
+
+services=("$@")
+((${#services[@]})) || services=(clickhouse kafka s3)
+[[ -n "${SHELFSTREAM_SKIP_INSTALL:-}" ]] || "$here/install.sh" "${services[@]}"
+for s in "${services[@]}"; do
+    case "$s" in
+        clickhouse) start_clickhouse ;;
+        kafka) start_kafka ;;
+        s3) start_s3 ;;
+        *) log "unknown service $s (clickhouse, kafka, s3)"; exit 2 ;;
+    esac
+done
