@@ -250,3 +250,40 @@ fn sales_spike_fires_above_a_multiple_of_the_running_mean() {
     assert_eq!((a.rule.as_str(), a.window_start), ("sales_spike", 3 * MIN));
     assert_eq!(a.evidence[1], ("mean_units".to_string(), 5.0));
 }
+
+#[test]
+fn inventory_windows_report_the_latest_level_and_status() {
+    let mut h = PluginHarness::builder(plugin("inventory-aggregator"))
+        .param("low_pct", "20")
+        .allowed_lateness_ms(MIN)
+        .start()
+        .unwrap();
+    // Out of order within the window: the latest by event time wins (15 at 50 s), not the last fed.
+    h.process(vec![
+        stock("S001", "SKU-00001", 40, 100, 10_000),
+        stock("S001", "SKU-00001", 15, 100, 50_000),
+    ]);
+    h.process(vec![
+        stock("S001", "SKU-00002", 0, 50, 20_000),
+        stock("S001", "SKU-00001", 90, 100, 30_000),
+    ]);
+    let out = h.advance_watermark(MIN);
+    assert_eq!(out.len(), 2);
+    let row = |e: &Event| {
+        let Event::Metric(m) = e else { panic!() };
+        (
+            m.dimensions[1].1.clone(),
+            m.dimensions[2].1.clone(),
+            value(e, "latest_stock"),
+            value(e, "stock_percentage"),
+        )
+    };
+    assert_eq!(
+        row(&out[0]),
+        ("SKU-00001".into(), "LOW_STOCK".into(), 15.0, 15.0)
+    );
+    assert_eq!(
+        row(&out[1]),
+        ("SKU-00002".into(), "OUT_OF_STOCK".into(), 0.0, 0.0)
+    );
+}

@@ -37,6 +37,7 @@ fn the_default_run_writes_every_stream_and_dead_letters() {
         "sales",
         "inventory",
         "sales_1m",
+        "inventory_1m",
         "alerts",
         "forecasts",
         "dead_letters",
@@ -125,7 +126,7 @@ fn sigterm_drains_saves_state_and_the_next_run_completes_the_same_output() {
     let saved = SavedState::load(data.path()).unwrap();
     let position = saved.sources["simulator"];
     assert!(position > 0);
-    assert_eq!(saved.stages.len(), 6, "every stage's state is saved");
+    assert_eq!(saved.stages.len(), 7, "every stage's state is saved");
 
     // Finish the same input in a second run, and compare with one run over all of it.
     let total = position + 3_000;
