@@ -440,7 +440,10 @@ mod tests {
             .into_iter()
             .map(|s| s.name)
             .collect();
-        assert_eq!(names, vec!["clean-inventory", "low-stock"]);
+        assert_eq!(
+            names,
+            vec!["clean-inventory", "inventory-per-minute", "low-stock"]
+        );
     }
 
     #[test]
