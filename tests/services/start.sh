@@ -45,8 +45,10 @@ start_kafka() {
     local d="$dir/kafka"
     if listening 9092; then log "kafka (tansu) already listening on 127.0.0.1:9092"; return; fi
     mkdir -p "$d"
-    nohup tansu broker --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
-        --storage-engine "sqlite://$d/tansu.db" > "$d/tansu.log" 2>&1 &
+    # tansu resolves sqlite:// paths against its working directory (an absolute path included).
+    (cd "$d" && exec nohup tansu broker --listener-url tcp://127.0.0.1:9092 \
+        --advertised-listener-url tcp://127.0.0.1:9092 --storage-engine "sqlite://tansu.db" \
+        > "$d/tansu.log" 2>&1) &
     echo $! > "$d/pid"
     wait_port 9092 tansu "$d/tansu.log"
     log "kafka (tansu): 127.0.0.1:9092; log $d/tansu.log"
