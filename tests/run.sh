@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 plugins/build.sh --fixtures
-# Real services for the service tests (installed on first use, left running).
+# Real services for the service tests (installed on first use): ClickHouse is started and left
+# running; the Kafka tests start their own tansu broker per test.
 tests/services/start.sh clickhouse
+tests/services/install.sh kafka
 cargo test --release --workspace "$@"

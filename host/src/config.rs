@@ -91,6 +91,8 @@ pub enum SourceConfig {
     Simulator(SimulatorConfig),
     /// Newline-delimited JSON payloads from a file or stdin (`path = "-"`), all of one topic.
     Ndjson(NdjsonConfig),
+    /// Kafka topics (see `sources::kafka`).
+    Kafka(crate::sources::kafka::KafkaSourceConfig),
 }
 
 impl SourceConfig {
@@ -98,6 +100,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Simulator(c) => &c.name,
             SourceConfig::Ndjson(c) => &c.name,
+            SourceConfig::Kafka(c) => &c.name,
         }
     }
 }
@@ -213,6 +216,7 @@ impl PipelineConfig {
             .flat_map(|s| match s {
                 SourceConfig::Simulator(_) => TOPICS.iter().map(|t| t.to_string()).collect(),
                 SourceConfig::Ndjson(n) => vec![n.topic.clone()],
+                SourceConfig::Kafka(k) => k.topics.clone(),
             })
             .collect()
     }

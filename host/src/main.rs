@@ -29,6 +29,8 @@ enum Command {
     Run(RunArgs),
     /// Run one plugin on an NDJSON file and print what it emits.
     TestPlugin(TestPluginArgs),
+    /// Produce simulated retail events to the Kafka topics (creating them if needed).
+    Simulate(SimulateArgs),
     /// Apply sql/schema.sql to the ClickHouse of the config's [clickhouse] section (idempotent).
     Migrate {
         /// Pipeline config with a [clickhouse] section; default: http://127.0.0.1:8123, database retail.
@@ -84,6 +86,40 @@ struct RunArgs {
 }
 
 #[derive(clap::Args)]
+struct SimulateArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    brokers: String,
+    /// Messages per second (0 = as fast as possible).
+    #[arg(long, default_value_t = 2000.0)]
+    rate: f64,
+    #[arg(long, default_value_t = 10)]
+    stores: u32,
+    #[arg(long, default_value_t = 100)]
+    products: u32,
+    /// Stop after this long, e.g. 60s.
+    #[arg(long)]
+    duration: Option<String>,
+    /// Stop after this many simulation steps.
+    #[arg(long)]
+    max_events: Option<u64>,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Event time of the first event (RFC 3339); default: now.
+    #[arg(long)]
+    start: Option<String>,
+    /// Share of deliberately malformed sales messages.
+    #[arg(long, default_value_t = 0.005)]
+    malformed_rate: f64,
+    /// Partitions per topic (topics are created with this many).
+    #[arg(long, default_value_t = 3)]
+    partitions: i32,
+    /// Continue an earlier run: regenerate and skip its first N steps.
+    #[arg(long, default_value_t = 0)]
+    skip_steps: u64,
+}
+
+#[derive(clap::Args)]
 struct TestPluginArgs {
     /// The plugin component.
     plugin: PathBuf,
@@ -116,6 +152,7 @@ fn main() -> Result<()> {
         Command::Run(args) => run_command(args),
         Command::TestPlugin(args) => test_plugin(args),
         Command::Migrate { config } => migrate(config),
+        Command::Simulate(args) => simulate(args),
     }
 }
 
@@ -172,6 +209,71 @@ fn run_command(args: RunArgs) -> Result<()> {
     if !report.source_errors.is_empty() {
         bail!("{} source(s) failed", report.source_errors.len());
     }
+    Ok(())
+}
+
+fn simulate(args: SimulateArgs) -> Result<()> {
+    use shelfstream::config::SimulatorConfig;
+    use shelfstream::sources::{kafka, simulator::Simulator};
+    let config = SimulatorConfig {
+        seed: args.seed,
+        rate: args.rate,
+        stores: args.stores,
+        products: args.products,
+        malformed_rate: args.malformed_rate,
+        partitions: args.partitions,
+        ..SimulatorConfig::default()
+    };
+    let start_ms = match &args.start {
+        Some(s) => humantime::parse_rfc3339_weak(s)
+            .with_context(|| format!("--start {s:?}"))?
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis() as i64,
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis() as i64,
+    };
+    let duration = args
+        .duration
+        .as_deref()
+        .map(shelfstream::config::parse_duration)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    runtime.block_on(kafka::create_topics(&args.brokers, args.partitions))?;
+    let producer = kafka::RecordProducer::new(&args.brokers)?;
+    let mut sim = Simulator::new(&config, start_ms);
+    sim.skip(args.skip_steps);
+    let started = std::time::Instant::now();
+    let (mut sent, mut last_print) = (0u64, std::time::Instant::now());
+    let max_steps = args.max_events.unwrap_or(u64::MAX);
+    while sim.steps() < max_steps && duration.is_none_or(|d| started.elapsed() < d) {
+        for record in sim.step().collect::<Vec<_>>() {
+            producer.send(&record)?;
+            sent += 1;
+        }
+        if args.rate > 0.0 {
+            let due = std::time::Duration::from_secs_f64(sent as f64 / args.rate);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        if last_print.elapsed() >= std::time::Duration::from_secs(1) {
+            eprint!(
+                "\r{sent} messages in {:.0}s ({:.0}/s)   ",
+                started.elapsed().as_secs_f64(),
+                sent as f64 / started.elapsed().as_secs_f64()
+            );
+            last_print = std::time::Instant::now();
+        }
+    }
+    producer.flush()?;
+    eprintln!(
+        "\rproduced {sent} messages ({} simulation steps) to {} in {:.1}s",
+        sim.steps(),
+        args.brokers,
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

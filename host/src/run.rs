@@ -33,6 +33,11 @@ pub enum Command {
     Swap(Arc<LoadedPlugin>),
     /// A plugin file was removed.
     Unload(String),
+    /// A partitioned source will deliver `topic` from these partitions.
+    Lanes {
+        topic: String,
+        partitions: Vec<i32>,
+    },
 }
 
 pub struct RunOptions {
@@ -59,6 +64,9 @@ pub struct RunReport {
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct SavedState {
     pub sources: BTreeMap<String, u64>,
+    /// Per partitioned source (Kafka): `topic:partition` -> the next offset to read.
+    #[serde(default)]
+    pub offsets: BTreeMap<String, BTreeMap<String, i64>>,
     pub stages: BTreeMap<String, StageCheckpoint>,
 }
 
@@ -186,17 +194,34 @@ pub async fn run(
     let (tx, rx) = mpsc::channel::<Command>(8);
     let stop = StopFlag::default();
     let mut source_threads = Vec::new();
+    let mut commit_senders = BTreeMap::new();
     for source in &opts.config.sources {
-        let position = saved.sources.get(source.name()).copied().unwrap_or(0);
-        if position > 0 {
-            tracing::info!(source = %source.name(), position, "resuming source");
+        let resume = sources::Resume {
+            position: saved.sources.get(source.name()).copied().unwrap_or(0),
+            offsets: saved
+                .offsets
+                .get(source.name())
+                .cloned()
+                .unwrap_or_default(),
+        };
+        if resume.position > 0 || !resume.offsets.is_empty() {
+            tracing::info!(source = %source.name(), position = resume.position, partitions = resume.offsets.len(), "resuming source");
         }
+        let commits = match source {
+            crate::config::SourceConfig::Kafka(_) => {
+                let (commit_tx, commit_rx) = std::sync::mpsc::channel();
+                commit_senders.insert(source.name().to_string(), commit_tx);
+                Some(commit_rx)
+            }
+            _ => None,
+        };
         source_threads.push(sources::spawn(
             source.clone(),
             runtime.batch_size.max(1),
-            position,
+            resume,
             tx.clone(),
             stop.clone(),
+            commits,
         )?);
     }
     let _watcher = if opts.watch {
@@ -211,7 +236,13 @@ pub async fn run(
     drop(tx);
 
     let n_sources = opts.config.sources.len();
-    let positions = saved.sources;
+    let checkpoints = Checkpoints {
+        data_dir: data_dir.clone(),
+        commit_senders,
+        every: Duration::from_secs(1),
+        sources: saved.sources,
+        offsets: saved.offsets,
+    };
     let summary = opts.summary;
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let thread_stop = stop.clone();
@@ -222,7 +253,7 @@ pub async fn run(
                 pipeline,
                 rx,
                 n_sources,
-                positions,
+                checkpoints,
                 summary,
                 &thread_stop,
                 runtime.close_windows_at_end,
@@ -238,22 +269,16 @@ pub async fn run(
         }
         _ = done_rx => {}
     }
-    let (mut pipeline, positions, mut report) = tokio::task::spawn_blocking(move || worker.join())
-        .await?
-        .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))??;
+    let (mut pipeline, mut checkpoints, mut report) =
+        tokio::task::spawn_blocking(move || worker.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))??;
     for t in source_threads {
         let _ = t.join();
     }
     // Sinks may block on their own I/O (ClickHouse retries): not on a runtime thread.
-    let saved_to = data_dir.clone();
     let dead_letters = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
-        pipeline.flush_sink().context("flushing outputs")?;
-        let stages = pipeline.save().context("saving plugin state")?;
-        SavedState {
-            sources: positions,
-            stages,
-        }
-        .store(&saved_to)?;
+        checkpoints.take(&mut pipeline)?;
         Ok(pipeline.dead_letters)
     })
     .await??;
@@ -262,13 +287,57 @@ pub async fn run(
     Ok(report)
 }
 
-type LoopResult = anyhow::Result<(Pipeline, BTreeMap<String, u64>, RunReport)>;
+/// Checkpoints: every sink flushed, then every stage's state and every source's position saved
+/// together in one file, then (Kafka) the offsets committed to the consumer group.
+struct Checkpoints {
+    data_dir: PathBuf,
+    commit_senders: BTreeMap<String, std::sync::mpsc::Sender<BTreeMap<String, i64>>>,
+    every: Duration,
+    sources: BTreeMap<String, u64>,
+    offsets: BTreeMap<String, BTreeMap<String, i64>>,
+}
+
+impl Checkpoints {
+    /// A source batch went through the pipeline: its source may resume after it.
+    fn record(&mut self, source: &str, position: u64, offset: Option<(String, i64)>) {
+        match offset {
+            Some((partition, next)) => {
+                self.offsets
+                    .entry(source.to_string())
+                    .or_default()
+                    .insert(partition, next);
+            }
+            None => {
+                self.sources.insert(source.to_string(), position);
+            }
+        }
+    }
+
+    fn take(&mut self, pipeline: &mut Pipeline) -> anyhow::Result<()> {
+        pipeline.flush_sink().context("flushing outputs")?;
+        let stages = pipeline.save().context("saving plugin state")?;
+        SavedState {
+            sources: self.sources.clone(),
+            offsets: self.offsets.clone(),
+            stages,
+        }
+        .store(&self.data_dir)?;
+        for (source, sender) in &self.commit_senders {
+            if let Some(offsets) = self.offsets.get(source) {
+                let _ = sender.send(offsets.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+type LoopResult = anyhow::Result<(Pipeline, Checkpoints, RunReport)>;
 
 fn pipeline_loop(
     mut pipeline: Pipeline,
     mut rx: mpsc::Receiver<Command>,
     mut sources_running: usize,
-    mut positions: BTreeMap<String, u64>,
+    mut checkpoints: Checkpoints,
     summary: bool,
     stop: &StopFlag,
     close_windows_at_end: bool,
@@ -277,17 +346,29 @@ fn pipeline_loop(
     let mut report = RunReport::default();
     let mut last_print = Instant::now();
     let mut last_records = 0;
+    let mut last_checkpoint = Instant::now();
     while sources_running > 0 {
         let Some(command) = rx.blocking_recv() else {
             break;
         };
         match command {
-            Command::Batch(batch) => {
-                report.records_in += batch.records.len() as u64;
+            Command::Batch(SourceBatch {
+                source,
+                topic,
+                records,
+                position,
+                offset,
+            }) => {
+                report.records_in += records.len() as u64;
+                // Partitioned sources deliver one partition per batch: that is the lane.
+                let lane = match &offset {
+                    Some(_) => records.first().map_or(0, |r| r.partition),
+                    None => 0,
+                };
                 pipeline
-                    .push(&batch.topic, Batch::Raw(batch.records))
+                    .push_lane(&topic, Batch::Raw(records), lane)
                     .context("writing pipeline outputs")?;
-                positions.insert(batch.source, batch.position);
+                checkpoints.record(&source, position, offset);
             }
             Command::SourceDone { source, error } => {
                 sources_running -= 1;
@@ -309,11 +390,17 @@ fn pipeline_loop(
                     }
                 }
             }
+            Command::Lanes { topic, partitions } => pipeline.expect_lanes(&topic, &partitions),
             Command::Unload(name) => {
                 for stage in pipeline.unload(&name) {
                     tracing::warn!(%stage, plugin = %name, "plugin file removed: stage stopped (state kept); its input goes to the dead letters");
                 }
             }
+        }
+        if !checkpoints.commit_senders.is_empty() && last_checkpoint.elapsed() >= checkpoints.every
+        {
+            checkpoints.take(&mut pipeline)?;
+            last_checkpoint = Instant::now();
         }
         if summary && last_print.elapsed() >= Duration::from_secs(1) {
             let rate =
@@ -344,7 +431,7 @@ fn pipeline_loop(
             summary_line(&pipeline, started.elapsed(), report.records_in, rate)
         );
     }
-    Ok((pipeline, positions, report))
+    Ok((pipeline, checkpoints, report))
 }
 
 fn summary_line(pipeline: &Pipeline, elapsed: Duration, records: u64, rate: f64) -> String {

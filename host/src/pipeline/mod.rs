@@ -18,6 +18,9 @@ pub use stage::{Stage, StageCheckpoint, StageSpec, StageStats, StartError, Statu
 use crate::plugin::{Event, LoadedPlugin, RawRecord};
 use crate::sinks::{Producer, Sink, SinkError};
 
+/// The lane of events emitted on watermark advances (already in event-time order).
+pub const DERIVED_LANE: i32 = -1;
+
 /// A batch of records: raw (for cleaners) or typed events.
 #[derive(Debug, Clone)]
 pub enum Batch {
@@ -76,9 +79,15 @@ impl Pipeline {
 
     /// Run a batch from `stream` through every stage downstream of it.
     pub fn push(&mut self, stream: &str, batch: Batch) -> Result<(), SinkError> {
+        self.push_lane(stream, batch, 0)
+    }
+
+    /// Run a batch from one lane (source partition) of `stream`. Cleaners keep the lane (their
+    /// output is as ordered as their input); other stages emit in watermark order, one lane.
+    pub fn push_lane(&mut self, stream: &str, batch: Batch, lane: i32) -> Result<(), SinkError> {
         let mut dead = Vec::new();
-        let mut queue = VecDeque::from([(stream.to_string(), batch)]);
-        while let Some((stream, batch)) = queue.pop_front() {
+        let mut queue = VecDeque::from([(stream.to_string(), batch, lane)]);
+        while let Some((stream, batch, lane)) = queue.pop_front() {
             let Some(consumers) = self.consumers.get(&stream) else {
                 continue;
             };
@@ -90,11 +99,30 @@ impl Pipeline {
                 } else {
                     batch.as_ref().expect("still here").clone()
                 };
-                let out = self.stages[i].process(input, &mut dead);
-                self.emit(i, out, &mut queue)?;
+                let out = self.stages[i].process_lane(input, lane, &mut dead);
+                let out_lane = match self.stages[i].plugin().info.kind {
+                    crate::plugin::PluginKind::Cleaner => lane,
+                    _ => DERIVED_LANE,
+                };
+                self.emit(i, out, out_lane, &mut queue)?;
             }
         }
         self.write_dead(dead)
+    }
+
+    /// A partitioned source will deliver `stream` in these lanes: stages reading it (directly or
+    /// through cleaners) hold their watermark until every lane has delivered.
+    pub fn expect_lanes(&mut self, stream: &str, lanes: &[i32]) {
+        let Some(consumers) = self.consumers.get(stream).cloned() else {
+            return;
+        };
+        for i in consumers {
+            self.stages[i].expect_lanes(lanes);
+            if self.stages[i].plugin().info.kind == crate::plugin::PluginKind::Cleaner {
+                let output = self.stages[i].spec().output.clone();
+                self.expect_lanes(&output, lanes);
+            }
+        }
     }
 
     /// End of input: close every window, upstream stages first.
@@ -104,9 +132,9 @@ impl Pipeline {
             let out = self.stages[i].flush(&mut dead);
             self.write_dead(dead)?;
             let mut queue = VecDeque::new();
-            self.emit(i, out, &mut queue)?;
-            for (stream, batch) in queue {
-                self.push(&stream, batch)?;
+            self.emit(i, out, DERIVED_LANE, &mut queue)?;
+            for (stream, batch, lane) in queue {
+                self.push_lane(&stream, batch, lane)?;
             }
         }
         Ok(())
@@ -116,7 +144,8 @@ impl Pipeline {
         &mut self,
         stage: usize,
         out: Vec<Event>,
-        queue: &mut VecDeque<(String, Batch)>,
+        lane: i32,
+        queue: &mut VecDeque<(String, Batch, i32)>,
     ) -> Result<(), SinkError> {
         if out.is_empty() {
             return Ok(());
@@ -128,7 +157,7 @@ impl Pipeline {
             version: &s.plugin().version,
         };
         self.sink.write(&s.spec().output, &producer, &out)?;
-        queue.push_back((s.spec().output.clone(), Batch::Events(out)));
+        queue.push_back((s.spec().output.clone(), Batch::Events(out), lane));
         Ok(())
     }
 

@@ -11,6 +11,7 @@
 //!   plugin version if there is one, else stops calling the plugin and dead-letters its input.
 //! - Hot swap: [`Stage::swap`] moves the state into a new version at a batch boundary.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,7 +48,9 @@ pub struct StageCheckpoint {
     pub plugin_version: String,
     pub state_version: u32,
     pub state: Vec<u8>,
-    pub max_seen: Timestamp,
+    /// Newest event time accepted, per input lane (source partition).
+    #[serde(default)]
+    pub lanes: BTreeMap<i32, Timestamp>,
     pub watermark: Timestamp,
 }
 
@@ -108,7 +111,8 @@ pub struct Stage {
     previous: Option<Arc<LoadedPlugin>>,
     instance: Option<PluginInstance>,
     status: Status,
-    max_seen: Timestamp,
+    /// Newest event time accepted per input lane; the watermark follows the slowest lane.
+    lanes: BTreeMap<i32, Timestamp>,
     watermark: Timestamp,
     checkpoint: State,
     replay_log: Vec<Call>,
@@ -125,13 +129,13 @@ impl Stage {
         plugin: Arc<LoadedPlugin>,
         saved: Option<StageCheckpoint>,
     ) -> Result<Self, StartError> {
-        let (checkpoint, max_seen, watermark) = match saved {
+        let (checkpoint, lanes, watermark) = match saved {
             Some(s) => (
                 State {
                     version: s.state_version,
                     data: s.state,
                 },
-                s.max_seen,
+                s.lanes,
                 s.watermark,
             ),
             None => (
@@ -139,7 +143,7 @@ impl Stage {
                     version: plugin.info.state_version,
                     data: Vec::new(),
                 },
-                Timestamp::MIN,
+                BTreeMap::new(),
                 Timestamp::MIN,
             ),
         };
@@ -156,7 +160,7 @@ impl Stage {
             previous: None,
             instance: Some(instance),
             status: Status::Running,
-            max_seen,
+            lanes,
             watermark,
             checkpoint,
             replay_log: Vec::new(),
@@ -182,8 +186,26 @@ impl Stage {
         self.watermark
     }
 
+    /// Wait for these input lanes: the watermark does not pass a lane that has sent nothing yet.
+    pub fn expect_lanes(&mut self, lanes: &[i32]) {
+        for lane in lanes {
+            self.lanes.entry(*lane).or_insert(Timestamp::MIN);
+        }
+    }
+
     /// Run one batch; returns the events the stage emits (including windows the batch closed).
     pub fn process(&mut self, batch: Batch, dead: &mut Vec<DeadLetter>) -> Vec<Event> {
+        self.process_lane(batch, 0, dead)
+    }
+
+    /// Run one batch from input lane `lane` (a source partition: event time is ordered within a
+    /// lane, not across lanes, so the watermark is the slowest lane's).
+    pub fn process_lane(
+        &mut self,
+        batch: Batch,
+        lane: i32,
+        dead: &mut Vec<DeadLetter>,
+    ) -> Vec<Event> {
         self.stats.batches += 1;
         self.stats.events_in += batch.len() as u64;
         let before = dead.len();
@@ -199,7 +221,7 @@ impl Stage {
             }
             true => match batch {
                 Batch::Raw(_) => self.run_clean(batch, dead),
-                Batch::Events(events) => self.run_process(events, dead),
+                Batch::Events(events) => self.run_process(events, lane, dead),
             },
         };
         self.stats.dead_letters += (dead.len() - before) as u64;
@@ -212,9 +234,13 @@ impl Stage {
     pub fn advance_to(&mut self, to: Timestamp, dead: &mut Vec<DeadLetter>) -> Vec<Event> {
         let mut out = Vec::new();
         if to > self.watermark {
-            self.max_seen = self
-                .max_seen
-                .max(to.saturating_add(self.spec.allowed_lateness_ms));
+            let seen = to.saturating_add(self.spec.allowed_lateness_ms);
+            if self.lanes.is_empty() {
+                self.lanes.insert(0, seen);
+            }
+            for lane in self.lanes.values_mut() {
+                *lane = (*lane).max(seen);
+            }
             self.advance(to, &mut out, dead);
         }
         self.stats.events_out += out.len() as u64;
@@ -263,7 +289,12 @@ impl Stage {
         }
     }
 
-    fn run_process(&mut self, events: Vec<Event>, dead: &mut Vec<DeadLetter>) -> Vec<Event> {
+    fn run_process(
+        &mut self,
+        events: Vec<Event>,
+        lane: i32,
+        dead: &mut Vec<DeadLetter>,
+    ) -> Vec<Event> {
         let watermark = self.watermark;
         let (on_time, late): (Vec<Event>, Vec<Event>) =
             events.into_iter().partition(|e| event_time(e) >= watermark);
@@ -298,8 +329,10 @@ impl Stage {
                 self.consecutive_failures = 0;
                 out = emitted;
                 self.log(Call::Batch(Batch::Events(on_time), watermark));
-                self.max_seen = self.max_seen.max(newest);
-                let next = self.max_seen.saturating_sub(self.spec.allowed_lateness_ms);
+                let seen = self.lanes.entry(lane).or_insert(Timestamp::MIN);
+                *seen = (*seen).max(newest);
+                let slowest = self.lanes.values().copied().min().unwrap_or(newest);
+                let next = slowest.saturating_sub(self.spec.allowed_lateness_ms);
                 if next > self.watermark {
                     self.advance(next, &mut out, dead);
                 }
@@ -532,7 +565,7 @@ impl Stage {
             plugin_version: self.plugin.version.clone(),
             state_version: state.version,
             state: state.data,
-            max_seen: self.max_seen,
+            lanes: self.lanes.clone(),
             watermark: self.watermark,
         })
     }

@@ -2,6 +2,7 @@
 //! of one topic, each with the source's resume position after it, into the pipeline's channel.
 //! A full channel blocks the source: that is the backpressure.
 
+pub mod kafka;
 pub mod ndjson;
 pub mod simulator;
 
@@ -23,6 +24,15 @@ pub struct SourceBatch {
     pub records: Vec<RawRecord>,
     /// Where to resume after this batch (simulator steps, file lines).
     pub position: u64,
+    /// For partitioned sources: `topic:partition` and the offset after this batch.
+    pub offset: Option<(String, i64)>,
+}
+
+/// Where a source resumes: its saved position and, for Kafka, per-partition offsets.
+#[derive(Debug, Clone, Default)]
+pub struct Resume {
+    pub position: u64,
+    pub offsets: std::collections::BTreeMap<String, i64>,
 }
 
 /// Tells sources to stop at their next batch boundary.
@@ -43,10 +53,12 @@ impl StopFlag {
 pub fn spawn(
     config: SourceConfig,
     batch_size: usize,
-    position: u64,
+    resume: Resume,
     tx: Sender<Command>,
     stop: StopFlag,
+    commits: Option<std::sync::mpsc::Receiver<std::collections::BTreeMap<String, i64>>>,
 ) -> std::io::Result<JoinHandle<()>> {
+    let position = resume.position;
     let name = config.name().to_string();
     std::thread::Builder::new()
         .name(format!("source-{name}"))
@@ -54,6 +66,10 @@ pub fn spawn(
             let result = match &config {
                 SourceConfig::Simulator(c) => simulator_loop(c, batch_size, position, &tx, &stop),
                 SourceConfig::Ndjson(c) => ndjson::run(c, batch_size, position, &tx, &stop),
+                SourceConfig::Kafka(c) => {
+                    let commits = commits.unwrap_or_else(|| std::sync::mpsc::channel().1);
+                    kafka::run(c, batch_size, &resume.offsets, &tx, &stop, commits)
+                }
             };
             let error = result.err().map(|e| e.to_string());
             if let Some(error) = &error {
@@ -127,6 +143,7 @@ fn simulator_loop(
                 topic,
                 records,
                 position,
+                offset: None,
             };
             if tx.blocking_send(Command::Batch(batch)).is_err() {
                 return Ok(());

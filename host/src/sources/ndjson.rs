@@ -66,6 +66,7 @@ pub fn run(
                 topic: c.topic.clone(),
                 records: std::mem::take(&mut records),
                 position: line_no,
+                offset: None,
             };
             if tx.blocking_send(Command::Batch(batch)).is_err() {
                 break;

@@ -1,0 +1,279 @@
+//! Kafka source (rdkafka). Reads the configured topics and sends one batch per topic-partition
+//! with the offset after it, so the pipeline can checkpoint exactly what it has processed.
+//!
+//! Delivery: at least once. Partitions are assigned explicitly and each starts at the offset in
+//! the host's saved state (the state and the offsets are saved together, after every sink has
+//! flushed), or at the beginning. The offsets are also committed to the consumer group after each
+//! checkpoint, for monitoring lag; they are not what the host resumes from. Sharing partitions
+//! between several hosts of one group (rebalancing) is not supported yet.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use serde::Deserialize;
+use tokio::sync::mpsc::Sender;
+
+use super::{SourceBatch, StopFlag};
+use crate::plugin::RawRecord;
+use crate::run::Command;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSourceConfig {
+    pub name: String,
+    /// `host:port[,host:port]`.
+    pub brokers: String,
+    /// Consumer group the processed offsets are committed to.
+    pub group_id: String,
+    pub topics: Vec<String>,
+    /// Stop once no message has arrived for this long (tests, demos); absent: run until stopped.
+    pub stop_when_idle: Option<String>,
+}
+
+impl Default for KafkaSourceConfig {
+    fn default() -> Self {
+        KafkaSourceConfig {
+            name: "kafka".into(),
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "shelfstream".into(),
+            topics: crate::config::TOPICS
+                .iter()
+                .map(|t| t.to_string())
+                .collect(),
+            stop_when_idle: None,
+        }
+    }
+}
+
+/// `topic:partition`, the key of saved offsets.
+pub fn partition_key(topic: &str, partition: i32) -> String {
+    format!("{topic}:{partition}")
+}
+
+pub fn run(
+    c: &KafkaSourceConfig,
+    batch_size: usize,
+    saved: &BTreeMap<String, i64>,
+    tx: &Sender<Command>,
+    stop: &StopFlag,
+    commits: Receiver<BTreeMap<String, i64>>,
+) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &c.brokers)
+        .set("group.id", &c.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .create()
+        .with_context(|| format!("creating a Kafka consumer for {}", c.brokers))?;
+    let mut assignment = TopicPartitionList::new();
+    for topic in &c.topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .with_context(|| format!("reading metadata of topic {topic} from {}", c.brokers))?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        let lanes = Command::Lanes {
+            topic: topic.clone(),
+            partitions,
+        };
+        tx.blocking_send(lanes)
+            .map_err(|_| anyhow::anyhow!("pipeline stopped"))?;
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                let offset = match saved.get(&partition_key(topic, p.id())) {
+                    Some(&o) => Offset::Offset(o),
+                    None => Offset::Beginning,
+                };
+                assignment.add_partition_offset(topic, p.id(), offset)?;
+            }
+        }
+    }
+    consumer
+        .assign(&assignment)
+        .context("assigning partitions")?;
+    tracing::info!(source = %c.name, partitions = assignment.count(), "Kafka source assigned");
+
+    let idle_limit = c
+        .stop_when_idle
+        .as_deref()
+        .map(crate::config::parse_duration)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let mut buffers: BTreeMap<(String, i32), Vec<RawRecord>> = BTreeMap::new();
+    let mut last_message = Instant::now();
+    while !stop.is_stopped() {
+        while let Ok(offsets) = commits.try_recv() {
+            commit(&consumer, &offsets);
+        }
+        let polled = consumer.poll(Duration::from_millis(100));
+        let idle = match polled {
+            Some(Ok(m)) => {
+                last_message = Instant::now();
+                let record = RawRecord {
+                    topic: m.topic().to_string(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                    timestamp: m.timestamp().to_millis().unwrap_or(0),
+                };
+                let buffer = buffers
+                    .entry((record.topic.clone(), record.partition))
+                    .or_default();
+                buffer.push(record);
+                buffer.len() >= batch_size
+            }
+            Some(Err(e)) => {
+                tracing::warn!(source = %c.name, error = %e, "Kafka consumer error; retrying");
+                true
+            }
+            None => true,
+        };
+        if idle {
+            for ((topic, partition), records) in std::mem::take(&mut buffers) {
+                send(c, tx, topic, partition, records)?;
+            }
+            if idle_limit.is_some_and(|limit| last_message.elapsed() >= limit) {
+                break;
+            }
+        } else if let Some(((topic, partition), records)) = buffers.pop_first() {
+            if records.len() >= batch_size {
+                send(c, tx, topic, partition, records)?;
+            } else {
+                buffers.insert((topic, partition), records);
+            }
+        }
+    }
+    for ((topic, partition), records) in buffers {
+        send(c, tx, topic, partition, records)?;
+    }
+    // Commits that arrive while the pipeline drains are applied by the next run's checkpoint.
+    while let Ok(offsets) = commits.recv_timeout(Duration::from_millis(200)) {
+        commit(&consumer, &offsets);
+    }
+    Ok(())
+}
+
+fn send(
+    c: &KafkaSourceConfig,
+    tx: &Sender<Command>,
+    topic: String,
+    partition: i32,
+    records: Vec<RawRecord>,
+) -> anyhow::Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let next = records.last().map_or(0, |r| r.offset + 1);
+    let batch = SourceBatch {
+        source: c.name.clone(),
+        topic: topic.clone(),
+        records,
+        position: 0,
+        offset: Some((partition_key(&topic, partition), next)),
+    };
+    tx.blocking_send(Command::Batch(batch))
+        .map_err(|_| anyhow::anyhow!("pipeline stopped"))
+}
+
+fn commit(consumer: &BaseConsumer, offsets: &BTreeMap<String, i64>) {
+    let mut tpl = TopicPartitionList::new();
+    for (key, &offset) in offsets {
+        if let Some((topic, Ok(partition))) =
+            key.rsplit_once(':').map(|(t, p)| (t, p.parse::<i32>()))
+        {
+            let _ = tpl.add_partition_offset(topic, partition, Offset::Offset(offset));
+        }
+    }
+    if let Err(error) = consumer.commit(&tpl, CommitMode::Async) {
+        tracing::warn!(%error, "committing offsets to the consumer group failed (resume uses saved state)");
+    }
+}
+
+/// Produce raw records (e.g. from the simulator) to their topics and partitions.
+pub struct RecordProducer {
+    producer: BaseProducer,
+}
+
+impl RecordProducer {
+    pub fn new(brokers: &str) -> anyhow::Result<Self> {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("linger.ms", "5")
+            .set("queue.buffering.max.messages", "1000000")
+            .create()
+            .with_context(|| format!("creating a Kafka producer for {brokers}"))?;
+        Ok(RecordProducer { producer })
+    }
+
+    /// Queue one record; waits (polling) while the local queue is full.
+    pub fn send(&self, r: &RawRecord) -> anyhow::Result<()> {
+        loop {
+            let mut record = BaseRecord::to(&r.topic)
+                .payload(&r.payload)
+                .partition(r.partition)
+                .timestamp(r.timestamp);
+            if let Some(key) = &r.key {
+                record = record.key(key);
+            }
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((e, _))
+                    if e.rdkafka_error_code()
+                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+                {
+                    self.producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => return Err(e).with_context(|| format!("producing to {}", r.topic)),
+            }
+        }
+    }
+
+    pub fn flush(&self) -> anyhow::Result<()> {
+        self.producer
+            .flush(Duration::from_secs(30))
+            .context("flushing the Kafka producer")
+    }
+}
+
+/// Create the retail topics (and the alerts and dead-letter topics) if they do not exist.
+pub async fn create_topics(brokers: &str, partitions: i32) -> anyhow::Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .with_context(|| format!("creating a Kafka admin client for {brokers}"))?;
+    let names: Vec<&str> = crate::config::TOPICS
+        .iter()
+        .copied()
+        .chain(["retail-restock-alerts", "retail-dead-letters"])
+        .collect();
+    let topics: Vec<NewTopic> = names
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin
+        .create_topics(&topics, &options)
+        .await
+        .context("creating topics")?
+    {
+        match result {
+            Ok(topic) => tracing::info!(%topic, partitions, "topic created"),
+            Err((topic, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {
+                tracing::debug!(%topic, "topic exists")
+            }
+            Err((topic, code)) => anyhow::bail!("creating topic {topic}: {code}"),
+        }
+    }
+    Ok(())
+}
