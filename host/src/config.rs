@@ -42,6 +42,8 @@ pub struct PipelineConfig {
     pub stages: Vec<StageConfig>,
     /// Also write outputs and dead letters to ClickHouse (see `sql/schema.sql`).
     pub clickhouse: Option<crate::sinks::clickhouse::ClickHouseConfig>,
+    /// Also produce alerts and dead letters to Kafka topics.
+    pub kafka_sink: Option<crate::sinks::kafka::KafkaSinkConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -189,6 +189,9 @@ pub async fn run(
             .map_err(anyhow::Error::msg)?;
         sinks.push(Box::new(sink));
     }
+    if let Some(k) = &opts.config.kafka_sink {
+        sinks.push(Box::new(crate::sinks::kafka::KafkaSink::new(k.clone())?));
+    }
     let pipeline = Pipeline::new(stages, Box::new(Fanout(sinks)));
 
     let (tx, rx) = mpsc::channel::<Command>(8);

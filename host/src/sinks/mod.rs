@@ -3,6 +3,7 @@
 
 pub mod clickhouse;
 pub mod file;
+pub mod kafka;
 pub mod memory;
 
 use crate::pipeline::DeadLetter;

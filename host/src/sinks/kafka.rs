@@ -1,0 +1,126 @@
+//! Kafka sinks: alerts (from any stream) to `retail-restock-alerts` as JSON keyed by
+//! `store:product`, and dead letters to a dead-letter topic keyed by their source
+//! `topic:partition`. `flush` waits until the broker acknowledged everything, so a checkpoint
+//! (and the offset commit after it) never runs ahead of what the topics hold. Delivery is at
+//! least once: after a crash, alerts since the last checkpoint can be produced again.
+
+use std::time::Duration;
+
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+use rdkafka::ClientConfig;
+use serde::Deserialize;
+
+use super::{Producer, Sink, SinkError};
+use crate::pipeline::{event_json, DeadLetter};
+use crate::plugin::Event;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSinkConfig {
+    pub brokers: String,
+    pub alerts_topic: String,
+    pub dead_letter_topic: String,
+}
+
+impl Default for KafkaSinkConfig {
+    fn default() -> Self {
+        KafkaSinkConfig {
+            brokers: "127.0.0.1:9092".into(),
+            alerts_topic: "retail-restock-alerts".into(),
+            dead_letter_topic: "retail-dead-letters".into(),
+        }
+    }
+}
+
+pub struct KafkaSink {
+    config: KafkaSinkConfig,
+    producer: BaseProducer,
+}
+
+impl KafkaSink {
+    pub fn new(config: KafkaSinkConfig) -> Result<Self, SinkError> {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "0") // never give up on a message: retry until delivered
+            .create()
+            .map_err(|e| kafka_error("creating the Kafka producer", e))?;
+        Ok(KafkaSink { config, producer })
+    }
+
+    fn send(&self, topic: &str, key: &str, payload: &str) -> Result<(), SinkError> {
+        loop {
+            match self
+                .producer
+                .send(BaseRecord::to(topic).key(key).payload(payload))
+            {
+                Ok(()) => return Ok(()),
+                Err((e, _))
+                    if e.rdkafka_error_code()
+                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+                {
+                    self.producer.poll(Duration::from_millis(50));
+                }
+                Err((e, _)) => return Err(kafka_error(&format!("producing to {topic}"), e)),
+            }
+        }
+    }
+}
+
+fn kafka_error(what: &str, e: rdkafka::error::KafkaError) -> SinkError {
+    SinkError::Io {
+        what: what.to_string(),
+        source: std::io::Error::other(e),
+    }
+}
+
+impl Sink for KafkaSink {
+    fn write(
+        &mut self,
+        _stream: &str,
+        producer: &Producer<'_>,
+        events: &[Event],
+    ) -> Result<(), SinkError> {
+        for event in events {
+            if let Event::Alert(a) = event {
+                let mut value = event_json(event);
+                if let serde_json::Value::Object(map) = &mut value {
+                    map.insert("_stage".into(), producer.stage.into());
+                    map.insert("_plugin".into(), producer.plugin.into());
+                    map.insert("_plugin_version".into(), producer.version.into());
+                }
+                let key = format!("{}:{}", a.store_id, a.product_id);
+                self.send(&self.config.alerts_topic.clone(), &key, &value.to_string())?;
+            }
+        }
+        self.producer.poll(Duration::ZERO);
+        Ok(())
+    }
+
+    fn dead_letters(&mut self, dead: &[DeadLetter]) -> Result<(), SinkError> {
+        for d in dead {
+            let key = d
+                .source
+                .as_ref()
+                .map(|s| format!("{}:{}", s.topic, s.partition))
+                .unwrap_or_else(|| d.stage.clone());
+            let payload = serde_json::to_string(d).expect("dead letters serialise");
+            self.send(&self.config.dead_letter_topic.clone(), &key, &payload)?;
+        }
+        self.producer.poll(Duration::ZERO);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        // Wait for every delivery report; with message.timeout.ms = 0 librdkafka keeps retrying
+        // while the broker is away, so this blocks (backpressure) rather than losing messages.
+        loop {
+            match self.producer.flush(Duration::from_secs(5)) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!(error = %e, in_flight = self.producer.in_flight_count(), "waiting for Kafka to acknowledge alerts and dead letters")
+                }
+            }
+        }
+    }
+}
