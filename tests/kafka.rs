@@ -51,6 +51,107 @@ fn broker() -> Broker {
     Broker { child, address }
 }
 
+/// s3s-fs on a free port over a temp folder, with bucket `retail-data`.
+struct S3 {
+    child: Child,
+    endpoint: String,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn s3() -> S3 {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("retail-data")).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("s3s-fs")
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--access-key",
+            "minioadmin",
+            "--secret-key",
+            "minioadmin",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("s3s-fs is installed by tests/services/install.sh s3");
+    let address = format!("127.0.0.1:{port}");
+    assert!(
+        wait_for(30, || std::net::TcpStream::connect(&address).is_ok()),
+        "s3s-fs did not start"
+    );
+    S3 {
+        child,
+        endpoint: format!("http://{address}"),
+        dir,
+    }
+}
+
+/// (topic, partition, offset) of every record in every raw object under the bucket.
+fn raw_offsets(bucket: &std::path::Path) -> Vec<(String, i32, i64)> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let mut stack = vec![bucket.join("raw")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.to_string_lossy().ends_with(".ndjson.gz") {
+                let rel = path
+                    .strip_prefix(bucket.join("raw"))
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                let topic = rel.split('/').next().unwrap().to_string();
+                let mut text = String::new();
+                flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap())
+                    .read_to_string(&mut text)
+                    .unwrap();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                let (first, last) = name.trim_end_matches(".ndjson.gz").split_once('-').unwrap();
+                let offsets: Vec<i64> = text
+                    .lines()
+                    .map(|l| {
+                        serde_json::from_str::<serde_json::Value>(l).unwrap()["offset"]
+                            .as_i64()
+                            .unwrap()
+                    })
+                    .collect();
+                assert_eq!(
+                    (offsets[0], *offsets.last().unwrap()),
+                    (first.parse().unwrap(), last.parse().unwrap()),
+                    "{rel}"
+                );
+                for line in text.lines() {
+                    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                    out.push((
+                        topic.clone(),
+                        v["partition"].as_i64().unwrap() as i32,
+                        v["offset"].as_i64().unwrap(),
+                    ));
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 fn simulate(brokers: &str, steps: u64, skip: u64) {
     let status = Command::new(env!("CARGO_BIN_EXE_host"))
         .args([
@@ -78,10 +179,42 @@ fn simulate(brokers: &str, steps: u64, skip: u64) {
     assert!(status.success());
 }
 
+/// Every message of a topic (all partitions, from the beginning) as (key, payload).
+fn consume_all(brokers: &str, topic: &str) -> Vec<(String, serde_json::Value)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), std::time::Duration::from_secs(10))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in metadata.topics()[0].partitions() {
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let mut idle_since = std::time::Instant::now();
+    while idle_since.elapsed() < std::time::Duration::from_secs(2) {
+        if let Some(Ok(m)) = consumer.poll(std::time::Duration::from_millis(100)) {
+            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+            out.push((key, serde_json::from_slice(m.payload().unwrap()).unwrap()));
+            idle_since = std::time::Instant::now();
+        }
+    }
+    out
+}
+
 fn kafka_config(
     data: &std::path::Path,
     brokers: &str,
     close: bool,
+    s3: &S3,
 ) -> shelfstream::config::PipelineConfig {
     let mut c = pipeline_config(data, 0.0, None, close);
     c.sources = vec![SourceConfig::Kafka(KafkaSourceConfig {
@@ -89,6 +222,17 @@ fn kafka_config(
         stop_when_idle: Some("2s".into()),
         ..KafkaSourceConfig::default()
     })];
+    c.kafka_sink = Some(shelfstream::sinks::kafka::KafkaSinkConfig {
+        brokers: brokers.into(),
+        ..Default::default()
+    });
+    c.raw_store = Some(shelfstream::sinks::raw::RawStoreConfig {
+        kind: "s3".into(),
+        endpoint: Some(s3.endpoint.clone()),
+        access_key_id: Some("minioadmin".into()),
+        secret_access_key: Some("minioadmin".into()),
+        ..Default::default()
+    });
     c
 }
 
@@ -104,6 +248,7 @@ const STREAMS: [&str; 6] = [
 #[test]
 fn kafka_in_equals_the_same_events_read_directly_and_restarts_resume() {
     let broker = broker();
+    let s3 = s3();
     let reference = tempfile::tempdir().unwrap();
     run_to_end(
         &repo().join("plugins"),
@@ -116,7 +261,7 @@ fn kafka_in_equals_the_same_events_read_directly_and_restarts_resume() {
     simulate(&broker.address, 2_000, 0);
     let first = run_to_end(
         &repo().join("plugins"),
-        kafka_config(data.path(), &broker.address, false),
+        kafka_config(data.path(), &broker.address, false, &s3),
         false,
     );
     let saved = shelfstream::run::SavedState::load(data.path()).unwrap();
@@ -127,11 +272,34 @@ fn kafka_in_equals_the_same_events_read_directly_and_restarts_resume() {
         "offsets cover every record read"
     );
 
+    // A raw object written after the checkpoint by a host that then crashed: must not survive.
+    let next = offsets["retail-sales-transactions:0"];
+    let orphan_dir = s3
+        .dir
+        .path()
+        .join("retail-data/raw/retail-sales-transactions/date=2026-11-01/partition=0");
+    std::fs::create_dir_all(&orphan_dir).unwrap();
+    let orphan: Vec<shelfstream::plugin::RawRecord> = (next..next + 5)
+        .map(|o| shelfstream::plugin::RawRecord {
+            topic: "retail-sales-transactions".into(),
+            partition: 0,
+            offset: o,
+            key: None,
+            payload: b"{}".to_vec(),
+            timestamp: 0,
+        })
+        .collect();
+    std::fs::write(
+        orphan_dir.join(format!("{next:020}-{:020}.ndjson.gz", next + 4)),
+        shelfstream::sinks::raw::encode(&orphan),
+    )
+    .unwrap();
+
     // Second half; the next run resumes at the saved offsets and closes the windows at the end.
     simulate(&broker.address, 4_000, 2_000);
     let second = run_to_end(
         &repo().join("plugins"),
-        kafka_config(data.path(), &broker.address, true),
+        kafka_config(data.path(), &broker.address, true, &s3),
         false,
     );
     assert!(second.records_in > 0);
@@ -153,4 +321,35 @@ fn kafka_in_equals_the_same_events_read_directly_and_restarts_resume() {
             .all(|d| d.contains("\"topic\":\"retail-sales-transactions\"")),
         "dead letters name the source topic"
     );
+
+    // Raw batches cover every consumed offset exactly once (the orphan was removed at start).
+    let saved = shelfstream::run::SavedState::load(data.path()).unwrap();
+    let mut expected: Vec<(String, i32, i64)> = Vec::new();
+    for (key, &next) in &saved.offsets["kafka"] {
+        let (topic, partition) = key.rsplit_once(':').unwrap();
+        expected.extend((0..next).map(|o| (topic.to_string(), partition.parse().unwrap(), o)));
+    }
+    expected.sort();
+    assert_eq!(raw_offsets(&s3.dir.path().join("retail-data")), expected);
+
+    // Alerts and dead letters also went back to Kafka, keyed by store:product / source partition.
+    let alerts = consume_all(&broker.address, "retail-restock-alerts");
+    let expected =
+        stream_rows(data.path(), "alerts").len() + stream_rows(data.path(), "sales_alerts").len();
+    assert!(expected > 0);
+    assert_eq!(alerts.len(), expected);
+    for (key, alert) in &alerts {
+        let want = format!(
+            "{}:{}",
+            alert["store_id"].as_str().unwrap(),
+            alert["product_id"].as_str().unwrap()
+        );
+        assert_eq!(key, &want);
+        assert!(alert["rule"].is_string() && alert["_plugin_version"].is_string());
+    }
+    let letters = consume_all(&broker.address, "retail-dead-letters");
+    assert_eq!(letters.len(), dead.len());
+    assert!(letters
+        .iter()
+        .all(|(key, d)| key.starts_with("retail-sales-transactions:") && d["reason"].is_string()));
 }

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 plugins/build.sh --fixtures
 # Real services for the service tests (installed on first use): ClickHouse is started and left
-# running; the Kafka tests start their own tansu broker per test.
+# running; the Kafka test starts its own tansu broker and s3s-fs server.
 tests/services/start.sh clickhouse
-tests/services/install.sh kafka
+tests/services/install.sh kafka s3
 cargo test --release --workspace "$@"

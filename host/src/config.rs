@@ -44,6 +44,8 @@ pub struct PipelineConfig {
     pub clickhouse: Option<crate::sinks::clickhouse::ClickHouseConfig>,
     /// Also produce alerts and dead letters to Kafka topics.
     pub kafka_sink: Option<crate::sinks::kafka::KafkaSinkConfig>,
+    /// Where raw batches from Kafka are kept (default: a local folder `<data_dir>/raw`).
+    pub raw_store: Option<crate::sinks::raw::RawStoreConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

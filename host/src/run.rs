@@ -194,6 +194,42 @@ pub async fn run(
     }
     let pipeline = Pipeline::new(stages, Box::new(Fanout(sinks)));
 
+    // Raw batches of partitioned sources go to object storage before they are checkpointed.
+    let has_kafka = opts
+        .config
+        .sources
+        .iter()
+        .any(|s| matches!(s, crate::config::SourceConfig::Kafka(_)));
+    let raw = if has_kafka {
+        let config = opts.config.raw_store.clone().unwrap_or_default();
+        let raw = crate::sinks::raw::RawStore::new(
+            &config,
+            &data_dir,
+            tokio::runtime::Handle::current(),
+        )?;
+        for offsets in saved.offsets.values() {
+            for (key, &next) in offsets {
+                if let Some((topic, Ok(partition))) =
+                    key.rsplit_once(':').map(|(t, p)| (t, p.parse::<i32>()))
+                {
+                    let deleted = raw.discard_after(topic, partition, next).await?;
+                    if deleted > 0 {
+                        tracing::info!(
+                            topic,
+                            partition,
+                            next,
+                            deleted,
+                            "removed raw batches written after the last checkpoint"
+                        );
+                    }
+                }
+            }
+        }
+        Some(raw)
+    } else {
+        None
+    };
+
     let (tx, rx) = mpsc::channel::<Command>(8);
     let stop = StopFlag::default();
     let mut source_threads = Vec::new();
@@ -245,6 +281,7 @@ pub async fn run(
         every: Duration::from_secs(1),
         sources: saved.sources,
         offsets: saved.offsets,
+        raw,
     };
     let summary = opts.summary;
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
@@ -298,6 +335,8 @@ struct Checkpoints {
     every: Duration,
     sources: BTreeMap<String, u64>,
     offsets: BTreeMap<String, BTreeMap<String, i64>>,
+    /// Raw batches of partitioned sources, stored before any checkpoint covers them.
+    raw: Option<crate::sinks::raw::RawStore>,
 }
 
 impl Checkpoints {
@@ -363,6 +402,9 @@ fn pipeline_loop(
                 offset,
             }) => {
                 report.records_in += records.len() as u64;
+                if let (Some(raw), Some(_)) = (&checkpoints.raw, &offset) {
+                    raw.write(&records);
+                }
                 // Partitioned sources deliver one partition per batch: that is the lane.
                 let lane = match &offset {
                     Some(_) => records.first().map_or(0, |r| r.partition),

@@ -5,6 +5,7 @@ pub mod clickhouse;
 pub mod file;
 pub mod kafka;
 pub mod memory;
+pub mod raw;
 
 use crate::pipeline::DeadLetter;
 use crate::plugin::Event;
