@@ -353,3 +353,167 @@ fn kafka_in_equals_the_same_events_read_directly_and_restarts_resume() {
         .iter()
         .all(|(key, d)| key.starts_with("retail-sales-transactions:") && d["reason"].is_string()));
 }
+
+/// Write a pipeline config file for the `host` binary: Kafka in, ClickHouse and raw batches out.
+fn write_config(path: &std::path::Path, brokers: &str, s3: &S3, database: &str) {
+    let base = std::fs::read_to_string(repo().join("host/pipeline.toml")).unwrap();
+    let stages = &base[base.find("[[stage]]").unwrap()..];
+    let clickhouse_url = std::env::var("SHELFSTREAM_CLICKHOUSE_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:8123".into());
+    let text = format!(
+        r#"
+[runtime]
+batch_size = 256
+
+[[source]]
+kind = "kafka"
+brokers = "{brokers}"
+stop_when_idle = "3s"
+
+[clickhouse]
+url = "{clickhouse_url}"
+database = "{database}"
+batch_rows = 500
+
+[raw_store]
+kind = "s3"
+endpoint = "{endpoint}"
+access_key_id = "minioadmin"
+secret_access_key = "minioadmin"
+
+{stages}"#,
+        endpoint = s3.endpoint
+    );
+    std::fs::write(path, text).unwrap();
+}
+
+fn clickhouse_query(database: &str, sql: &str) -> String {
+    let url = std::env::var("SHELFSTREAM_CLICKHOUSE_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:8123".into());
+    let ch = shelfstream::sinks::clickhouse::ClickHouseConfig {
+        url,
+        database: database.into(),
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut cursor = ch
+            .client()
+            .with_database(database)
+            .query(sql)
+            .fetch_bytes("TabSeparated")
+            .unwrap();
+        String::from_utf8(cursor.collect().await.unwrap().to_vec())
+            .unwrap()
+            .trim()
+            .to_string()
+    })
+}
+
+#[test]
+fn kill_9_mid_stream_loses_and_doubles_nothing_in_clickhouse() {
+    let broker = broker();
+    let s3 = s3();
+    let database = format!("shelfstream_crash_{}", std::process::id());
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("pipeline.toml");
+    write_config(&config, &broker.address, &s3, &database);
+    let steps = 16_000u64;
+
+    // Reference: the same events read directly (same rate: it sets the event-time spacing).
+    let reference = tempfile::tempdir().unwrap();
+    run_to_end(
+        &repo().join("plugins"),
+        pipeline_config(reference.path(), 6_000.0, Some(steps), true),
+        false,
+    );
+
+    // The producer runs while the host is killed with SIGKILL three times and restarted.
+    let producer = {
+        let brokers = broker.address.clone();
+        std::thread::spawn(move || {
+            let status = Command::new(env!("CARGO_BIN_EXE_host"))
+                .args([
+                    "simulate",
+                    "--brokers",
+                    &brokers,
+                    "--rate",
+                    "6000",
+                    "--stores",
+                    "4",
+                    "--products",
+                    "30",
+                ])
+                .args([
+                    "--start",
+                    "2026-11-01T08:00:00Z",
+                    "--max-events",
+                    &steps.to_string(),
+                ])
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        })
+    };
+    let host = |close: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_host"));
+        cmd.args(["run", "--no-watch", "--quiet", "--plugins"])
+            .arg(repo().join("plugins"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(data.path())
+            .stderr(Stdio::null());
+        if close {
+            cmd.arg("--close-windows-at-end");
+        }
+        cmd
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for round in 0..3 {
+        let mut child = host(false).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1_300 + 200 * round));
+        child.kill().unwrap(); // SIGKILL: no drain, no final checkpoint
+        child.wait().unwrap();
+    }
+    producer.join().unwrap();
+    assert!(
+        host(true).status().unwrap().success(),
+        "the final run completes"
+    );
+
+    let sales = stream_rows(reference.path(), "sales").len();
+    let minutes = stream_rows(reference.path(), "sales_1m").len();
+    assert_eq!(
+        clickhouse_query(
+            &database,
+            "SELECT count(), uniqExact(sale_id) FROM fact_sales FINAL"
+        ),
+        format!("{sales}\t{sales}")
+    );
+    assert_eq!(
+        clickhouse_query(&database, "SELECT count() FROM spark_sales_metrics FINAL"),
+        minutes.to_string()
+    );
+    let want: f64 = std::fs::read_to_string(reference.path().join("out/sales_1m.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["values"][0][1]
+                .as_f64()
+                .unwrap()
+        })
+        .sum();
+    let got: f64 = clickhouse_query(
+        &database,
+        "SELECT sum(total_revenue) FROM spark_sales_metrics FINAL",
+    )
+    .parse()
+    .unwrap();
+    assert!(
+        (got - want).abs() < 1e-6,
+        "window revenue {got} vs a clean run's {want}"
+    );
+    clickhouse_query(&database, &format!("DROP DATABASE {database}"));
+}
