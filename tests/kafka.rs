@@ -73,18 +73,20 @@ fn s3() -> S3 {
         .local_addr()
         .unwrap()
         .port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let child = start_s3s(dir.path(), port);
+    S3 {
+        child,
+        endpoint,
+        dir,
+    }
+}
+
+fn start_s3s(dir: &std::path::Path, port: u16) -> Child {
     let child = Command::new("s3s-fs")
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--access-key",
-            "minioadmin",
-            "--secret-key",
-            "minioadmin",
-        ])
-        .arg(dir.path())
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--access-key", "minioadmin", "--secret-key", "minioadmin"])
+        .arg(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -94,10 +96,19 @@ fn s3() -> S3 {
         wait_for(30, || std::net::TcpStream::connect(&address).is_ok()),
         "s3s-fs did not start"
     );
-    S3 {
-        child,
-        endpoint: format!("http://{address}"),
-        dir,
+    child
+}
+
+impl S3 {
+    /// An outage: the server is gone until `back` is called.
+    fn stop(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn back(&mut self) {
+        let port: u16 = self.endpoint.rsplit(':').next().unwrap().parse().unwrap();
+        self.child = start_s3s(self.dir.path(), port);
     }
 }
 
@@ -515,5 +526,91 @@ fn kill_9_mid_stream_loses_and_doubles_nothing_in_clickhouse() {
         (got - want).abs() < 1e-6,
         "window revenue {got} vs a clean run's {want}"
     );
+    clickhouse_query(&database, &format!("DROP DATABASE {database}"));
+}
+
+#[test]
+fn an_object_store_outage_holds_the_pipeline_and_loses_nothing() {
+    let broker = broker();
+    let mut s3 = s3();
+    let database = format!("shelfstream_outage_{}", std::process::id());
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("pipeline.toml");
+    write_config(&config, &broker.address, &s3, &database);
+    let steps = 12_000u64;
+    let reference = tempfile::tempdir().unwrap();
+    run_to_end(
+        &repo().join("plugins"),
+        pipeline_config(reference.path(), 6_000.0, Some(steps), true),
+        false,
+    );
+
+    let brokers = broker.address.clone();
+    let producer = std::thread::spawn(move || {
+        let status = Command::new(env!("CARGO_BIN_EXE_host"))
+            .args([
+                "simulate",
+                "--brokers",
+                &brokers,
+                "--rate",
+                "6000",
+                "--stores",
+                "4",
+                "--products",
+                "30",
+            ])
+            .args([
+                "--start",
+                "2026-11-01T08:00:00Z",
+                "--max-events",
+                &steps.to_string(),
+            ])
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    });
+    let mut host = Command::new(env!("CARGO_BIN_EXE_host"))
+        .args([
+            "run",
+            "--no-watch",
+            "--quiet",
+            "--close-windows-at-end",
+            "--plugins",
+        ])
+        .arg(repo().join("plugins"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(data.path())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1_200));
+    s3.stop();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert!(
+        host.try_wait().unwrap().is_none(),
+        "the host waits for the store, it does not exit"
+    );
+    s3.back();
+    producer.join().unwrap();
+    assert!(host.wait().unwrap().success());
+
+    for stream in ["sales", "sales_1m", "alerts"] {
+        assert_eq!(
+            stream_rows(data.path(), stream),
+            stream_rows(reference.path(), stream),
+            "{stream}"
+        );
+    }
+    let saved = shelfstream::run::SavedState::load(data.path()).unwrap();
+    let mut expected: Vec<(String, i32, i64)> = Vec::new();
+    for (key, &next) in &saved.offsets["kafka"] {
+        let (topic, partition) = key.rsplit_once(':').unwrap();
+        expected.extend((0..next).map(|o| (topic.to_string(), partition.parse().unwrap(), o)));
+    }
+    expected.sort();
+    assert_eq!(raw_offsets(&s3.dir.path().join("retail-data")), expected);
     clickhouse_query(&database, &format!("DROP DATABASE {database}"));
 }

@@ -140,6 +140,8 @@ pub fn run(
         if idle {
             for ((topic, partition), records) in std::mem::take(&mut buffers) {
                 send(c, tx, topic, partition, records)?;
+                // Time blocked on a busy pipeline (backpressure) is not idle time.
+                last_message = Instant::now();
             }
             if idle_limit.is_some_and(|limit| last_message.elapsed() >= limit) {
                 break;
