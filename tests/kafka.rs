@@ -334,14 +334,10 @@ fn kafka_in_equals_the_same_events_read_directly_and_restarts_resume() {
     );
 
     // Raw batches cover every consumed offset exactly once (the orphan was removed at start).
-    let saved = shelfstream::run::SavedState::load(data.path()).unwrap();
-    let mut expected: Vec<(String, i32, i64)> = Vec::new();
-    for (key, &next) in &saved.offsets["kafka"] {
-        let (topic, partition) = key.rsplit_once(':').unwrap();
-        expected.extend((0..next).map(|o| (topic.to_string(), partition.parse().unwrap(), o)));
-    }
-    expected.sort();
-    assert_eq!(raw_offsets(&s3.dir.path().join("retail-data")), expected);
+    assert_eq!(
+        raw_offsets(&s3.dir.path().join("retail-data")),
+        consumed_offsets(data.path())
+    );
 
     // Alerts and dead letters also went back to Kafka, keyed by store:product / source partition.
     let alerts = consume_all(&broker.address, "retail-restock-alerts");
@@ -363,6 +359,47 @@ fn kafka_in_equals_the_same_events_read_directly_and_restarts_resume() {
     assert!(letters
         .iter()
         .all(|(key, d)| key.starts_with("retail-sales-transactions:") && d["reason"].is_string()));
+}
+
+/// `host simulate` at `rate` messages/s in the background (a live producer).
+fn produce_live(brokers: &str, steps: u64) -> std::thread::JoinHandle<()> {
+    let brokers = brokers.to_string();
+    std::thread::spawn(move || {
+        let status = Command::new(env!("CARGO_BIN_EXE_host"))
+            .args([
+                "simulate",
+                "--brokers",
+                &brokers,
+                "--rate",
+                "6000",
+                "--stores",
+                "4",
+                "--products",
+                "30",
+            ])
+            .args([
+                "--start",
+                "2026-11-01T08:00:00Z",
+                "--max-events",
+                &steps.to_string(),
+            ])
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    })
+}
+
+/// Every offset a run consumed, from its saved state: what the raw objects must cover once.
+fn consumed_offsets(data: &std::path::Path) -> Vec<(String, i32, i64)> {
+    let saved = shelfstream::run::SavedState::load(data).unwrap();
+    let mut expected: Vec<(String, i32, i64)> = Vec::new();
+    for (key, &next) in &saved.offsets["kafka"] {
+        let (topic, partition) = key.rsplit_once(':').unwrap();
+        expected.extend((0..next).map(|o| (topic.to_string(), partition.parse().unwrap(), o)));
+    }
+    expected.sort();
+    expected
 }
 
 /// Write a pipeline config file for the `host` binary: Kafka in, ClickHouse and raw batches out.
@@ -440,33 +477,7 @@ fn kill_9_mid_stream_loses_and_doubles_nothing_in_clickhouse() {
     );
 
     // The producer runs while the host is killed with SIGKILL three times and restarted.
-    let producer = {
-        let brokers = broker.address.clone();
-        std::thread::spawn(move || {
-            let status = Command::new(env!("CARGO_BIN_EXE_host"))
-                .args([
-                    "simulate",
-                    "--brokers",
-                    &brokers,
-                    "--rate",
-                    "6000",
-                    "--stores",
-                    "4",
-                    "--products",
-                    "30",
-                ])
-                .args([
-                    "--start",
-                    "2026-11-01T08:00:00Z",
-                    "--max-events",
-                    &steps.to_string(),
-                ])
-                .stderr(Stdio::null())
-                .status()
-                .unwrap();
-            assert!(status.success());
-        })
-    };
+    let producer = produce_live(&broker.address, steps);
     let host = |close: bool| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_host"));
         cmd.args(["run", "--no-watch", "--quiet", "--plugins"])
@@ -545,31 +556,7 @@ fn an_object_store_outage_holds_the_pipeline_and_loses_nothing() {
         false,
     );
 
-    let brokers = broker.address.clone();
-    let producer = std::thread::spawn(move || {
-        let status = Command::new(env!("CARGO_BIN_EXE_host"))
-            .args([
-                "simulate",
-                "--brokers",
-                &brokers,
-                "--rate",
-                "6000",
-                "--stores",
-                "4",
-                "--products",
-                "30",
-            ])
-            .args([
-                "--start",
-                "2026-11-01T08:00:00Z",
-                "--max-events",
-                &steps.to_string(),
-            ])
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    });
+    let producer = produce_live(&broker.address, steps);
     let mut host = Command::new(env!("CARGO_BIN_EXE_host"))
         .args([
             "run",
@@ -604,13 +591,9 @@ fn an_object_store_outage_holds_the_pipeline_and_loses_nothing() {
             "{stream}"
         );
     }
-    let saved = shelfstream::run::SavedState::load(data.path()).unwrap();
-    let mut expected: Vec<(String, i32, i64)> = Vec::new();
-    for (key, &next) in &saved.offsets["kafka"] {
-        let (topic, partition) = key.rsplit_once(':').unwrap();
-        expected.extend((0..next).map(|o| (topic.to_string(), partition.parse().unwrap(), o)));
-    }
-    expected.sort();
-    assert_eq!(raw_offsets(&s3.dir.path().join("retail-data")), expected);
+    assert_eq!(
+        raw_offsets(&s3.dir.path().join("retail-data")),
+        consumed_offsets(data.path())
+    );
     clickhouse_query(&database, &format!("DROP DATABASE {database}"));
 }
