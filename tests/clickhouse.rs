@@ -124,25 +124,6 @@ fn outputs_land_in_clickhouse_once_even_when_written_twice() {
     query(&ch, &format!("DROP DATABASE {}", ch.database));
 }
 
-/// The named queries of a file in sql/queries/ (`-- name: x` before each).
-fn named_queries(file: &str) -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(repo().join("sql/queries").join(file)).unwrap();
-    let mut out: Vec<(String, String)> = Vec::new();
-    for line in text.lines() {
-        if let Some(name) = line.strip_prefix("-- name:") {
-            out.push((name.trim().to_string(), String::new()));
-        } else if !line.trim_start().starts_with("--") {
-            if let Some((_, sql)) = out.last_mut() {
-                sql.push_str(line);
-                sql.push('\n');
-            }
-        }
-    }
-    out.into_iter()
-        .map(|(n, s)| (n, s.trim().trim_end_matches(';').to_string()))
-        .collect()
-}
-
 #[test]
 fn the_seed_sample_queries_run_unmodified_and_return_rows() {
     let ch = fresh_database("shelfstream_seed");
@@ -157,7 +138,8 @@ fn the_seed_sample_queries_run_unmodified_and_return_rows() {
     run_to_end(&repo().join("plugins"), config, false);
 
     let version = query(&ch, "SELECT version()");
-    let queries = named_queries("seed_samples.sql");
+    let queries =
+        shelfstream::sinks::clickhouse::named_queries(shelfstream::sinks::clickhouse::SEED_SAMPLES);
     assert_eq!(queries.len(), 8);
     for (name, sql) in &queries {
         if name == "product_performance" && version.starts_with("18.") {

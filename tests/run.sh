@@ -5,8 +5,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 plugins/build.sh --fixtures
-# Real services for the service tests (installed on first use): ClickHouse is started and left
-# running; the Kafka test starts its own tansu broker and s3s-fs server.
-tests/services/start.sh clickhouse
-tests/services/install.sh kafka s3
+# Real services (installed on first use), left running: ClickHouse, tansu and s3s-fs on their
+# default ports for the demo test; the Kafka tests start their own broker and S3 server too.
+tests/services/start.sh
 cargo test --release --workspace "$@"

@@ -31,6 +31,9 @@ enum Command {
     TestPlugin(TestPluginArgs),
     /// Produce simulated retail events to the Kafka topics (creating them if needed).
     Simulate(SimulateArgs),
+    /// The whole stack once, on running services (tests/services/start.sh): topics and tables,
+    /// simulator -> Kafka -> plugins -> ClickHouse, S3 and Kafka; then the seed's sample queries.
+    Demo(DemoArgs),
     /// Apply sql/schema.sql to the ClickHouse of the config's [clickhouse] section (idempotent).
     Migrate {
         /// Pipeline config with a [clickhouse] section; default: http://127.0.0.1:8123, database retail.
@@ -120,6 +123,23 @@ struct SimulateArgs {
 }
 
 #[derive(clap::Args)]
+struct DemoArgs {
+    #[arg(long, default_value = "plugins")]
+    plugins: PathBuf,
+    /// How long the simulator produces.
+    #[arg(long, default_value = "20s")]
+    duration: String,
+    /// Messages per second.
+    #[arg(long, default_value_t = 2000.0)]
+    rate: f64,
+    #[arg(long, default_value = "data/demo")]
+    data_dir: PathBuf,
+    /// S3 endpoint for raw batches (s3s-fs from tests/services/start.sh, or MinIO).
+    #[arg(long, default_value = "http://127.0.0.1:9010")]
+    s3_endpoint: String,
+}
+
+#[derive(clap::Args)]
 struct TestPluginArgs {
     /// The plugin component.
     plugin: PathBuf,
@@ -153,6 +173,7 @@ fn main() -> Result<()> {
         Command::TestPlugin(args) => test_plugin(args),
         Command::Migrate { config } => migrate(config),
         Command::Simulate(args) => simulate(args),
+        Command::Demo(args) => demo(args),
     }
 }
 
@@ -275,6 +296,127 @@ fn simulate(args: SimulateArgs) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+fn demo(args: DemoArgs) -> Result<()> {
+    use shelfstream::sinks::{clickhouse as ch, kafka::KafkaSinkConfig, raw::RawStoreConfig};
+    use shelfstream::sources::kafka::KafkaSourceConfig;
+    let mut config = PipelineConfig::load(None)?;
+    config.runtime.data_dir = args.data_dir.clone();
+    config.runtime.close_windows_at_end = true;
+    config.sources = vec![SourceConfig::Kafka(KafkaSourceConfig {
+        group_id: "shelfstream-demo".into(),
+        stop_when_idle: Some("5s".into()),
+        ..KafkaSourceConfig::default()
+    })];
+    let clickhouse = ch::ClickHouseConfig::default();
+    config.clickhouse = Some(clickhouse.clone());
+    config.kafka_sink = Some(KafkaSinkConfig::default());
+    config.raw_store = Some(RawStoreConfig {
+        kind: "s3".into(),
+        endpoint: Some(args.s3_endpoint.clone()),
+        access_key_id: Some("minioadmin".into()),
+        secret_access_key: Some("minioadmin".into()),
+        ..RawStoreConfig::default()
+    });
+    let sim = shelfstream::config::SimulatorConfig::default();
+
+    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    let client = clickhouse.client();
+    runtime.block_on(async {
+        shelfstream::sources::kafka::create_topics("127.0.0.1:9092", sim.partitions).await?;
+        ch::migrate(&client, &clickhouse.database)
+            .await
+            .context("creating the ClickHouse tables")?;
+        let dims = shelfstream::sources::simulator::Simulator::new(&sim, 0);
+        ch::load_dimensions(&client, &clickhouse.database, &dims)
+            .await
+            .context("loading dimensions")?;
+        anyhow::Ok(())
+    })?;
+    eprintln!(
+        "topics and tables ready; producing for {} at {}/s while the pipeline runs",
+        args.duration, args.rate
+    );
+    let producer = {
+        let (duration, rate) = (args.duration.clone(), args.rate);
+        std::thread::spawn(move || {
+            simulate(SimulateArgs {
+                brokers: "127.0.0.1:9092".into(),
+                rate,
+                stores: sim.stores,
+                products: sim.products,
+                duration: Some(duration),
+                max_events: None,
+                seed: sim.seed,
+                start: None,
+                malformed_rate: sim.malformed_rate,
+                partitions: sim.partitions,
+                skip_steps: 0,
+            })
+        })
+    };
+    let opts = RunOptions {
+        plugins_dir: args.plugins,
+        config,
+        watch: true,
+        summary: true,
+    };
+    let report = runtime.block_on(run::run(opts, run::shutdown_signal()))?;
+    producer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the producer panicked"))??;
+
+    let database = clickhouse.database.clone();
+    let db_client = client.with_database(&database);
+    runtime.block_on(async {
+        for table in [
+            "fact_sales",
+            "fact_inventory",
+            "spark_sales_metrics",
+            "spark_inventory_metrics",
+            "streaming_alerts",
+            "demand_forecasts",
+            "dead_letters",
+        ] {
+            db_client
+                .query(&format!("OPTIMIZE TABLE {table} FINAL"))
+                .execute()
+                .await?;
+        }
+        println!(
+            "\n== The seed's sample queries (sql/queries/seed_samples.sql), on ClickHouse {}\n",
+            fetch_text(&db_client, "SELECT version()", "TabSeparated")
+                .await?
+                .trim()
+        );
+        for (name, sql) in ch::named_queries(ch::SEED_SAMPLES) {
+            println!("-- {name}\n{sql};");
+            match fetch_text(&db_client, &sql, "PrettyCompactMonoBlock").await {
+                Ok(text) => println!("{text}"),
+                Err(e) => println!("(this server cannot run it: {e})\n"),
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    println!(
+        "== {} records through the plugins; {} alerts on Kafka topic retail-restock-alerts; {} dead letters on retail-dead-letters and in {database}.dead_letters",
+        report.records_in,
+        report.outputs.get("alerts").copied().unwrap_or(0) + report.outputs.get("sales_alerts").copied().unwrap_or(0),
+        report.dead_letters
+    );
+    println!("== raw batches: s3://retail-data/raw/<topic>/date=<day>/partition=<p>/<first>-<last>.ndjson.gz at {}", args.s3_endpoint);
+    println!(
+        "== outputs also in {}/out/, state in {}",
+        args.data_dir.display(),
+        run::SavedState::path(&args.data_dir).display()
+    );
+    Ok(())
+}
+
+async fn fetch_text(client: &clickhouse::Client, sql: &str, format: &str) -> Result<String> {
+    let mut cursor = client.query(sql).fetch_bytes(format)?;
+    Ok(String::from_utf8_lossy(&cursor.collect().await?).into_owned())
 }
 
 fn migrate(config: Option<PathBuf>) -> Result<()> {

@@ -56,12 +56,12 @@ start_kafka() {
 
 start_s3() {
     local d="$dir/s3"
+    mkdir -p "$d/data/retail-data"   # a bucket is a folder
     if listening 9010; then log "s3 (s3s-fs) already listening on 127.0.0.1:9010"; return; fi
-    mkdir -p "$d/data"
     nohup s3s-fs --host 127.0.0.1 --port 9010 --access-key minioadmin --secret-key minioadmin "$d/data" > "$d/s3s-fs.log" 2>&1 &
     echo $! > "$d/pid"
     wait_port 9010 s3s-fs "$d/s3s-fs.log"
-    log "s3 (s3s-fs): http://127.0.0.1:9010 (minioadmin/minioadmin), objects under $d/data; log $d/s3s-fs.log"
+    log "s3 (s3s-fs): http://127.0.0.1:9010 (minioadmin/minioadmin), bucket retail-data in $d/data; log $d/s3s-fs.log"
 }
 
 services=("$@")
