@@ -1,0 +1,176 @@
+//! End-to-end benchmark: events/s from Kafka through the shipped plugin chain into ClickHouse,
+//! raw batches to S3 and alerts back to Kafka, against the rate at which a bare rdkafka consumer
+//! reads the same topics from the same broker, in the same run; plus the host's CPU per event.
+//!
+//!     tests/services/start.sh && plugins/build.sh && cargo bench -p host --bench e2e
+//!
+//! Uses the services on their default ports (a fresh topic set is produced first). Figures are
+//! printed, never asserted.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use shelfstream::config::{PipelineConfig, SimulatorConfig, SourceConfig, TOPICS};
+use shelfstream::sinks::{
+    clickhouse::ClickHouseConfig, kafka::KafkaSinkConfig, raw::RawStoreConfig,
+};
+use shelfstream::sources::kafka::{
+    create_topics, partition_key, KafkaSourceConfig, RecordProducer,
+};
+use shelfstream::sources::simulator::Simulator;
+
+const BROKERS: &str = "127.0.0.1:9092";
+
+/// Process CPU time (user + system) from /proc/self/stat, in seconds.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The end offset of every partition of the retail topics now.
+fn end_offsets(consumer: &BaseConsumer) -> Vec<(String, i32, i64)> {
+    let mut out = Vec::new();
+    for topic in TOPICS {
+        let md = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        for p in md.topics()[0].partitions() {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .unwrap();
+            out.push((topic.to_string(), p.id(), high));
+        }
+    }
+    out
+}
+
+fn main() {
+    let steps: u64 = std::env::var("E2E_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(create_topics(BROKERS, 3)).unwrap();
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", BROKERS)
+        .set("group.id", "e2e-probe")
+        .create()
+        .unwrap();
+    let before = end_offsets(&probe);
+
+    // Produce a fresh slice of simulated traffic.
+    let sim_config = SimulatorConfig {
+        rate: 0.0,
+        stores: 10,
+        products: 100,
+        ..SimulatorConfig::default()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut sim = Simulator::new(&sim_config, now);
+    let producer = RecordProducer::new(BROKERS).unwrap();
+    let started = Instant::now();
+    let mut produced = 0u64;
+    while sim.steps() < steps {
+        for r in sim.step().collect::<Vec<_>>() {
+            producer.send(&r).unwrap();
+            produced += 1;
+        }
+    }
+    producer.flush().unwrap();
+    println!(
+        "produced {produced} messages to {BROKERS} in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // Bare consumer: read exactly the new slice.
+    let bare: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", BROKERS)
+        .set("group.id", "e2e-bare")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for (topic, p, start) in &before {
+        tpl.add_partition_offset(topic, *p, Offset::Offset(*start))
+            .unwrap();
+    }
+    bare.assign(&tpl).unwrap();
+    let started = Instant::now();
+    let mut read = 0u64;
+    while read < produced && started.elapsed() < Duration::from_secs(300) {
+        if let Some(Ok(_)) = bare.poll(Duration::from_millis(100)) {
+            read += 1;
+        }
+    }
+    let bare_rate = read as f64 / started.elapsed().as_secs_f64();
+    println!("bare rdkafka consumer: {read} messages, {bare_rate:.0} msg/s");
+
+    // The host: same slice, full chain, ClickHouse + raw batches (S3) + alerts to Kafka.
+    let data = tempfile::tempdir().unwrap();
+    let mut config = PipelineConfig::load(None).unwrap();
+    config.runtime.data_dir = data.path().to_path_buf();
+    config.sources = vec![SourceConfig::Kafka(KafkaSourceConfig {
+        stop_when_idle: Some("2s".into()),
+        ..KafkaSourceConfig::default()
+    })];
+    config.clickhouse = Some(ClickHouseConfig {
+        database: "shelfstream_bench".into(),
+        ..ClickHouseConfig::default()
+    });
+    config.kafka_sink = Some(KafkaSinkConfig::default());
+    config.raw_store = Some(RawStoreConfig {
+        kind: "s3".into(),
+        endpoint: Some("http://127.0.0.1:9010".into()),
+        access_key_id: Some("minioadmin".into()),
+        secret_access_key: Some("minioadmin".into()),
+        ..RawStoreConfig::default()
+    });
+    // Resume exactly at the slice: saved offsets are where a source starts.
+    let mut saved = shelfstream::run::SavedState::default();
+    let offsets = before
+        .iter()
+        .map(|(t, p, o)| (partition_key(t, *p), *o))
+        .collect();
+    saved.offsets.insert("kafka".into(), offsets);
+    std::fs::create_dir_all(data.path().join("state")).unwrap();
+    std::fs::write(
+        shelfstream::run::SavedState::path(data.path()),
+        serde_json::to_vec(&saved).unwrap(),
+    )
+    .unwrap();
+
+    let opts = shelfstream::run::RunOptions {
+        plugins_dir: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins"),
+        config,
+        watch: false,
+        summary: false,
+    };
+    let cpu_before = cpu_seconds();
+    let report = rt
+        .block_on(shelfstream::run::run(opts, std::future::pending()))
+        .unwrap();
+    let cpu = cpu_seconds() - cpu_before;
+    let busy = (report.elapsed_secs - 2.0).max(1e-3); // minus the idle wait that ends the run
+    let host_rate = report.records_in as f64 / busy;
+    println!(
+        "host end to end: {} records in {busy:.2}s = {host_rate:.0} msg/s ({:.0}% of the bare consumer); host CPU {:.1} us/event",
+        report.records_in,
+        100.0 * host_rate / bare_rate,
+        1e6 * cpu / report.records_in.max(1) as f64
+    );
+}
