@@ -334,6 +334,17 @@ fn demo(args: DemoArgs) -> Result<()> {
             .context("loading dimensions")?;
         anyhow::Ok(())
     })?;
+    // A first demo reads what it produces, not what earlier runs left in the topics.
+    let mut saved = run::SavedState::load(&args.data_dir)?;
+    if !saved.offsets.contains_key("kafka") {
+        let topics: Vec<String> = shelfstream::config::TOPICS
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        let ends = shelfstream::sources::kafka::end_offsets("127.0.0.1:9092", &topics)?;
+        saved.offsets.insert("kafka".into(), ends);
+        saved.store(&args.data_dir)?;
+    }
     eprintln!(
         "topics and tables ready; producing for {} at {}/s while the pipeline runs",
         args.duration, args.rate

@@ -89,7 +89,7 @@ impl SavedState {
         }
     }
 
-    fn store(&self, data_dir: &Path) -> anyhow::Result<()> {
+    pub fn store(&self, data_dir: &Path) -> anyhow::Result<()> {
         let path = Self::path(data_dir);
         let tmp = path.with_extension("json.tmp");
         std::fs::create_dir_all(path.parent().expect("has parent"))

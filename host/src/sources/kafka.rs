@@ -50,6 +50,9 @@ impl Default for KafkaSourceConfig {
     }
 }
 
+/// How long a partial batch waits for more records before it is sent.
+const LINGER: Duration = Duration::from_millis(100);
+
 /// `topic:partition`, the key of saved offsets.
 pub fn partition_key(topic: &str, partition: i32) -> String {
     format!("{topic}:{partition}")
@@ -108,13 +111,14 @@ pub fn run(
         .transpose()
         .map_err(anyhow::Error::msg)?;
     let mut buffers: BTreeMap<(String, i32), Vec<RawRecord>> = BTreeMap::new();
+    let mut oldest: Option<Instant> = None;
     let mut last_message = Instant::now();
     while !stop.is_stopped() {
         while let Ok(offsets) = commits.try_recv() {
             commit(&consumer, &offsets);
         }
-        let polled = consumer.poll(Duration::from_millis(100));
-        let idle = match polled {
+        let polled = consumer.poll(Duration::from_millis(50));
+        match polled {
             Some(Ok(m)) => {
                 last_message = Instant::now();
                 let record = RawRecord {
@@ -125,33 +129,33 @@ pub fn run(
                     payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
                     timestamp: m.timestamp().to_millis().unwrap_or(0),
                 };
-                let buffer = buffers
-                    .entry((record.topic.clone(), record.partition))
-                    .or_default();
+                let key = (record.topic.clone(), record.partition);
+                let buffer = buffers.entry(key.clone()).or_default();
                 buffer.push(record);
-                buffer.len() >= batch_size
+                oldest.get_or_insert_with(Instant::now);
+                if buffer.len() >= batch_size {
+                    let records = buffers.remove(&key).unwrap_or_default();
+                    send(c, tx, key.0, key.1, records)?;
+                    // Time blocked on a busy pipeline (backpressure) is not idle time.
+                    last_message = Instant::now();
+                }
             }
             Some(Err(e)) => {
-                tracing::warn!(source = %c.name, error = %e, "Kafka consumer error; retrying");
-                true
+                tracing::warn!(source = %c.name, error = %e, "Kafka consumer error; retrying")
             }
-            None => true,
-        };
-        if idle {
+            None => {}
+        }
+        // Linger: partial batches wait up to LINGER for more records (fewer, larger batches and
+        // raw objects), then all go.
+        if oldest.is_some_and(|t| t.elapsed() >= LINGER) {
             for ((topic, partition), records) in std::mem::take(&mut buffers) {
                 send(c, tx, topic, partition, records)?;
-                // Time blocked on a busy pipeline (backpressure) is not idle time.
-                last_message = Instant::now();
             }
-            if idle_limit.is_some_and(|limit| last_message.elapsed() >= limit) {
-                break;
-            }
-        } else if let Some(((topic, partition), records)) = buffers.pop_first() {
-            if records.len() >= batch_size {
-                send(c, tx, topic, partition, records)?;
-            } else {
-                buffers.insert((topic, partition), records);
-            }
+            oldest = None;
+            last_message = Instant::now(); // time blocked on backpressure is not idle time
+        }
+        if buffers.is_empty() && idle_limit.is_some_and(|limit| last_message.elapsed() >= limit) {
+            break;
         }
     }
     for ((topic, partition), records) in buffers {
@@ -278,4 +282,29 @@ pub async fn create_topics(brokers: &str, partitions: i32) -> anyhow::Result<()>
         }
     }
     Ok(())
+}
+
+/// The current end offset of every partition of `topics` (`topic:partition` -> offset): where a
+/// source starts to read only what is produced from now on.
+pub fn end_offsets(brokers: &str, topics: &[String]) -> anyhow::Result<BTreeMap<String, i64>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "shelfstream-offsets")
+        .create()
+        .with_context(|| format!("creating a Kafka consumer for {brokers}"))?;
+    let mut out = BTreeMap::new();
+    for topic in topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .with_context(|| format!("reading metadata of topic {topic}"))?;
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                let (_, high) = consumer
+                    .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                    .with_context(|| format!("reading the end offset of {topic}:{}", p.id()))?;
+                out.insert(partition_key(topic, p.id()), high);
+            }
+        }
+    }
+    Ok(out)
 }
