@@ -137,7 +137,7 @@ fn removing_a_plugin_unloads_it_and_putting_it_back_resumes_with_its_state() {
     let spec = StageSpec {
         name: "agg".into(),
         plugin: "revenue-aggregator".into(),
-        input: "sales".into(),
+        inputs: vec!["sales".into()],
         output: "sales_1m".into(),
         params: vec![],
         limits: Limits::default(),

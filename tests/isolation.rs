@@ -178,7 +178,7 @@ fn other_plugins_keep_processing_while_one_misbehaves() {
     let spec = |name: &str, plugin: &str, params: Vec<(String, String)>| StageSpec {
         name: name.into(),
         plugin: plugin.into(),
-        input: "sales".into(),
+        inputs: vec!["sales".into()],
         output: format!("{name}-out"),
         params,
         limits: Limits {

@@ -41,7 +41,7 @@ fn spec(name: &str, plugin: &str, input: &str, output: &str) -> StageSpec {
     StageSpec {
         name: name.into(),
         plugin: plugin.into(),
-        input: input.into(),
+        inputs: vec![input.into()],
         output: output.into(),
         params: Vec::new(),
         limits: Limits {

@@ -171,8 +171,10 @@ pub struct StageConfig {
     pub name: String,
     /// The plugin's component file stem in the plugins folder.
     pub plugin: String,
-    /// A source topic (for cleaners) or another stage's output stream.
-    pub input: String,
+    /// A source topic (for cleaners) or another stage's output stream; or a list of them
+    /// (`input = ["sales", "inventory"]`): the stage's watermark follows the slowest of all.
+    #[serde(deserialize_with = "one_or_many")]
+    pub input: Vec<String>,
     pub output: String,
     /// Plugin parameters; the plugin rejects unknown or invalid ones with a message.
     #[serde(default)]
@@ -233,7 +235,7 @@ impl PipelineConfig {
         loop {
             let before = fed.len();
             for s in &self.stages {
-                if fed.contains(&s.input) {
+                if s.input.iter().any(|i| fed.contains(i)) {
                     fed.insert(s.output.clone());
                 }
             }
@@ -241,8 +243,10 @@ impl PipelineConfig {
                 break;
             }
         }
-        let (keep, drop): (Vec<_>, Vec<_>) =
-            self.stages.drain(..).partition(|s| fed.contains(&s.input));
+        let (keep, drop): (Vec<_>, Vec<_>) = self
+            .stages
+            .drain(..)
+            .partition(|s| s.input.iter().any(|i| fed.contains(i)));
         self.stages = keep;
         drop.into_iter().map(|s| s.name).collect()
     }
@@ -277,12 +281,13 @@ impl PipelineConfig {
         while !pending.is_empty() {
             let (ready, rest): (Vec<_>, Vec<_>) = pending
                 .into_iter()
-                .partition(|s| available.contains(&s.input));
+                .partition(|s| s.input.iter().all(|i| available.contains(i)));
             if ready.is_empty() {
                 let s = rest[0];
                 return Err(invalid(format!(
                     "stage {:?} reads stream {:?}, which no source or stage produces (or the stages form a cycle)",
-                    s.name, s.input
+                    s.name,
+                    s.input.iter().find(|i| !available.contains(*i)).unwrap_or(&s.input[0])
                 )));
             }
             for s in ready {
@@ -334,7 +339,7 @@ impl PipelineConfig {
         Ok(StageSpec {
             name: s.name.clone(),
             plugin: s.plugin.clone(),
-            input: s.input.clone(),
+            inputs: s.input.clone(),
             output: s.output.clone(),
             params,
             limits: Limits {
@@ -345,6 +350,23 @@ impl PipelineConfig {
             checkpoint_every: self.runtime.checkpoint_every.max(1),
             max_failures: self.runtime.max_failures.max(1),
         })
+    }
+}
+
+/// A stream name or a non-empty list of them.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => Ok(vec![s]),
+        OneOrMany::Many(v) if v.is_empty() => Err(serde::de::Error::custom(
+            "input: the list of streams is empty",
+        )),
+        OneOrMany::Many(v) => Ok(v),
     }
 }
 
@@ -385,7 +407,7 @@ mod tests {
         let specs = config.stage_specs().unwrap();
         let pos = |name: &str| specs.iter().position(|s| s.name == name).unwrap();
         for s in &specs {
-            if let Some(producer) = specs.iter().position(|p| p.output == s.input) {
+            for producer in (0..specs.len()).filter(|&p| s.inputs.contains(&specs[p].output)) {
                 assert!(
                     producer < pos(&s.name),
                     "{} runs before its producer",
@@ -427,6 +449,41 @@ mod tests {
         "#;
         let err = PipelineConfig::parse(text).unwrap_err().to_string();
         assert!(err.contains("\"agg\" reads stream \"sales\""), "{err}");
+    }
+
+    #[test]
+    fn a_stage_can_read_several_streams_and_runs_after_all_their_producers() {
+        let text = r#"
+            [[source]]
+            kind = "ndjson"
+            path = "-"
+            topic = "t"
+            [[stage]]
+            name = "both"
+            plugin = "p"
+            input = ["a", "b"]
+            output = "o"
+            [[stage]]
+            name = "to-b"
+            plugin = "p"
+            input = "t"
+            output = "b"
+            [[stage]]
+            name = "to-a"
+            plugin = "p"
+            input = "t"
+            output = "a"
+        "#;
+        let specs = PipelineConfig::parse(text).unwrap().stage_specs().unwrap();
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["to-b", "to-a", "both"]);
+        assert_eq!(specs[2].inputs, ["a", "b"]);
+        let empty = text.replace(r#"input = ["a", "b"]"#, "input = []");
+        let err = PipelineConfig::parse(&empty).unwrap_err().to_string();
+        assert!(err.contains("empty"), "{err}");
+        let unfed = text.replace(r#"input = ["a", "b"]"#, r#"input = ["a", "c"]"#);
+        let err = PipelineConfig::parse(&unfed).unwrap_err().to_string();
+        assert!(err.contains("reads stream \"c\""), "{err}");
     }
 
     #[test]

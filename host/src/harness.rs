@@ -98,7 +98,7 @@ impl PluginHarness {
             spec: StageSpec {
                 name: format!("test-{name}"),
                 plugin: name,
-                input: "in".into(),
+                inputs: vec!["in".into()],
                 output: "out".into(),
                 params: Vec::new(),
                 limits: Limits {

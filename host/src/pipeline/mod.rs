@@ -21,6 +21,14 @@ use crate::sinks::{Producer, Sink, SinkError};
 /// The lane of events emitted on watermark advances (already in event-time order).
 pub const DERIVED_LANE: i32 = -1;
 
+/// Lanes of a stage's second, third... input are kept apart from its first input's:
+/// lane `l` of input `k` is `k * LANE_STRIDE + l` inside the stage.
+pub const LANE_STRIDE: i32 = 100_000;
+
+fn lane_of_input(input: usize, lane: i32) -> i32 {
+    input as i32 * LANE_STRIDE + lane
+}
+
 /// A batch of records: raw (for cleaners) or typed events.
 #[derive(Debug, Clone)]
 pub enum Batch {
@@ -50,7 +58,8 @@ pub struct SwapOutcome {
 
 pub struct Pipeline {
     stages: Vec<Stage>,
-    consumers: HashMap<String, Vec<usize>>,
+    /// Stream -> (stage, which of the stage's inputs it is).
+    consumers: HashMap<String, Vec<(usize, usize)>>,
     sink: Box<dyn Sink>,
     pub dead_letters: u64,
 }
@@ -58,12 +67,11 @@ pub struct Pipeline {
 impl Pipeline {
     /// `stages` must be in dependency order (see `config::PipelineConfig::validate`).
     pub fn new(stages: Vec<Stage>, sink: Box<dyn Sink>) -> Self {
-        let mut consumers: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut consumers: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
         for (i, stage) in stages.iter().enumerate() {
-            consumers
-                .entry(stage.spec().input.clone())
-                .or_default()
-                .push(i);
+            for (k, input) in stage.spec().inputs.iter().enumerate() {
+                consumers.entry(input.clone()).or_default().push((i, k));
+            }
         }
         Pipeline {
             stages,
@@ -93,13 +101,13 @@ impl Pipeline {
             };
             let n = consumers.len();
             let mut batch = Some(batch);
-            for (k, &i) in consumers.clone().iter().enumerate() {
-                let input = if k + 1 == n {
+            for (c, &(i, k)) in consumers.clone().iter().enumerate() {
+                let input = if c + 1 == n {
                     batch.take().expect("moved once")
                 } else {
                     batch.as_ref().expect("still here").clone()
                 };
-                let out = self.stages[i].process_lane(input, lane, &mut dead);
+                let out = self.stages[i].process_lane(input, lane_of_input(k, lane), &mut dead);
                 let out_lane = match self.stages[i].plugin().info.kind {
                     crate::plugin::PluginKind::Cleaner => lane,
                     _ => DERIVED_LANE,
@@ -116,8 +124,9 @@ impl Pipeline {
         let Some(consumers) = self.consumers.get(stream).cloned() else {
             return;
         };
-        for i in consumers {
-            self.stages[i].expect_lanes(lanes);
+        for (i, k) in consumers {
+            let keyed: Vec<i32> = lanes.iter().map(|&l| lane_of_input(k, l)).collect();
+            self.stages[i].expect_lanes(&keyed);
             if self.stages[i].plugin().info.kind == crate::plugin::PluginKind::Cleaner {
                 let output = self.stages[i].spec().output.clone();
                 self.expect_lanes(&output, lanes);

@@ -30,7 +30,8 @@ pub struct StageSpec {
     pub name: String,
     /// Plugin name: the component file stem in the plugins folder.
     pub plugin: String,
-    pub input: String,
+    /// The streams it reads (one for most stages).
+    pub inputs: Vec<String>,
     pub output: String,
     pub params: Vec<(String, String)>,
     pub limits: Limits,
