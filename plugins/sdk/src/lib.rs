@@ -28,8 +28,10 @@
 //! export_plugin!(Doubler);
 //! ```
 
+pub mod dedup;
 pub mod params;
 pub mod state;
+pub mod stats;
 pub mod time;
 pub mod window;
 
@@ -117,6 +119,27 @@ pub fn event_time(event: &Event) -> Timestamp {
         Event::Alert(e) => e.timestamp,
         Event::Forecast(e) => e.timestamp,
     }
+}
+
+/// A dimension of a metric row, e.g. `dimension(&m, "store_id")`.
+pub fn dimension<'a>(m: &'a MetricRow, name: &str) -> Option<&'a str> {
+    m.dimensions
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A value of a metric row, e.g. `value(&m, "units_sold")`.
+pub fn value(m: &MetricRow, name: &str) -> Option<f64> {
+    m.values.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
+}
+
+/// The store and product of a metric row keyed by them.
+pub fn store_product(m: &MetricRow) -> Option<(String, String)> {
+    Some((
+        dimension(m, "store_id")?.to_string(),
+        dimension(m, "product_id")?.to_string(),
+    ))
 }
 
 /// Logging into the host's tracing output, tagged with the plugin's name.
