@@ -320,6 +320,7 @@ fn main() {
                 line: 0,
                 store_id: format!("S{:03}", i % 50),
                 product_id: format!("SKU-{:05}", i / 50),
+                category: None,
                 quantity: 1,
                 unit_price: 1.0,
                 total_amount: 1.0,

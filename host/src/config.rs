@@ -130,6 +130,21 @@ pub struct SimulatorConfig {
     pub malformed_rate: f64,
     /// Partitions per topic (keys are store:product, so one key stays in one partition).
     pub partitions: i32,
+    /// Share of messages sent twice (the cleaners' de-duplication drops the repeat).
+    pub duplicate_rate: f64,
+    /// Signals with ground truth (see `sources::simulator::GroundTruth`), as expected counts per
+    /// simulated day over the whole chain: sales bursts on one shelf for an hour,
+    pub sales_anomalies_per_day: f64,
+    /// mistyped prices (x10 or /10) corrected later,
+    pub price_errors_per_day: f64,
+    /// stock that disappears without a record (revealed by the shelf's next stock update),
+    pub thefts_per_day: f64,
+    /// and promotions (a price cut of 20-30% for some hours that doubles demand).
+    pub promotions_per_day: f64,
+    /// Share of shelves (store x product) that stop selling one to three days after the start.
+    pub stop_selling_share: f64,
+    /// Product pairs often bought together (the second joins the basket half the time).
+    pub affinity_pairs: u32,
 }
 
 impl Default for SimulatorConfig {
@@ -146,6 +161,13 @@ impl Default for SimulatorConfig {
             start: None,
             malformed_rate: 0.005,
             partitions: 3,
+            duplicate_rate: 0.0,
+            sales_anomalies_per_day: 0.0,
+            price_errors_per_day: 0.0,
+            thefts_per_day: 0.0,
+            promotions_per_day: 0.0,
+            stop_selling_share: 0.0,
+            affinity_pairs: 0,
         }
     }
 }

@@ -62,6 +62,7 @@ pub fn sale(tx: &str, store: &str, product: &str, quantity: i32, price: f64, ts:
         line: 0,
         store_id: store.into(),
         product_id: product.into(),
+        category: None,
         quantity,
         unit_price: price,
         total_amount: (price * quantity as f64 * 100.0).round() / 100.0,

@@ -19,6 +19,7 @@ struct Transaction {
 #[derive(Deserialize)]
 struct Item {
     product_id: Option<String>,
+    category: Option<String>,
     quantity: Option<i32>,
     unit_price: Option<f64>,
 }
@@ -90,6 +91,10 @@ impl SalesCleaner {
                     line: i as u32,
                     store_id: store_id.clone(),
                     product_id,
+                    category: item
+                        .category
+                        .map(|c| c.trim().to_string())
+                        .filter(|c| !c.is_empty()),
                     quantity,
                     unit_price,
                     total_amount: clean::cents(unit_price * quantity as f64),

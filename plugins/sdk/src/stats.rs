@@ -94,7 +94,10 @@ impl Rolling {
 /// The standard normal quantile (inverse CDF) at probability `p` in (0, 1), by Acklam's rational
 /// approximation refined with one Halley step (relative error below 1e-12).
 pub fn normal_quantile(p: f64) -> f64 {
-    assert!(p > 0.0 && p < 1.0, "normal_quantile: p = {p} is not in (0, 1)");
+    assert!(
+        p > 0.0 && p < 1.0,
+        "normal_quantile: p = {p} is not in (0, 1)"
+    );
     const A: [f64; 6] = [
         -3.969_683_028_665_376e1,
         2.209_460_984_245_205e2,
@@ -214,7 +217,11 @@ mod tests {
             (0.01, -2.326_347_874_041),
             (0.001, -3.090_232_306_168),
         ] {
-            assert!((normal_quantile(p) - z).abs() < 1e-6, "p={p}: {}", normal_quantile(p));
+            assert!(
+                (normal_quantile(p) - z).abs() < 1e-6,
+                "p={p}: {}",
+                normal_quantile(p)
+            );
         }
     }
 }
