@@ -840,7 +840,15 @@ mod tests {
                 .filter(|i| i.start >= first[key] && i.start < last_update)
                 .map(|i| i.magnitude)
                 .sum();
-            assert_eq!(*gap as f64, stolen, "{key} {:?}", truth.of_kind(IncidentKind::Theft).filter(|i| i.store_id == store && i.product_id == product).collect::<Vec<_>>());
+            assert_eq!(
+                *gap as f64,
+                stolen,
+                "{key} {:?}",
+                truth
+                    .of_kind(IncidentKind::Theft)
+                    .filter(|i| i.store_id == store && i.product_id == product)
+                    .collect::<Vec<_>>()
+            );
         }
         assert!(
             unexplained.values().any(|g| *g > 0),

@@ -17,19 +17,41 @@ struct Update {
 
 const REASONS: [&str; 5] = ["sale", "restock", "shrinkage", "adjustment", "return"];
 
-pub struct InventoryCleaner;
+pub struct InventoryCleaner {
+    seen: dedup::RecentIds,
+}
 
 impl Plugin for InventoryCleaner {
     const NAME: &'static str = "inventory-cleaner";
     const KIND: PluginKind = PluginKind::Cleaner;
     const DESCRIPTION: &'static str = "Validates and normalises inventory updates";
 
-    fn new(_params: &mut Params) -> Result<Self, String> {
-        Ok(InventoryCleaner)
+    const STATE_VERSION: u32 = 2;
+
+    fn new(params: &mut Params) -> Result<Self, String> {
+        let seen = dedup::RecentIds::from_params(params)?;
+        Ok(InventoryCleaner { seen })
     }
 
     fn clean(&mut self, batch: Vec<RawRecord>) -> Vec<Cleaned> {
-        batch.iter().map(|r| clean_one(&r.payload)).collect()
+        batch
+            .iter()
+            .map(|r| {
+                let events = clean_one(&r.payload)?;
+                if let Some(Event::Inventory(u)) = events.first() {
+                    self.seen.reject_repeat(&u.update_id, u.timestamp)?;
+                }
+                Ok(events)
+            })
+            .collect()
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        self.seen.snapshot()
+    }
+
+    fn restore(&mut self, version: u32, data: &[u8]) -> Result<(), String> {
+        self.seen.restore(Self::NAME, version, 2, data)
     }
 }
 

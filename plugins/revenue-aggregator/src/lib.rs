@@ -1,5 +1,11 @@
-//! Tumbling-window sales metrics per store and product (`sales_1m` by default): revenue, units,
-//! transactions and average unit price, emitted when the watermark closes the window.
+//! Windowed sales metrics (`sales_1m` by default): revenue, units, transactions and average unit
+//! price per window, emitted when the watermark closes the window. Configurable:
+//! `window` (size), `hop` (hopping windows: a new window every `hop`; default = `window`,
+//! tumbling), `by` (grouping: any of `store_id`, `product_id`, `category`, comma-separated) and
+//! `metric` (the name of the rows, which sinks map to a table). One plugin gives the 1-minute
+//! dashboard, the 1-hour hopping view and the daily rollups per store and per category.
+
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 use shelfstream_sdk::*;
@@ -9,69 +15,84 @@ pub struct Totals {
     revenue: f64,
     units: i64,
     lines: u64,
-    transactions: Vec<String>,
+    transactions: BTreeSet<String>,
 }
 
+const GROUPINGS: [&str; 3] = ["store_id", "product_id", "category"];
+
 pub struct RevenueAggregator {
-    window: Tumbling,
+    window: Hopping,
     metric: String,
-    open: WindowStore<(String, String), Totals>,
+    by: Vec<String>,
+    open: WindowStore<Vec<String>, Totals>,
 }
 
 impl Plugin for RevenueAggregator {
     const NAME: &'static str = "revenue-aggregator";
     const KIND: PluginKind = PluginKind::Aggregator;
-    const DESCRIPTION: &'static str =
-        "Revenue, units and transactions per store and product per window";
+    const DESCRIPTION: &'static str = "Revenue, units and transactions per group per window";
 
     fn new(params: &mut Params) -> Result<Self, String> {
-        let window = Tumbling::new(params.duration_ms("window", MINUTE_MS)?);
+        let size = params.duration_ms("window", MINUTE_MS)?;
+        let window = Hopping::new(size, params.duration_ms("hop", size)?)?;
         let metric = params.get("metric", "sales_1m".to_string())?;
+        let by: Vec<String> = params
+            .get("by", "store_id,product_id".to_string())?
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .collect();
+        if let Some(bad) = by.iter().find(|b| !GROUPINGS.contains(&b.as_str())) {
+            return Err(format!("by: {bad:?} is not one of {GROUPINGS:?}"));
+        }
+        let open = WindowStore::new();
         Ok(RevenueAggregator {
             window,
             metric,
-            open: WindowStore::new(),
+            by,
+            open,
         })
     }
 
     fn process(&mut self, batch: Vec<Event>) -> Vec<Event> {
         for event in batch {
             let Event::Sale(s) = event else { continue };
-            let key = (s.store_id, s.product_id);
-            let t = self
-                .open
-                .entry(self.window.assign(s.timestamp), key, Totals::default);
-            t.revenue += s.total_amount;
-            t.units += s.quantity as i64;
-            t.lines += 1;
-            if !t.transactions.contains(&s.transaction_id) {
-                t.transactions.push(s.transaction_id);
+            let key: Vec<String> = (self.by.iter())
+                .map(|b| match b.as_str() {
+                    "store_id" => s.store_id.clone(),
+                    "product_id" => s.product_id.clone(),
+                    _ => s.category.clone().unwrap_or_else(|| "unknown".into()),
+                })
+                .collect();
+            for w in self.window.assign(s.timestamp) {
+                let t = self.open.entry(w, key.clone(), Totals::default);
+                t.revenue += s.total_amount;
+                t.units += s.quantity as i64;
+                t.lines += 1;
+                t.transactions.insert(s.transaction_id.clone());
             }
         }
         Vec::new()
     }
 
     fn on_watermark(&mut self, watermark: Timestamp) -> Vec<Event> {
-        let close = self.open.close(watermark).into_iter();
-        close
-            .map(|(w, (store, product), t)| {
+        let closed = self.open.close(watermark).into_iter();
+        closed
+            .map(|(w, key, t)| {
+                let avg = if t.units == 0 {
+                    0.0
+                } else {
+                    clean::cents(t.revenue / t.units as f64)
+                };
                 Event::Metric(MetricRow {
                     metric: self.metric.clone(),
                     window_start: w.start,
                     window_end: w.end,
-                    dimensions: vec![("store_id".into(), store), ("product_id".into(), product)],
+                    dimensions: self.by.iter().cloned().zip(key).collect(),
                     values: vec![
                         ("total_revenue".into(), clean::cents(t.revenue)),
                         ("units_sold".into(), t.units as f64),
                         ("transaction_count".into(), t.transactions.len() as f64),
-                        (
-                            "avg_unit_price".into(),
-                            if t.units == 0 {
-                                0.0
-                            } else {
-                                clean::cents(t.revenue / t.units as f64)
-                            },
-                        ),
+                        ("avg_unit_price".into(), avg),
                     ],
                 })
             })

@@ -18,6 +18,8 @@ struct Transaction {
 
 #[derive(Deserialize)]
 struct Item {
+    /// The line number within the transaction; default: the item's position.
+    line: Option<u32>,
     product_id: Option<String>,
     category: Option<String>,
     quantity: Option<i32>,
@@ -26,24 +28,55 @@ struct Item {
 
 pub struct SalesCleaner {
     max_quantity: i32,
+    seen: dedup::RecentIds,
 }
 
 impl Plugin for SalesCleaner {
     const NAME: &'static str = "sales-cleaner";
     const KIND: PluginKind = PluginKind::Cleaner;
     const DESCRIPTION: &'static str = "Validates and normalises sales transactions into sale lines";
+    const STATE_VERSION: u32 = 2;
 
     fn new(params: &mut Params) -> Result<Self, String> {
         let max_quantity = params.number("max_quantity", 1000.0, 1.0, 1e6)? as i32;
-        Ok(SalesCleaner { max_quantity })
+        let seen = dedup::RecentIds::from_params(params)?;
+        Ok(SalesCleaner { max_quantity, seen })
     }
 
     fn clean(&mut self, batch: Vec<RawRecord>) -> Vec<Cleaned> {
-        batch.iter().map(|r| self.clean_one(&r.payload)).collect()
+        batch
+            .iter()
+            .map(|r| self.clean_unique(&r.payload))
+            .collect()
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        self.seen.snapshot()
+    }
+
+    fn restore(&mut self, version: u32, data: &[u8]) -> Result<(), String> {
+        self.seen.restore(Self::NAME, version, 2, data)
     }
 }
 
 impl SalesCleaner {
+    /// [`SalesCleaner::clean_one`], then reject a transaction line seen before.
+    fn clean_unique(&mut self, payload: &[u8]) -> Cleaned {
+        let events = self.clean_one(payload)?;
+        if let Some(Event::Sale(s)) = events.first() {
+            let lines: Vec<String> = events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Sale(s) => Some(s.line.to_string()),
+                    _ => None,
+                })
+                .collect();
+            let id = format!("{}#{}", s.transaction_id, lines.join(","));
+            self.seen.reject_repeat(&id, s.timestamp)?;
+        }
+        Ok(events)
+    }
+
     pub fn clean_one(&self, payload: &[u8]) -> Cleaned {
         let tx: Transaction =
             serde_json::from_slice(payload).map_err(|e| format!("invalid JSON: {e}"))?;
@@ -88,7 +121,7 @@ impl SalesCleaner {
                 let unit_price = clean::cents(unit_price);
                 Ok(Event::Sale(Sale {
                     transaction_id: transaction_id.clone(),
-                    line: i as u32,
+                    line: item.line.unwrap_or(i as u32),
                     store_id: store_id.clone(),
                     product_id,
                     category: item
@@ -123,7 +156,11 @@ mod tests {
     use shelfstream_sdk::time::parse_rfc3339_ms;
 
     fn clean(json: &str) -> Cleaned {
-        SalesCleaner { max_quantity: 1000 }.clean_one(json.as_bytes())
+        SalesCleaner {
+            max_quantity: 1000,
+            seen: dedup::RecentIds::new(60_000, 100),
+        }
+        .clean_one(json.as_bytes())
     }
 
     #[test]

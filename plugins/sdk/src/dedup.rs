@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::Timestamp;
+use crate::{Params, Timestamp};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RecentIds {
@@ -46,6 +46,48 @@ impl RecentIds {
         None
     }
 
+    /// From the cleaner parameters `dedup_window` (event time, default `10m`) and
+    /// `dedup_max_ids` (default 100000).
+    pub fn from_params(params: &mut Params) -> Result<Self, String> {
+        let horizon = params.duration_ms("dedup_window", 10 * crate::MINUTE_MS)?;
+        let max = params.number("dedup_max_ids", 100_000.0, 1.0, 10_000_000.0)?;
+        Ok(RecentIds::new(horizon, max as usize))
+    }
+
+    /// `Err` with the rejection reason when `id` is a repeat within the window.
+    pub fn reject_repeat(&mut self, id: &str, ts: Timestamp) -> Result<(), String> {
+        match self.check(id, ts) {
+            Some(first) => Err(format!(
+                "duplicate: {id} was already seen (event time {first} ms)"
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Snapshot bytes for `Plugin::snapshot`.
+    pub fn snapshot(&self) -> Vec<u8> {
+        crate::state::encode(&(&self.order, &self.seen))
+    }
+
+    /// Load ids saved by [`RecentIds::snapshot`] under state version `current`; an empty
+    /// snapshot (a version that kept no ids) starts empty. The window settings stay as
+    /// configured.
+    pub fn restore(
+        &mut self,
+        plugin: &str,
+        version: u32,
+        current: u32,
+        data: &[u8],
+    ) -> Result<(), String> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let (order, seen) = crate::state::decode(plugin, version, &[current], data)?;
+        self.order = order;
+        self.seen = seen;
+        Ok(())
+    }
+
     pub fn len(&self) -> usize {
         self.order.len()
     }
@@ -69,6 +111,22 @@ mod tests {
         assert_eq!(ids.check("c", 2_000), None);
         assert_eq!(ids.check("a", 2_001), None);
         assert_eq!(ids.len(), 2);
+    }
+
+    #[test]
+    fn survives_a_snapshot_and_reads_as_a_rejection() {
+        let mut ids = RecentIds::new(1_000, 10);
+        ids.check("a", 5);
+        let mut back = RecentIds::new(1_000, 10);
+        back.restore("p", 2, 2, &ids.snapshot()).unwrap();
+        let err = back.reject_repeat("a", 6).unwrap_err();
+        assert!(
+            err.contains("duplicate: a") && err.contains("5 ms"),
+            "{err}"
+        );
+        assert!(back.reject_repeat("b", 6).is_ok());
+        assert!(back.restore("p", 1, 2, b"").is_ok());
+        assert!(back.restore("p", 1, 2, b"[]").is_err());
     }
 
     #[test]

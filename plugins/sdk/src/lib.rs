@@ -142,6 +142,29 @@ pub fn store_product(m: &MetricRow) -> Option<(String, String)> {
     ))
 }
 
+/// An alert event for the shelf `(store, product)` about `window` (start, end), stamped with
+/// the window's end; `evidence` is the numbers that triggered it.
+pub fn alert(
+    rule: &str,
+    severity: Severity,
+    (store, product): (&str, &str),
+    (window_start, window_end): (Timestamp, Timestamp),
+    message: String,
+    evidence: &[(&str, f64)],
+) -> Event {
+    Event::Alert(Alert {
+        rule: rule.into(),
+        severity,
+        store_id: store.into(),
+        product_id: product.into(),
+        message,
+        evidence: evidence.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        window_start,
+        window_end,
+        timestamp: window_end,
+    })
+}
+
 /// Logging into the host's tracing output, tagged with the plugin's name.
 /// Natively (unit tests, benchmarks) messages go nowhere.
 pub mod log {

@@ -1,0 +1,84 @@
+//! Cleaner for `retail-customer-events`: visits, product views, baskets and checkouts with
+//! normalised store and product ids; repeats of an event id within the dedup window are dropped.
+
+use serde::Deserialize;
+use shelfstream_sdk::*;
+
+#[derive(Deserialize)]
+struct Raw {
+    event_id: Option<String>,
+    customer_id: Option<String>,
+    store_id: Option<String>,
+    event_type: Option<String>,
+    #[serde(default)]
+    product_ids: Vec<String>,
+    timestamp: Option<serde_json::Value>,
+}
+
+const TYPES: [&str; 4] = ["visit", "view", "basket", "checkout"];
+
+pub struct CustomerCleaner {
+    seen: dedup::RecentIds,
+}
+
+impl Plugin for CustomerCleaner {
+    const NAME: &'static str = "customer-cleaner";
+    const KIND: PluginKind = PluginKind::Cleaner;
+    const DESCRIPTION: &'static str = "Validates and normalises customer events";
+    const STATE_VERSION: u32 = 2;
+
+    fn new(params: &mut Params) -> Result<Self, String> {
+        let seen = dedup::RecentIds::from_params(params)?;
+        Ok(CustomerCleaner { seen })
+    }
+
+    fn clean(&mut self, batch: Vec<RawRecord>) -> Vec<Cleaned> {
+        batch.iter().map(|r| self.clean_one(&r.payload)).collect()
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        self.seen.snapshot()
+    }
+
+    fn restore(&mut self, version: u32, data: &[u8]) -> Result<(), String> {
+        self.seen.restore(Self::NAME, version, 2, data)
+    }
+}
+
+impl CustomerCleaner {
+    fn clean_one(&mut self, payload: &[u8]) -> Cleaned {
+        let e: Raw = serde_json::from_slice(payload).map_err(|e| format!("invalid JSON: {e}"))?;
+        let customer_id = e
+            .customer_id
+            .filter(|c| !c.trim().is_empty())
+            .ok_or("customer_id: missing")?;
+        let event_type = e.event_type.ok_or("event_type: missing")?.to_lowercase();
+        if !TYPES.contains(&event_type.as_str()) {
+            return Err(format!(
+                "event_type: {event_type:?} is not one of {TYPES:?}"
+            ));
+        }
+        let product_ids = (e.product_ids.iter().enumerate())
+            .map(|(i, p)| clean::sku(p).map_err(|why| format!("product_ids[{i}]: {why}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        if matches!(event_type.as_str(), "basket" | "checkout") && product_ids.is_empty() {
+            return Err(format!(
+                "product_ids: a {event_type} needs at least one product"
+            ));
+        }
+        let timestamp = clean::timestamp(e.timestamp.as_ref())?;
+        let id = e
+            .event_id
+            .unwrap_or_else(|| format!("{customer_id}:{event_type}@{timestamp}"));
+        self.seen.reject_repeat(&id, timestamp)?;
+        Ok(vec![Event::Customer(CustomerEvent {
+            customer_id,
+            store_id: clean::store_id(e.store_id.as_deref().ok_or("store_id: missing")?)?,
+            event_type,
+            product_ids,
+            timestamp,
+        })])
+    }
+}
+
+export_plugin!(CustomerCleaner);

@@ -1,0 +1,75 @@
+//! Cleaner for `retail-price-changes`: validates both prices, normalises identifiers, money and
+//! time, and drops repeats of a change (same shelf, time and new price) within the dedup window.
+
+use serde::Deserialize;
+use shelfstream_sdk::*;
+
+#[derive(Deserialize)]
+struct Change {
+    store_id: Option<String>,
+    product_id: Option<String>,
+    old_price: Option<f64>,
+    new_price: Option<f64>,
+    timestamp: Option<serde_json::Value>,
+}
+
+pub struct PriceCleaner {
+    seen: dedup::RecentIds,
+}
+
+impl Plugin for PriceCleaner {
+    const NAME: &'static str = "price-cleaner";
+    const KIND: PluginKind = PluginKind::Cleaner;
+    const DESCRIPTION: &'static str = "Validates and normalises price changes";
+    const STATE_VERSION: u32 = 2;
+
+    fn new(params: &mut Params) -> Result<Self, String> {
+        let seen = dedup::RecentIds::from_params(params)?;
+        Ok(PriceCleaner { seen })
+    }
+
+    fn clean(&mut self, batch: Vec<RawRecord>) -> Vec<Cleaned> {
+        batch
+            .iter()
+            .map(|r| self.clean_unique(&r.payload))
+            .collect()
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        self.seen.snapshot()
+    }
+
+    fn restore(&mut self, version: u32, data: &[u8]) -> Result<(), String> {
+        self.seen.restore(Self::NAME, version, 2, data)
+    }
+}
+
+impl PriceCleaner {
+    fn clean_unique(&mut self, payload: &[u8]) -> Cleaned {
+        let p = clean_one(payload)?;
+        let id = format!(
+            "{}:{}@{}={}",
+            p.store_id, p.product_id, p.timestamp, p.new_price
+        );
+        self.seen.reject_repeat(&id, p.timestamp)?;
+        Ok(vec![Event::Price(p)])
+    }
+}
+
+pub fn clean_one(payload: &[u8]) -> Result<PriceChange, String> {
+    let c: Change = serde_json::from_slice(payload).map_err(|e| format!("invalid JSON: {e}"))?;
+    let price = |v: Option<f64>, field: &str| match v {
+        None => Err(format!("{field}: missing")),
+        Some(x) if !x.is_finite() || x <= 0.0 => Err(format!("{field}: {x} is not a price")),
+        Some(x) => Ok(clean::cents(x)),
+    };
+    Ok(PriceChange {
+        store_id: clean::store_id(c.store_id.as_deref().ok_or("store_id: missing")?)?,
+        product_id: clean::sku(c.product_id.as_deref().ok_or("product_id: missing")?)?,
+        old_price: price(c.old_price, "old_price")?,
+        new_price: price(c.new_price, "new_price")?,
+        timestamp: clean::timestamp(c.timestamp.as_ref())?,
+    })
+}
+
+export_plugin!(PriceCleaner);
