@@ -458,6 +458,15 @@ impl Simulator {
                 basket.push(q);
             }
         }
+        // Some baskets hold an unrelated product too (background co-occurrence).
+        if self.rng.random::<f64>() < 0.15 {
+            let q = Self::pick(&self.cumulative, &mut self.rng);
+            let j = s * self.products.len() + q;
+            if !basket.contains(&q) && !self.stopped(j) && self.shelves[j].stock > 0 {
+                self.sell_line(s, q, j, &tx, basket.len() as u32, 1);
+                basket.push(q);
+            }
+        }
         if let Some(customer) = tx.customer.clone() {
             self.emit_checkout(s, customer, basket);
         }
