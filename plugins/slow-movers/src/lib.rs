@@ -129,10 +129,14 @@ impl Plugin for SlowMovers {
     fn on_watermark(&mut self, watermark: Timestamp) -> Vec<Event> {
         // Day d is classified once the watermark passes the end of day d + 1.
         let last = watermark.div_euclid(DAY_MS) - 2;
-        let first = match self.done {
-            Some(done) => done + 1,
-            None => last,
+        // Nothing to label before a shelf has been watched for a whole lookback.
+        let Some(earliest) = self.shelves.values().map(|s| s.first_day).min() else {
+            return Vec::new();
         };
+        let first = self
+            .done
+            .map_or(last, |d| d + 1)
+            .max(earliest + self.lookback - 1);
         let out = (first..=last).flat_map(|day| self.classify(day)).collect();
         if first <= last {
             self.done = Some(last);
