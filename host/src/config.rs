@@ -249,7 +249,7 @@ impl PipelineConfig {
             .collect()
     }
 
-    /// Drop the stages that nothing feeds (their input topic has no source, directly or through
+    /// Drop the stages that nothing feeds (an input topic has no source, directly or through
     /// other stages). Used when the command line replaces the sources, e.g. `--input` of one
     /// topic. Returns the names of the dropped stages.
     pub fn prune_unfed_stages(&mut self) -> Vec<String> {
@@ -257,7 +257,7 @@ impl PipelineConfig {
         loop {
             let before = fed.len();
             for s in &self.stages {
-                if s.input.iter().any(|i| fed.contains(i)) {
+                if s.input.iter().all(|i| fed.contains(i)) {
                     fed.insert(s.output.clone());
                 }
             }
@@ -268,7 +268,7 @@ impl PipelineConfig {
         let (keep, drop): (Vec<_>, Vec<_>) = self
             .stages
             .drain(..)
-            .partition(|s| s.input.iter().any(|i| fed.contains(i)));
+            .partition(|s| s.input.iter().all(|i| fed.contains(i)));
         self.stages = keep;
         drop.into_iter().map(|s| s.name).collect()
     }
@@ -529,7 +529,12 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            vec!["clean-inventory", "inventory-per-minute", "low-stock"]
+            vec![
+                "clean-inventory",
+                "inventory-per-minute",
+                "low-stock",
+                "shrinkage"
+            ]
         );
     }
 

@@ -66,11 +66,24 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// `stages` must be in dependency order (see `config::PipelineConfig::validate`).
-    pub fn new(stages: Vec<Stage>, sink: Box<dyn Sink>) -> Self {
+    pub fn new(mut stages: Vec<Stage>, sink: Box<dyn Sink>) -> Self {
         let mut consumers: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
         for (i, stage) in stages.iter().enumerate() {
             for (k, input) in stage.spec().inputs.iter().enumerate() {
                 consumers.entry(input.clone()).or_default().push((i, k));
+            }
+        }
+        // A stream emitted on watermark advances (an aggregator's windows) is one lane; wait
+        // for it from the start, or a stage reading it beside a faster stream would see the
+        // faster one push its watermark past everything the slow one sends.
+        let derived: Vec<String> = stages
+            .iter()
+            .filter(|s| s.plugin().info.kind != crate::plugin::PluginKind::Cleaner)
+            .map(|s| s.spec().output.clone())
+            .collect();
+        for stream in derived {
+            for &(i, k) in consumers.get(&stream).into_iter().flatten() {
+                stages[i].expect_lanes(&[lane_of_input(k, DERIVED_LANE)]);
             }
         }
         Pipeline {

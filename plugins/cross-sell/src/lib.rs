@@ -2,7 +2,7 @@
 //! products a and b over all baskets seen: support = n(a,b) / N, confidence = n(a,b) / n(a),
 //! lift = confidence / (n(b) / N). Every `refresh` of event time it emits, per product, the
 //! `top_n` partners by lift among pairs seen at least `min_pairs` times, as `cross_sell` rows
-//! (dimensions product_id, recommended_product_id, rank).
+//! (dimensions product_id and recommended_product_id; rank 1 is the best).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -57,9 +57,9 @@ impl CrossSell {
                     dimensions: vec![
                         ("product_id".into(), a.into()),
                         ("recommended_product_id".into(), b.into()),
-                        ("rank".into(), (rank + 1).to_string()),
                     ],
                     values: vec![
+                        ("rank".into(), (rank + 1) as f64),
                         ("support".into(), support),
                         ("confidence".into(), confidence),
                         ("lift".into(), lift),

@@ -19,6 +19,8 @@ struct Shelf {
     daily: BTreeMap<i64, f64>,
     stock: i32,
     first_day: i64,
+    #[serde(default)]
+    last_day: i64,
 }
 
 pub struct SlowMovers {
@@ -113,6 +115,7 @@ impl Plugin for SlowMovers {
                 ..Shelf::default()
             });
             shelf.first_day = shelf.first_day.min(day);
+            shelf.last_day = shelf.last_day.max(day);
             match event {
                 Event::Inventory(u) => shelf.stock = u.stock_level,
                 Event::Metric(m) => {
@@ -128,7 +131,12 @@ impl Plugin for SlowMovers {
 
     fn on_watermark(&mut self, watermark: Timestamp) -> Vec<Event> {
         // Day d is classified once the watermark passes the end of day d + 1.
-        let last = watermark.div_euclid(DAY_MS) - 2;
+        // ... and never past the newest day with data (the end-of-input watermark is the end
+        // of time).
+        let Some(newest) = self.shelves.values().map(|s| s.last_day).max() else {
+            return Vec::new();
+        };
+        let last = (watermark.div_euclid(DAY_MS) - 2).min(newest);
         // Nothing to label before a shelf has been watched for a whole lookback.
         let Some(earliest) = self.shelves.values().map(|s| s.first_day).min() else {
             return Vec::new();
