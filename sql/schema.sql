@@ -175,3 +175,92 @@ CREATE TABLE IF NOT EXISTS retail.dead_letters
 ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(recorded_date)
 ORDER BY dead_letter_id;
+
+-- Hourly and daily sales rollups of the exercise suite (revenue-aggregator configured by `by`):
+-- sales_1h, sales_1h_hopping (the last hour every 15 minutes), sales_1d (per store and product),
+-- sales_daily_store, sales_daily_category. Columns a grouping does not use stay empty.
+CREATE TABLE IF NOT EXISTS retail.sales_rollups
+(
+    window_start DateTime('UTC'),
+    window_end DateTime('UTC'),
+    metric String,
+    store_id String,
+    product_id String,
+    category String,
+    total_revenue Float64,
+    units_sold Float64,
+    transaction_count UInt64,
+    avg_unit_price Float64,
+    _stage String,
+    _plugin String,
+    _plugin_version String
+)
+ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (metric, store_id, category, product_id, window_start, window_end);
+
+-- Reorder point, safety stock and order quantity per shelf, each time a new forecast arrives.
+CREATE TABLE IF NOT EXISTS retail.stock_plans
+(
+    window_start DateTime('UTC'),
+    window_end DateTime('UTC'),
+    metric String,
+    store_id String,
+    product_id String,
+    stock_level Float64,
+    lead_time_demand Float64,
+    safety_stock Float64,
+    reorder_point Float64,
+    order_quantity Float64,
+    service_level Float64,
+    _stage String,
+    _plugin String,
+    _plugin_version String
+)
+ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (metric, store_id, product_id, window_start);
+
+-- Daily slow-mover labels (DEAD, SLOW, NORMAL, FAST) over the lookback window ending window_end.
+CREATE TABLE IF NOT EXISTS retail.slow_movers
+(
+    window_start DateTime('UTC'),
+    window_end DateTime('UTC'),
+    metric String,
+    store_id String,
+    product_id String,
+    label String,
+    units_sold Float64,
+    avg_daily_units Float64,
+    stock_level Float64,
+    days_of_cover Float64,
+    sell_through Float64,
+    _stage String,
+    _plugin String,
+    _plugin_version String
+)
+ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(window_end)
+ORDER BY (metric, store_id, product_id, window_end);
+
+-- Cross-sell recommendations: the top partners of each product by lift, refreshed daily.
+CREATE TABLE IF NOT EXISTS retail.cross_sell
+(
+    window_start DateTime('UTC'),
+    window_end DateTime('UTC'),
+    metric String,
+    product_id String,
+    recommended_product_id String,
+    rank UInt8,
+    support Float64,
+    confidence Float64,
+    lift Float64,
+    pair_count Float64,
+    baskets Float64,
+    _stage String,
+    _plugin String,
+    _plugin_version String
+)
+ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(window_end)
+ORDER BY (metric, product_id, window_end, recommended_product_id);

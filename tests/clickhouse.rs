@@ -172,3 +172,40 @@ fn the_seed_sample_queries_run_unmodified_and_return_rows() {
     );
     query(&ch, &format!("DROP DATABASE {}", ch.database));
 }
+
+#[test]
+fn the_exercise_queries_answer_from_three_simulated_weeks() {
+    let ch = fresh_database("shelfstream_exercises");
+    let data = tempfile::tempdir().unwrap();
+    let mut config = pipeline_config(data.path(), 0.0, Some(50_000), true);
+    for s in &mut config.sources {
+        if let shelfstream::config::SourceConfig::Simulator(sim) = s {
+            sim.time_scale = 30_000.0; // 30 simulated seconds per step: about 17 days
+            sim.stop_selling_share = 0.05;
+        }
+    }
+    config.clickhouse = Some(ch.clone());
+    run_to_end(&repo().join("plugins"), config, false);
+    let queries =
+        shelfstream::sinks::clickhouse::named_queries(shelfstream::sinks::clickhouse::EXERCISES);
+    assert_eq!(queries.len(), 10);
+    for (name, sql) in &queries {
+        let rows = query(&ch, sql);
+        assert!(!rows.is_empty(), "{name} returned no rows");
+    }
+    // Every category appears in the category rollup, and its revenue is the facts' revenue.
+    let rollup: f64 = query(
+        &ch,
+        "SELECT sum(total_revenue) FROM sales_rollups WHERE metric = 'sales_daily_category'",
+    )
+    .parse()
+    .unwrap();
+    let facts: f64 = query(&ch, "SELECT sum(total_amount) FROM fact_sales")
+        .parse()
+        .unwrap();
+    assert!(
+        (rollup - facts).abs() < 0.01 * facts.abs().max(1.0) / 100.0,
+        "{rollup} vs {facts}"
+    );
+    query(&ch, &format!("DROP DATABASE {}", ch.database));
+}

@@ -408,6 +408,23 @@ fn demo(args: DemoArgs) -> Result<()> {
                 Err(e) => println!("(this server cannot run it: {e})\n"),
             }
         }
+        println!("\n== The exercises (sql/queries/exercises.sql)\n");
+        for (name, sql) in ch::named_queries(ch::EXERCISES) {
+            println!("-- {name}\n{sql};");
+            match fetch_text(
+                &db_client,
+                &format!("SELECT * FROM ({sql}) LIMIT 10"),
+                "PrettyCompactMonoBlock",
+            )
+            .await
+            {
+                Ok(text) if text.trim().is_empty() => {
+                    println!("(no rows yet: this needs more simulated days)\n")
+                }
+                Ok(text) => println!("{text}"),
+                Err(e) => println!("(this server cannot run it: {e})\n"),
+            }
+        }
         anyhow::Ok(())
     })?;
     println!(

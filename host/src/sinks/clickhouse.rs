@@ -48,8 +48,15 @@ impl Default for ClickHouseConfig {
             flush_interval: "1s".into(),
             metric_tables: BTreeMap::from([
                 ("sales_1m".into(), "spark_sales_metrics".into()),
-                ("sales_1h".into(), "spark_sales_metrics".into()),
                 ("inventory_1m".into(), "spark_inventory_metrics".into()),
+                ("sales_1h".into(), "sales_rollups".into()),
+                ("sales_1h_hopping".into(), "sales_rollups".into()),
+                ("sales_1d".into(), "sales_rollups".into()),
+                ("sales_daily_store".into(), "sales_rollups".into()),
+                ("sales_daily_category".into(), "sales_rollups".into()),
+                ("stock_plan".into(), "stock_plans".into()),
+                ("slow_movers".into(), "slow_movers".into()),
+                ("cross_sell".into(), "cross_sell".into()),
             ]),
         }
     }
@@ -115,6 +122,9 @@ pub async fn load_dimensions(
 
 /// The seed's sample queries (see `sql/queries/seed_samples.sql`).
 pub const SEED_SAMPLES: &str = include_str!("../../../sql/queries/seed_samples.sql");
+
+/// Answers to the seed's five learning exercises (see `sql/queries/exercises.sql`).
+pub const EXERCISES: &str = include_str!("../../../sql/queries/exercises.sql");
 
 /// The named queries of a file in `sql/queries/` (`-- name: x` before each), comments dropped.
 pub fn named_queries(text: &str) -> Vec<(String, String)> {
