@@ -25,10 +25,13 @@ pub struct CrossSell {
     c: Counts,
 }
 
+/// (lift, confidence, support, pair count, partner) of one candidate.
+type Partner<'a> = (f64, f64, f64, u64, &'a str);
+
 impl CrossSell {
     fn recommendations(&self, start: Timestamp, end: Timestamp) -> Vec<Event> {
         let n = self.c.baskets.max(1) as f64;
-        let mut by_product: BTreeMap<&str, Vec<(f64, f64, f64, u64, &str)>> = BTreeMap::new();
+        let mut by_product: BTreeMap<&str, Vec<Partner>> = BTreeMap::new();
         for ((a, b), &ab) in &self.c.pairs {
             if ab < self.min_pairs {
                 continue;

@@ -23,6 +23,9 @@ struct Shelf {
     last_day: i64,
 }
 
+/// The snapshot: every shelf, and the last day classified.
+type Saved = (Vec<((String, String), Shelf)>, Option<i64>);
+
 pub struct SlowMovers {
     lookback: i64,
     slow_cover: f64,
@@ -157,8 +160,7 @@ impl Plugin for SlowMovers {
     }
 
     fn restore(&mut self, version: u32, data: &[u8]) -> Result<(), String> {
-        let (entries, done): (Vec<((String, String), Shelf)>, Option<i64>) =
-            state::decode(Self::NAME, version, &[1], data)?;
+        let (entries, done): Saved = state::decode(Self::NAME, version, &[1], data)?;
         (self.shelves, self.done) = (entries.into_iter().collect(), done);
         Ok(())
     }
