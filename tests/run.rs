@@ -126,7 +126,11 @@ fn sigterm_drains_saves_state_and_the_next_run_completes_the_same_output() {
     let saved = SavedState::load(data.path()).unwrap();
     let position = saved.sources["simulator"];
     assert!(position > 0);
-    assert_eq!(saved.stages.len(), 7, "every stage's state is saved");
+    let stages = shelfstream::config::PipelineConfig::parse(shelfstream::config::DEFAULT_PIPELINE)
+        .unwrap()
+        .stages
+        .len();
+    assert_eq!(saved.stages.len(), stages, "every stage's state is saved");
 
     // Finish the same input in a second run, and compare with one run over all of it.
     let total = position + 3_000;
@@ -160,7 +164,16 @@ fn sigterm_drains_saves_state_and_the_next_run_completes_the_same_output() {
     let started = std::time::Instant::now();
     run_to_end(&repo().join("plugins"), c, false);
     eprintln!("reference run took {:?}", started.elapsed());
-    for stream in ["sales", "sales_1m", "alerts", "forecasts"] {
+    for stream in [
+        "sales",
+        "sales_1m",
+        "sales_1h",
+        "alerts",
+        "price_alerts",
+        "shrinkage_alerts",
+        "forecasts",
+        "customers",
+    ] {
         assert_eq!(
             stream_rows(data.path(), stream),
             stream_rows(once.path(), stream),

@@ -88,38 +88,96 @@ struct RunArgs {
     quiet: bool,
 }
 
+/// The simulator's settings come from the `[[source]] kind = "simulator"` of the pipeline config
+/// (the embedded host/pipeline.toml unless --config), so what `host simulate` produces is what
+/// `host run` would simulate; the flags override single settings.
 #[derive(clap::Args)]
 struct SimulateArgs {
     /// Kafka bootstrap servers.
     #[arg(long, default_value = "127.0.0.1:9092")]
     brokers: String,
+    /// Pipeline config whose simulator source to use.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Messages per second (0 = as fast as possible).
-    #[arg(long, default_value_t = 2000.0)]
-    rate: f64,
-    #[arg(long, default_value_t = 10)]
-    stores: u32,
-    #[arg(long, default_value_t = 100)]
-    products: u32,
+    #[arg(long)]
+    rate: Option<f64>,
+    #[arg(long)]
+    stores: Option<u32>,
+    #[arg(long)]
+    products: Option<u32>,
     /// Stop after this long, e.g. 60s.
     #[arg(long)]
     duration: Option<String>,
     /// Stop after this many simulation steps.
     #[arg(long)]
     max_events: Option<u64>,
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
+    #[arg(long)]
+    seed: Option<u64>,
     /// Event time of the first event (RFC 3339); default: now.
     #[arg(long)]
     start: Option<String>,
     /// Share of deliberately malformed sales messages.
-    #[arg(long, default_value_t = 0.005)]
-    malformed_rate: f64,
+    #[arg(long)]
+    malformed_rate: Option<f64>,
+    /// Share of messages sent twice.
+    #[arg(long)]
+    duplicate_rate: Option<f64>,
+    /// No injected signals (sales bursts, price errors, theft, promotions, stopped shelves,
+    /// affinities), whatever the config says.
+    #[arg(long)]
+    no_anomalies: bool,
     /// Partitions per topic (topics are created with this many).
-    #[arg(long, default_value_t = 3)]
-    partitions: i32,
+    #[arg(long)]
+    partitions: Option<i32>,
     /// Continue an earlier run: regenerate and skip its first N steps.
     #[arg(long, default_value_t = 0)]
     skip_steps: u64,
+    /// Write what was injected (sources::simulator::GroundTruth) to this JSON file at the end.
+    #[arg(long)]
+    ground_truth: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl SimulateArgs {
+    /// The config's simulator settings with the flags applied.
+    fn simulator_config(&self) -> Result<shelfstream::config::SimulatorConfig> {
+        let pipeline = PipelineConfig::load(self.config.as_deref())?;
+        let mut c = pipeline
+            .sources
+            .iter()
+            .find_map(|s| match s {
+                SourceConfig::Simulator(c) => Some(c.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        macro_rules! apply {
+            ($($field:ident),*) => { $(if let Some(v) = &self.$field { c.$field = v.clone(); })* };
+        }
+        apply!(
+            rate,
+            stores,
+            products,
+            seed,
+            malformed_rate,
+            duplicate_rate,
+            partitions
+        );
+        if self.no_anomalies {
+            c.sales_anomalies_per_day = 0.0;
+            c.price_errors_per_day = 0.0;
+            c.thefts_per_day = 0.0;
+            c.promotions_per_day = 0.0;
+            c.stop_selling_share = 0.0;
+            c.affinity_pairs = 0;
+        }
+        c.duration = self.duration.clone().or(c.duration);
+        c.max_events = self.max_events.or(c.max_events);
+        c.start = self.start.clone().or(c.start);
+        Ok(c)
+    }
 }
 
 #[derive(clap::Args)]
@@ -234,63 +292,70 @@ fn run_command(args: RunArgs) -> Result<()> {
 }
 
 fn simulate(args: SimulateArgs) -> Result<()> {
-    use shelfstream::config::SimulatorConfig;
     use shelfstream::sources::{kafka, simulator::Simulator};
-    let config = SimulatorConfig {
-        seed: args.seed,
-        rate: args.rate,
-        stores: args.stores,
-        products: args.products,
-        malformed_rate: args.malformed_rate,
-        partitions: args.partitions,
-        ..SimulatorConfig::default()
-    };
-    let start_ms = match &args.start {
+    let config = args.simulator_config()?;
+    let start_ms = match &config.start {
         Some(s) => humantime::parse_rfc3339_weak(s)
-            .with_context(|| format!("--start {s:?}"))?
+            .with_context(|| format!("simulator start {s:?}"))?
             .duration_since(std::time::UNIX_EPOCH)?
             .as_millis() as i64,
         None => std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_millis() as i64,
     };
-    let duration = args
+    let duration = config
         .duration
         .as_deref()
         .map(shelfstream::config::parse_duration)
         .transpose()
         .map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
-    runtime.block_on(kafka::create_topics(&args.brokers, args.partitions))?;
+    runtime.block_on(kafka::create_topics(&args.brokers, config.partitions))?;
     let producer = kafka::RecordProducer::new(&args.brokers)?;
     let mut sim = Simulator::new(&config, start_ms);
     sim.skip(args.skip_steps);
+    let max_steps = config.max_events.unwrap_or(u64::MAX);
+    let progress = match (args.quiet, config.max_events) {
+        (true, _) => indicatif::ProgressBar::hidden(),
+        (false, Some(n)) => indicatif::ProgressBar::new(n.saturating_sub(args.skip_steps)),
+        (false, None) => indicatif::ProgressBar::new_spinner(),
+    };
+    progress.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps  {msg}",
+        )
+        .expect("valid template"),
+    );
     let started = std::time::Instant::now();
-    let (mut sent, mut last_print) = (0u64, std::time::Instant::now());
-    let max_steps = args.max_events.unwrap_or(u64::MAX);
+    let mut sent = 0u64;
     while sim.steps() < max_steps && duration.is_none_or(|d| started.elapsed() < d) {
         for record in sim.step().collect::<Vec<_>>() {
             producer.send(&record)?;
             sent += 1;
         }
-        if args.rate > 0.0 {
-            let due = std::time::Duration::from_secs_f64(sent as f64 / args.rate);
+        if config.rate > 0.0 {
+            let due = std::time::Duration::from_secs_f64(sent as f64 / config.rate);
             if let Some(wait) = due.checked_sub(started.elapsed()) {
                 std::thread::sleep(wait);
             }
         }
-        if last_print.elapsed() >= std::time::Duration::from_secs(1) {
-            eprint!(
-                "\r{sent} messages in {:.0}s ({:.0}/s)   ",
-                started.elapsed().as_secs_f64(),
-                sent as f64 / started.elapsed().as_secs_f64()
-            );
-            last_print = std::time::Instant::now();
+        if sim.steps() % 256 == 0 {
+            progress.set_position(sim.steps() - args.skip_steps);
+            progress.set_message(format!(
+                "{sent} messages, {:.0}/s, event time {}",
+                sent as f64 / started.elapsed().as_secs_f64().max(1e-3),
+                shelfstream::sources::simulator::rfc3339(sim.clock_ms())
+            ));
         }
     }
     producer.flush()?;
+    progress.finish_and_clear();
+    if let Some(path) = &args.ground_truth {
+        let json = serde_json::to_vec_pretty(sim.ground_truth()).context("ground truth")?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
     eprintln!(
-        "\rproduced {sent} messages ({} simulation steps) to {} in {:.1}s",
+        "produced {sent} messages ({} simulation steps) to {} in {:.1}s",
         sim.steps(),
         args.brokers,
         started.elapsed().as_secs_f64()
@@ -354,16 +419,21 @@ fn demo(args: DemoArgs) -> Result<()> {
         std::thread::spawn(move || {
             simulate(SimulateArgs {
                 brokers: "127.0.0.1:9092".into(),
-                rate,
-                stores: sim.stores,
-                products: sim.products,
+                config: None,
+                rate: Some(rate),
+                stores: None,
+                products: None,
                 duration: Some(duration),
                 max_events: None,
-                seed: sim.seed,
+                seed: None,
                 start: None,
-                malformed_rate: sim.malformed_rate,
-                partitions: sim.partitions,
+                malformed_rate: None,
+                duplicate_rate: None,
+                no_anomalies: false,
+                partitions: None,
                 skip_steps: 0,
+                ground_truth: None,
+                quiet: true, // the pipeline prints its live summary
             })
         })
     };
@@ -430,7 +500,7 @@ fn demo(args: DemoArgs) -> Result<()> {
     println!(
         "== {} records through the plugins; {} alerts on Kafka topic retail-restock-alerts; {} dead letters on retail-dead-letters and in {database}.dead_letters",
         report.records_in,
-        report.outputs.get("alerts").copied().unwrap_or(0) + report.outputs.get("sales_alerts").copied().unwrap_or(0),
+        report.alerts,
         report.dead_letters
     );
     println!("== raw batches: s3://retail-data/raw/<topic>/date=<day>/partition=<p>/<first>-<last>.ndjson.gz at {}", args.s3_endpoint);

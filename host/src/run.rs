@@ -54,6 +54,8 @@ pub struct RunReport {
     pub records_in: u64,
     pub outputs: BTreeMap<String, u64>,
     pub dead_letters: u64,
+    /// Alerts emitted by any stage.
+    pub alerts: u64,
     pub swaps: u64,
     pub failures: u64,
     pub elapsed_secs: f64,
@@ -463,6 +465,7 @@ fn pipeline_loop(
             .flush_windows()
             .context("closing windows at end of input")?;
     }
+    report.alerts = pipeline.alerts;
     for s in pipeline.stages() {
         *report.outputs.entry(s.spec().output.clone()).or_default() += s.stats.events_out;
         report.swaps += s.stats.swaps;

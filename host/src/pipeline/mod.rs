@@ -62,6 +62,8 @@ pub struct Pipeline {
     consumers: HashMap<String, Vec<(usize, usize)>>,
     sink: Box<dyn Sink>,
     pub dead_letters: u64,
+    /// Alert events emitted, over all stages.
+    pub alerts: u64,
 }
 
 impl Pipeline {
@@ -91,6 +93,7 @@ impl Pipeline {
             consumers,
             sink,
             dead_letters: 0,
+            alerts: 0,
         }
     }
 
@@ -179,6 +182,7 @@ impl Pipeline {
             version: &s.plugin().version,
         };
         self.sink.write(&s.spec().output, &producer, &out)?;
+        self.alerts += out.iter().filter(|e| matches!(e, Event::Alert(_))).count() as u64;
         queue.push_back((s.spec().output.clone(), Batch::Events(out), lane));
         Ok(())
     }
