@@ -339,7 +339,7 @@ fn simulate(args: SimulateArgs) -> Result<()> {
                 std::thread::sleep(wait);
             }
         }
-        if sim.steps() % 256 == 0 {
+        if sim.steps().is_multiple_of(256) {
             progress.set_position(sim.steps() - args.skip_steps);
             progress.set_message(format!(
                 "{sent} messages, {:.0}/s, event time {}",
