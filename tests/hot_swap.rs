@@ -219,3 +219,80 @@ fn swap_pause_is_small() {
     eprintln!("hot swap pause with 200 open windows: {pause:?}");
     assert_eq!(h.advance_watermark(MIN).len(), 200);
 }
+
+#[test]
+fn changing_a_parameter_in_the_config_file_applies_it_live_with_the_state() {
+    let data = tempfile::tempdir().unwrap();
+    let config_path = data.path().join("pipeline.toml");
+    let shipped = std::fs::read_to_string(repo().join("host/pipeline.toml")).unwrap();
+    let old_params = r#"params = { window = "1m", metric = "sales_1m" }"#;
+    assert!(shipped.contains(old_params));
+    std::fs::write(&config_path, &shipped).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(["run", "--quiet", "--plugins"])
+        .arg(repo().join("plugins"))
+        .arg("--config")
+        .arg(&config_path)
+        .arg("--data-dir")
+        .arg(data.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = data.path().join("out/sales_1m.ndjson");
+    let rows = || std::fs::read_to_string(&out).unwrap_or_default();
+    let wait = |what: &dyn Fn(&str) -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if what(&rows()) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    };
+    assert!(wait(&|r| r.contains("\"metric\":\"sales_1m\"")));
+
+    // A parameter the plugin rejects changes nothing; a valid one applies from the next batch.
+    let bad = shipped.replace(
+        old_params,
+        r#"params = { window = "soon", metric = "sales_1m" }"#,
+    );
+    std::fs::write(&config_path, bad).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let good = shipped.replace(
+        old_params,
+        r#"params = { window = "1m", metric = "sales_per_minute" }"#,
+    );
+    std::fs::write(&config_path, good).unwrap();
+    assert!(
+        wait(&|r| r.contains("\"metric\":\"sales_per_minute\"")),
+        "the new metric name appears"
+    );
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("new parameters rejected"), "{log}");
+    assert!(log.contains("new parameters applied"), "{log}");
+
+    // The state moved to the new instance: no window is emitted twice.
+    let mut minutes: Vec<(String, String, i64)> = rows()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let d = &v["dimensions"];
+            (
+                d[0][1].as_str().unwrap().to_string(),
+                d[1][1].as_str().unwrap().to_string(),
+                v["window_start"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let n = minutes.len();
+    minutes.sort();
+    minutes.dedup();
+    assert_eq!(minutes.len(), n, "no window emitted twice");
+}

@@ -158,6 +158,7 @@ fn main() {
         plugins_dir: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins"),
         config,
         watch: false,
+        config_path: None,
         summary: false,
     };
     let cpu_before = cpu_seconds();

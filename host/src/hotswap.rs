@@ -2,6 +2,9 @@
 //! watcher's thread (never on the pipeline's), then handed to the pipeline, which swaps it in at
 //! the next batch boundary with its predecessor's state. A broken file is rejected with the
 //! reason and the running version stays. A removed file unloads the plugin.
+//!
+//! The pipeline config file is watched too: changed plugin parameters are applied to the running
+//! stages (a new instance with the new parameters takes over the state).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -73,5 +76,36 @@ pub fn watch(
         }
     })?;
     debouncer.watch(&watched, RecursiveMode::NonRecursive)?;
+    Ok(debouncer)
+}
+
+/// Watch the pipeline config file; on a change, parse and validate it here and hand the stage
+/// specs to the pipeline. A config that does not parse is reported and ignored.
+pub fn watch_config(path: &Path, tx: Sender<Command>) -> anyhow::Result<Watcher> {
+    let file = path.canonicalize()?;
+    let dir = file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let watched = file.clone();
+    let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
+        let Ok(events) = result else { return };
+        if !events.iter().any(|e| e.paths.iter().any(|p| p == &watched)) || !watched.exists() {
+            return;
+        }
+        let specs = crate::config::PipelineConfig::load(Some(&watched))
+            .map_err(anyhow::Error::from)
+            .and_then(|c| Ok(c.stage_specs()?));
+        match specs {
+            Ok(specs) => {
+                tracing::info!(config = %watched.display(), "pipeline config changed");
+                let _ = tx.blocking_send(Command::Reconfigure(specs));
+            }
+            Err(error) => {
+                tracing::error!(config = %watched.display(), %error, "changed pipeline config rejected; nothing applied")
+            }
+        }
+    })?;
+    debouncer.watch(&dir, RecursiveMode::NonRecursive)?;
     Ok(debouncer)
 }

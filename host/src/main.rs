@@ -269,6 +269,7 @@ fn run_command(args: RunArgs) -> Result<()> {
         plugins_dir: args.plugins,
         config,
         watch: !args.no_watch,
+        config_path: args.config.clone(),
         summary: !args.quiet,
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
@@ -441,6 +442,7 @@ fn demo(args: DemoArgs) -> Result<()> {
         plugins_dir: args.plugins,
         config,
         watch: true,
+        config_path: None,
         summary: true,
     };
     let report = runtime.block_on(run::run(opts, run::shutdown_signal()))?;

@@ -33,6 +33,8 @@ pub enum Command {
     Swap(Arc<LoadedPlugin>),
     /// A plugin file was removed.
     Unload(String),
+    /// The pipeline config file changed: the stages it now describes.
+    Reconfigure(Vec<crate::pipeline::StageSpec>),
     /// A partitioned source will deliver `topic` from these partitions.
     Lanes {
         topic: String,
@@ -44,6 +46,8 @@ pub struct RunOptions {
     pub plugins_dir: PathBuf,
     pub config: PipelineConfig,
     pub watch: bool,
+    /// The config file, watched for parameter changes when `watch` is on.
+    pub config_path: Option<PathBuf>,
     /// Print a live summary line every second.
     pub summary: bool,
 }
@@ -274,6 +278,10 @@ pub async fn run(
     } else {
         None
     };
+    let _config_watcher = match (&opts.config_path, opts.watch) {
+        (Some(path), true) => Some(crate::hotswap::watch_config(path, tx.clone())?),
+        _ => None,
+    };
     drop(tx);
 
     let n_sources = opts.config.sources.len();
@@ -438,6 +446,20 @@ fn pipeline_loop(
                 }
             }
             Command::Lanes { topic, partitions } => pipeline.expect_lanes(&topic, &partitions),
+            Command::Reconfigure(specs) => {
+                let (outcomes, restart) = pipeline.reconfigure(&specs);
+                for outcome in outcomes {
+                    match outcome.result {
+                        Ok(pause) => tracing::info!(stage = %outcome.stage,
+                            pause_us = pause.as_micros() as u64, "new parameters applied with the stage's state"),
+                        Err(error) => tracing::error!(stage = %outcome.stage, %error,
+                            "new parameters rejected; the stage keeps the old ones"),
+                    }
+                }
+                for change in restart {
+                    tracing::warn!(%change, "pipeline config change needs a restart to apply");
+                }
+            }
             Command::Unload(name) => {
                 for stage in pipeline.unload(&name) {
                     tracing::warn!(%stage, plugin = %name, "plugin file removed: stage stopped (state kept); its input goes to the dead letters");

@@ -192,6 +192,7 @@ pub fn run_to_end(
         plugins_dir: plugins.to_path_buf(),
         config,
         watch,
+        config_path: None,
         summary: false,
     };
     let rt = tokio::runtime::Runtime::new().unwrap();

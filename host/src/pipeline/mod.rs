@@ -207,6 +207,33 @@ impl Pipeline {
             .collect()
     }
 
+    /// The pipeline config changed: stages whose parameters changed take the new ones (with their
+    /// state). Anything else that changed (new stages, wiring, plugins, limits) needs a restart
+    /// and is returned as a note per stage.
+    pub fn reconfigure(&mut self, specs: &[StageSpec]) -> (Vec<SwapOutcome>, Vec<String>) {
+        let mut outcomes = Vec::new();
+        let mut restart = Vec::new();
+        for spec in specs {
+            let Some(stage) = self.stages.iter_mut().find(|s| s.spec().name == spec.name) else {
+                restart.push(format!("stage {} is new", spec.name));
+                continue;
+            };
+            let current = stage.spec();
+            if current.plugin != spec.plugin
+                || current.inputs != spec.inputs
+                || current.output != spec.output
+            {
+                restart.push(format!("stage {} is wired differently", spec.name));
+            } else if current.params != spec.params {
+                outcomes.push(SwapOutcome {
+                    stage: spec.name.clone(),
+                    result: stage.reconfigure(spec.params.clone()),
+                });
+            }
+        }
+        (outcomes, restart)
+    }
+
     /// The plugin's file was removed: its stages stop (keeping state) until it comes back.
     pub fn unload(&mut self, plugin: &str) -> Vec<String> {
         self.stages

@@ -550,6 +550,36 @@ impl Stage {
         }
     }
 
+    /// New parameters for the running plugin: a fresh instance configured with them takes over
+    /// the current state at this batch boundary. Rejected parameters leave everything as it was.
+    pub fn reconfigure(&mut self, params: Vec<(String, String)>) -> Result<Duration, SwapError> {
+        let started = Instant::now();
+        if self.status != Status::Running {
+            self.spec.params = params; // used when the plugin runs again
+            return Ok(started.elapsed());
+        }
+        let state = self.current_state()?;
+        let spec = StageSpec {
+            params,
+            ..self.spec.clone()
+        };
+        let instance =
+            build(&spec, &self.plugin, &state, self.watermark).map_err(|(step, error)| {
+                SwapError::Rejected {
+                    plugin: self.plugin.name.clone(),
+                    version: self.plugin.version.clone(),
+                    step,
+                    error,
+                }
+            })?;
+        self.spec = spec;
+        self.instance = Some(instance);
+        self.checkpoint = state;
+        self.clear_log();
+        self.consecutive_failures = 0;
+        Ok(started.elapsed())
+    }
+
     /// The plugin file was removed: keep the state, stop calling the plugin.
     pub fn unload(&mut self) {
         if let Ok(state) = self.current_state() {

@@ -12,6 +12,8 @@ struct Transaction {
     store_id: Option<String>,
     customer_id: Option<String>,
     payment_method: Option<String>,
+    /// `sale` (default), `return` or `refund`: returns and refunds may list positive quantities.
+    transaction_type: Option<String>,
     timestamp: Option<serde_json::Value>,
     items: Option<Vec<Item>>,
 }
@@ -88,6 +90,20 @@ impl SalesCleaner {
             return Err("items: empty transaction".into());
         }
         let customer_id = tx.customer_id.filter(|c| !c.trim().is_empty());
+        let sign = match tx
+            .transaction_type
+            .as_deref()
+            .map(str::to_lowercase)
+            .as_deref()
+        {
+            None | Some("sale") => 1,
+            Some("return" | "refund") => -1,
+            Some(other) => {
+                return Err(format!(
+                    "transaction_type: {other:?} is not sale, return or refund"
+                ))
+            }
+        };
         let payment_method = tx
             .payment_method
             .unwrap_or_else(|| "unknown".into())
@@ -104,6 +120,8 @@ impl SalesCleaner {
                 let quantity = item
                     .quantity
                     .ok_or(format!("items[{i}].quantity: missing"))?;
+                // A return of 2 is -2 whether the source wrote 2 or -2.
+                let quantity = if sign < 0 { -quantity.abs() } else { quantity };
                 if quantity == 0 || quantity.abs() > self.max_quantity {
                     return Err(format!(
                         "items[{i}].quantity: {quantity} is outside ±1..{}",
@@ -184,6 +202,19 @@ mod tests {
         assert_eq!(s.payment_method, "card");
         let Event::Sale(r) = &out[1] else { panic!() };
         assert_eq!((r.quantity, r.total_amount, r.line), (-1, -3.5, 1));
+    }
+
+    #[test]
+    fn refunds_with_positive_quantities_become_negative_lines() {
+        let out = clean(
+            r#"{"transaction_id":"R1","transaction_type":"Refund","store_id":"S1","timestamp":0,
+            "items":[{"product_id":"SKU-1","quantity":2,"unit_price":1.25}]}"#,
+        )
+        .unwrap();
+        let Event::Sale(s) = &out[0] else { panic!() };
+        assert_eq!((s.quantity, s.total_amount), (-2, -2.5));
+        let err = clean(r#"{"transaction_id":"X","transaction_type":"gift","store_id":"S1","timestamp":0,"items":[{"product_id":"SKU-1","quantity":1,"unit_price":1}]}"#).unwrap_err();
+        assert!(err.contains("transaction_type"), "{err}");
     }
 
     #[test]
