@@ -228,7 +228,7 @@ fn changing_a_parameter_in_the_config_file_applies_it_live_with_the_state() {
     let old_params = r#"params = { window = "1m", metric = "sales_1m" }"#;
     assert!(shipped.contains(old_params));
     std::fs::write(&config_path, &shipped).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_host"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_host"))
         .args(["run", "--quiet", "--plugins"])
         .arg(repo().join("plugins"))
         .arg("--config")
