@@ -25,7 +25,29 @@ struct Item {
     product_id: Option<String>,
     category: Option<String>,
     quantity: Option<i32>,
+    /// `each` (default), `pair`, `dozen`, or `pack-N` / `case-N`: quantities become single units.
+    unit: Option<String>,
     unit_price: Option<f64>,
+    /// The price in cents, when the source sends minor units.
+    unit_price_cents: Option<i64>,
+}
+
+/// How many single units one `unit` holds.
+fn units_per(unit: Option<&str>) -> Result<i32, String> {
+    let unit = unit.map(|u| u.trim().to_lowercase()).unwrap_or_default();
+    match unit.as_str() {
+        "" | "each" | "unit" | "ea" => Ok(1),
+        "pair" => Ok(2),
+        "dozen" => Ok(12),
+        other => other
+            .strip_prefix("pack-")
+            .or_else(|| other.strip_prefix("case-"))
+            .and_then(|n| n.parse::<i32>().ok())
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or(format!(
+                "unit: {other:?} is not each, pair, dozen, pack-N or case-N"
+            )),
+    }
 }
 
 pub struct SalesCleaner {
@@ -122,6 +144,7 @@ impl SalesCleaner {
                     .ok_or(format!("items[{i}].quantity: missing"))?;
                 // A return of 2 is -2 whether the source wrote 2 or -2.
                 let quantity = if sign < 0 { -quantity.abs() } else { quantity };
+                let per = units_per(item.unit.as_deref()).map_err(|e| format!("items[{i}].{e}"))?;
                 if quantity == 0 || quantity.abs() > self.max_quantity {
                     return Err(format!(
                         "items[{i}].quantity: {quantity} is outside ±1..{}",
@@ -130,6 +153,7 @@ impl SalesCleaner {
                 }
                 let unit_price = item
                     .unit_price
+                    .or(item.unit_price_cents.map(|c| c as f64 / 100.0))
                     .ok_or(format!("items[{i}].unit_price: missing"))?;
                 if !unit_price.is_finite() || unit_price < 0.0 {
                     return Err(format!(
@@ -137,6 +161,11 @@ impl SalesCleaner {
                     ));
                 }
                 let unit_price = clean::cents(unit_price);
+                let total_amount = clean::cents(unit_price * quantity as f64);
+                let quantity = quantity.checked_mul(per).ok_or(format!(
+                    "items[{i}].quantity: {quantity} x {per} is too many"
+                ))?;
+                let unit_price = clean::cents(unit_price / per as f64);
                 Ok(Event::Sale(Sale {
                     transaction_id: transaction_id.clone(),
                     line: item.line.unwrap_or(i as u32),
@@ -148,7 +177,7 @@ impl SalesCleaner {
                         .filter(|c| !c.is_empty()),
                     quantity,
                     unit_price,
-                    total_amount: clean::cents(unit_price * quantity as f64),
+                    total_amount,
                     customer_id: customer_id.clone(),
                     payment_method: payment_method.clone(),
                     timestamp,
@@ -202,6 +231,22 @@ mod tests {
         assert_eq!(s.payment_method, "card");
         let Event::Sale(r) = &out[1] else { panic!() };
         assert_eq!((r.quantity, r.total_amount, r.line), (-1, -3.5, 1));
+    }
+
+    #[test]
+    fn packs_and_cents_become_single_units_and_money() {
+        let out = clean(
+            r#"{"transaction_id":"T1","store_id":"S1","timestamp":0,"items":[
+            {"product_id":"SKU-1","quantity":2,"unit":"Pack-6","unit_price":3.0},
+            {"product_id":"SKU-2","quantity":1,"unit":"dozen","unit_price_cents":600}]}"#,
+        )
+        .unwrap();
+        let Event::Sale(a) = &out[0] else { panic!() };
+        assert_eq!((a.quantity, a.unit_price, a.total_amount), (12, 0.5, 6.0));
+        let Event::Sale(b) = &out[1] else { panic!() };
+        assert_eq!((b.quantity, b.unit_price, b.total_amount), (12, 0.5, 6.0));
+        let err = clean(r#"{"transaction_id":"T","store_id":"S1","timestamp":0,"items":[{"product_id":"SKU-1","quantity":1,"unit":"barrel","unit_price":1}]}"#).unwrap_err();
+        assert!(err.contains("items[0].unit"), "{err}");
     }
 
     #[test]
