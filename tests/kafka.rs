@@ -410,11 +410,24 @@ fn consumed_offsets(data: &std::path::Path) -> Vec<(String, i32, i64)> {
 }
 
 /// Write a pipeline config file for the `host` binary: Kafka in, ClickHouse and raw batches out.
+/// The ClickHouse that tests/services/start.sh runs.
+fn shared_clickhouse() -> String {
+    std::env::var("SHELFSTREAM_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into())
+}
+
 fn write_config(path: &std::path::Path, brokers: &str, s3: &S3, database: &str) {
+    write_config_for(path, brokers, s3, &shared_clickhouse(), database)
+}
+
+fn write_config_for(
+    path: &std::path::Path,
+    brokers: &str,
+    s3: &S3,
+    clickhouse_url: &str,
+    database: &str,
+) {
     let base = std::fs::read_to_string(repo().join("host/pipeline.toml")).unwrap();
     let stages = &base[base.find("[[stage]]").unwrap()..];
-    let clickhouse_url = std::env::var("SHELFSTREAM_CLICKHOUSE_URL")
-        .unwrap_or_else(|_| "http://127.0.0.1:8123".into());
     let text = format!(
         r#"
 [runtime]
@@ -443,8 +456,11 @@ secret_access_key = "minioadmin"
 }
 
 fn clickhouse_query(database: &str, sql: &str) -> String {
-    let url = std::env::var("SHELFSTREAM_CLICKHOUSE_URL")
-        .unwrap_or_else(|_| "http://127.0.0.1:8123".into());
+    clickhouse_query_at(&shared_clickhouse(), database, sql)
+}
+
+fn clickhouse_query_at(url: &str, database: &str, sql: &str) -> String {
+    let url = url.to_string();
     let ch = shelfstream::sinks::clickhouse::ClickHouseConfig {
         url,
         database: database.into(),
@@ -610,4 +626,168 @@ fn an_object_store_outage_holds_the_pipeline_and_loses_nothing() {
         consumed_offsets(data.path())
     );
     clickhouse_query(&database, &format!("DROP DATABASE {database}"));
+}
+
+/// A ClickHouse server of the test's own (tests/services/clickhouse-instance.sh on free ports),
+/// so that it can be stopped without disturbing other tests.
+struct PrivateClickHouse {
+    child: Child,
+    dir: tempfile::TempDir,
+    ports: [u16; 3],
+    url: String,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn private_clickhouse() -> PrivateClickHouse {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = [free_port(), free_port(), free_port()];
+    let child = start_clickhouse(dir.path(), ports);
+    PrivateClickHouse {
+        child,
+        url: format!("http://127.0.0.1:{}", ports[0]),
+        dir,
+        ports,
+    }
+}
+
+fn start_clickhouse(dir: &std::path::Path, ports: [u16; 3]) -> Child {
+    let child = Command::new(repo().join("tests/services/clickhouse-instance.sh"))
+        .arg(dir)
+        .args(ports.map(|p| p.to_string()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tests/services/install.sh clickhouse installs the server");
+    let ping = || -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", ports[0])) else {
+            return false;
+        };
+        let mut reply = String::new();
+        s.write_all(b"GET /?query=SELECT%20version() HTTP/1.0\r\n\r\n")
+            .is_ok()
+            && s.read_to_string(&mut reply).is_ok()
+            && reply.starts_with("HTTP/1.0 200")
+            && reply.contains("18.")
+    };
+    assert!(
+        wait_for(60, ping),
+        "the private ClickHouse did not start (logs in {})",
+        dir.display()
+    );
+    child
+}
+
+impl PrivateClickHouse {
+    /// `count()` of a table over plain HTTP; `None` while the server or table is not there.
+    fn rows(&self, database: &str, table: &str) -> Option<u64> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.ports[0])).ok()?;
+        let request =
+            format!("GET /?query=SELECT%20count()%20FROM%20{database}.{table} HTTP/1.0\r\n\r\n");
+        s.write_all(request.as_bytes()).ok()?;
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).ok()?;
+        if !reply.starts_with("HTTP/1.0 200") {
+            return None;
+        }
+        reply.rsplit("\r\n\r\n").next()?.trim().parse().ok()
+    }
+
+    fn stop(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn back(&mut self) {
+        self.child = start_clickhouse(self.dir.path(), self.ports);
+    }
+}
+
+impl Drop for PrivateClickHouse {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_clickhouse_outage_holds_the_pipeline_and_loses_nothing() {
+    let broker = broker();
+    let s3 = s3();
+    let mut ch = private_clickhouse();
+    let database = "shelfstream_ch_outage";
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("pipeline.toml");
+    write_config_for(&config, &broker.address, &s3, &ch.url, database);
+    let steps = 12_000u64;
+    let reference = tempfile::tempdir().unwrap();
+    run_to_end(
+        &repo().join("plugins"),
+        pipeline_config(reference.path(), 6_000.0, Some(steps), true),
+        false,
+    );
+
+    let producer = produce_live(&broker.address, steps);
+    let mut host = Command::new(env!("CARGO_BIN_EXE_host"))
+        .args([
+            "run",
+            "--no-watch",
+            "--quiet",
+            "--close-windows-at-end",
+            "--plugins",
+        ])
+        .arg(repo().join("plugins"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(data.path())
+        .stderr(std::fs::File::create(data.path().join("host.log")).unwrap())
+        .spawn()
+        .unwrap();
+    // Stop it mid-stream: once rows have arrived.
+    let rows_in = || ch.rows(database, "fact_sales").unwrap_or(0) > 0;
+    assert!(wait_for(60, rows_in), "rows reached ClickHouse");
+    ch.stop();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let log = || std::fs::read_to_string(data.path().join("host.log")).unwrap_or_default();
+    assert!(
+        host.try_wait().unwrap().is_none(),
+        "the host waits for ClickHouse, it does not exit:\n{}",
+        log()
+    );
+    ch.back();
+    producer.join().unwrap();
+    assert!(host.wait().unwrap().success());
+    assert!(
+        log().contains("ClickHouse insert failed; retrying"),
+        "the outage was felt:\n{}",
+        log()
+    );
+
+    for stream in ["sales", "sales_1m", "alerts"] {
+        assert_eq!(
+            stream_rows(data.path(), stream),
+            stream_rows(reference.path(), stream),
+            "{stream}"
+        );
+    }
+    let sales = stream_rows(reference.path(), "sales").len();
+    let minutes = stream_rows(reference.path(), "sales_1m").len();
+    let q = |sql: &str| clickhouse_query_at(&ch.url, database, sql);
+    assert_eq!(
+        q("SELECT count(), uniqExact(sale_id) FROM fact_sales FINAL"),
+        format!("{sales}\t{sales}")
+    );
+    assert_eq!(
+        q("SELECT count() FROM spark_sales_metrics FINAL"),
+        minutes.to_string()
+    );
 }

@@ -178,7 +178,7 @@ pub async fn run(
     let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(FileSink::new(&data_dir.join("out"))?)];
     if let Some(ch) = &opts.config.clickhouse {
         let client = ch.client();
-        let applied = clickhouse::migrate(&client, &ch.database)
+        let applied = clickhouse::migrate_when_reachable(&client, &ch.database, &ch.url)
             .await
             .with_context(|| format!("applying sql/schema.sql to ClickHouse at {}", ch.url))?;
         tracing::info!(url = %ch.url, statements = applied, "ClickHouse schema applied");

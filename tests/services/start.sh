@@ -25,13 +25,8 @@ wait_port() { # port name log
 start_clickhouse() {
     local d="$dir/clickhouse"
     if listening 8123; then log "clickhouse already listening on 127.0.0.1:8123"; return; fi
-    mkdir -p "$d/data" "$d/tmp" "$d/user_files" "$d/format_schemas" "$d/log"
-    sed -e "s#/var/lib/clickhouse/tmp/#$d/tmp/#; s#/var/lib/clickhouse/user_files/#$d/user_files/#" \
-        -e "s#/var/lib/clickhouse/format_schemas/#$d/format_schemas/#; s#<path>/var/lib/clickhouse/</path>#<path>$d/data/</path>#" \
-        -e "s#/var/log/clickhouse-server/#$d/log/#g; s#<listen_host>::1</listen_host>##" \
-        /etc/clickhouse-server/config.xml > "$d/config.xml"
-    cp /etc/clickhouse-server/users.xml "$d/users.xml"
-    nohup clickhouse-server --config-file="$d/config.xml" > "$d/log/stdout.log" 2>&1 &
+    mkdir -p "$d/log"
+    nohup "$(dirname "${BASH_SOURCE[0]}")/clickhouse-instance.sh" "$d" 8123 9000 9009 > "$d/log/stdout.log" 2>&1 &
     echo $! > "$d/pid"
     wait_port 8123 clickhouse "$d/log/clickhouse-server.err.log"
     for _ in $(seq 1 60); do

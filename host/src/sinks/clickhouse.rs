@@ -91,6 +91,29 @@ pub async fn migrate(client: &Client, database: &str) -> Result<usize, clickhous
     Ok(applied)
 }
 
+/// [`migrate`], waiting for a server that cannot be reached (down, restarting) with backoff, as
+/// the sink does for inserts; a server that answers with an error fails at once.
+pub async fn migrate_when_reachable(
+    client: &Client,
+    database: &str,
+    url: &str,
+) -> Result<usize, clickhouse::error::Error> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match migrate(client, database).await {
+            Err(
+                error @ (clickhouse::error::Error::Network(_) | clickhouse::error::Error::TimedOut),
+            ) => {
+                tracing::warn!(url, error = ?error, retry_in_ms = backoff.as_millis() as u64,
+                    "ClickHouse unreachable at start; waiting for it");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Load the simulator's stores and products into `dim_store` and `dim_product` (idempotent:
 /// ReplacingMergeTree on the keys).
 pub async fn load_dimensions(
