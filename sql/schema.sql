@@ -12,7 +12,13 @@
 -- repeated rows collapse on merge. Read with FINAL (or after OPTIMIZE ... FINAL) to see each
 -- row once; count() = uniqExact(identity) then holds.
 --
--- Provenance: rows written by plugins carry the stage, plugin name and plugin version (hash).
+-- Provenance: rows written by plugins carry the stage, plugin name and plugin version (hash), and
+-- the source offsets they came from: facts their own record (_source_topic, _source_partition,
+-- _source_offset); derived rows (windows, alerts, forecasts, plans) the highest offset read per
+-- topic:partition when they were emitted (_source_offsets, a JSON object).
+--
+-- Upgrades: `host migrate` (and `host run`) add columns that a table created by an older version
+-- of this file lacks (ALTER TABLE ... ADD COLUMN; 18.16 has no ADD COLUMN IF NOT EXISTS).
 
 CREATE DATABASE IF NOT EXISTS retail;
 
@@ -54,7 +60,11 @@ CREATE TABLE IF NOT EXISTS retail.fact_sales
     transaction_date Date,
     _stage String,
     _plugin String,
-    _plugin_version String
+    _plugin_version String,
+    _source_offsets String,
+    _source_topic String,
+    _source_partition Int32,
+    _source_offset Int64
 )
 ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(transaction_date)
@@ -74,7 +84,11 @@ CREATE TABLE IF NOT EXISTS retail.fact_inventory
     update_date Date,
     _stage String,
     _plugin String,
-    _plugin_version String
+    _plugin_version String,
+    _source_offsets String,
+    _source_topic String,
+    _source_partition Int32,
+    _source_offset Int64
 )
 ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(update_date)
@@ -94,7 +108,8 @@ CREATE TABLE IF NOT EXISTS retail.spark_sales_metrics
     metric String,
     _stage String,
     _plugin String,
-    _plugin_version String
+    _plugin_version String,
+    _source_offsets String
 )
 ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMMDD(window_start)
@@ -114,7 +129,8 @@ CREATE TABLE IF NOT EXISTS retail.spark_inventory_metrics
     metric String,
     _stage String,
     _plugin String,
-    _plugin_version String
+    _plugin_version String,
+    _source_offsets String
 )
 ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMMDD(window_start)
@@ -133,7 +149,8 @@ CREATE TABLE IF NOT EXISTS retail.streaming_alerts
     window_end DateTime('UTC'),
     _stage String,
     _plugin String,
-    _plugin_version String
+    _plugin_version String,
+    _source_offsets String
 )
 ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(alert_time)
@@ -152,7 +169,8 @@ CREATE TABLE IF NOT EXISTS retail.demand_forecasts
     upper Float64,
     _stage String,
     _plugin String,
-    _plugin_version String
+    _plugin_version String,
+    _source_offsets String
 )
 ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(target_start)
@@ -193,7 +211,8 @@ CREATE TABLE IF NOT EXISTS retail.sales_rollups
     avg_unit_price Float64,
     _stage String,
     _plugin String,
-    _plugin_version String
+    _plugin_version String,
+    _source_offsets String
 )
 ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(window_start)
@@ -215,7 +234,8 @@ CREATE TABLE IF NOT EXISTS retail.stock_plans
     service_level Float64,
     _stage String,
     _plugin String,
-    _plugin_version String
+    _plugin_version String,
+    _source_offsets String
 )
 ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(window_start)
@@ -237,7 +257,8 @@ CREATE TABLE IF NOT EXISTS retail.slow_movers
     sell_through Float64,
     _stage String,
     _plugin String,
-    _plugin_version String
+    _plugin_version String,
+    _source_offsets String
 )
 ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(window_end)
@@ -259,7 +280,8 @@ CREATE TABLE IF NOT EXISTS retail.cross_sell
     baskets Float64,
     _stage String,
     _plugin String,
-    _plugin_version String
+    _plugin_version String,
+    _source_offsets String
 )
 ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(window_end)

@@ -93,6 +93,15 @@ fn outputs_land_in_clickhouse_once_even_when_written_twice() {
         sales.to_string(),
         "every row records the plugin version that produced it"
     );
+    // ... and the source offsets: a fact its own record, a window what had been read by then.
+    assert_eq!(
+        query(&ch, "SELECT count() FROM fact_sales WHERE _source_topic = 'retail-sales-transactions' AND _source_offset >= 0 AND _source_partition >= 0"),
+        sales.to_string()
+    );
+    assert_eq!(
+        query(&ch, "SELECT count() FROM spark_sales_metrics WHERE visitParamExtractInt(_source_offsets, 'retail-sales-transactions:0') > 0"),
+        minutes.to_string()
+    );
 
     // A re-delivery: the same input processed again from scratch writes every row a second time.
     let second = tempfile::tempdir().unwrap();
@@ -206,6 +215,42 @@ fn the_exercise_queries_answer_from_three_simulated_weeks() {
     assert!(
         (rollup - facts).abs() < 0.01 * facts.abs().max(1.0) / 100.0,
         "{rollup} vs {facts}"
+    );
+    query(&ch, &format!("DROP DATABASE {}", ch.database));
+}
+
+#[test]
+fn migrate_adds_the_columns_an_older_table_lacks() {
+    let ch = clickhouse(&format!("shelfstream_upgrade_{}", std::process::id()));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = ch.client();
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {}", ch.database),
+            format!("CREATE DATABASE {}", ch.database),
+            // fact_sales as an early version of sql/schema.sql made it: no provenance columns.
+            format!("CREATE TABLE {}.fact_sales (sale_id String, total_amount Float64, transaction_date Date) ENGINE = ReplacingMergeTree() PARTITION BY toYYYYMM(transaction_date) ORDER BY sale_id", ch.database),
+            format!("INSERT INTO {}.fact_sales VALUES ('T1-0', 2.5, '2026-11-22')", ch.database),
+        ] {
+            client.query(&sql).execute().await.unwrap();
+        }
+        migrate(&client, &ch.database).await.unwrap();
+    });
+    let columns = query(&ch, "SELECT groupArray(name) FROM system.columns WHERE database = currentDatabase() AND table = 'fact_sales'");
+    for column in [
+        "_source_offset",
+        "_plugin_version",
+        "store_id",
+        "transaction_time",
+    ] {
+        assert!(columns.contains(column), "{column} missing: {columns}");
+    }
+    assert_eq!(
+        query(
+            &ch,
+            "SELECT sale_id, total_amount, _source_offset FROM fact_sales"
+        ),
+        "T1-0\t2.5\t0"
     );
     query(&ch, &format!("DROP DATABASE {}", ch.database));
 }

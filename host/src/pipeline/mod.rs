@@ -64,6 +64,9 @@ pub struct Pipeline {
     pub dead_letters: u64,
     /// Alert events emitted, over all stages.
     pub alerts: u64,
+    /// The highest offset read per `topic:partition`, and the same as JSON for the sinks.
+    positions: BTreeMap<String, i64>,
+    positions_json: String,
 }
 
 impl Pipeline {
@@ -94,6 +97,8 @@ impl Pipeline {
             sink,
             dead_letters: 0,
             alerts: 0,
+            positions: BTreeMap::new(),
+            positions_json: "{}".into(),
         }
     }
 
@@ -109,6 +114,9 @@ impl Pipeline {
     /// Run a batch from one lane (source partition) of `stream`. Cleaners keep the lane (their
     /// output is as ordered as their input); other stages emit in watermark order, one lane.
     pub fn push_lane(&mut self, stream: &str, batch: Batch, lane: i32) -> Result<(), SinkError> {
+        if let Batch::Raw(records) = &batch {
+            self.track_positions(records);
+        }
         let mut dead = Vec::new();
         let mut queue = VecDeque::from([(stream.to_string(), batch, lane)]);
         while let Some((stream, batch, lane)) = queue.pop_front() {
@@ -132,6 +140,22 @@ impl Pipeline {
             }
         }
         self.write_dead(dead)
+    }
+
+    fn track_positions(&mut self, records: &[RawRecord]) {
+        let mut changed = false;
+        for r in records {
+            let key = format!("{}:{}", r.topic, r.partition);
+            let at = self.positions.entry(key).or_insert(-1);
+            if r.offset > *at {
+                *at = r.offset;
+                changed = true;
+            }
+        }
+        if changed {
+            self.positions_json =
+                serde_json::to_string(&self.positions).expect("offsets serialise");
+        }
     }
 
     /// A partitioned source will deliver `stream` in these lanes: stages reading it (directly or
@@ -176,10 +200,17 @@ impl Pipeline {
             return Ok(());
         }
         let s = &self.stages[stage];
+        let origins = s.origins();
         let producer = Producer {
             stage: &s.spec().name,
             plugin: &s.plugin().name,
             version: &s.plugin().version,
+            origins: if origins.len() == out.len() {
+                origins
+            } else {
+                &[]
+            },
+            positions: &self.positions_json,
         };
         self.sink.write(&s.spec().output, &producer, &out)?;
         self.alerts += out.iter().filter(|e| matches!(e, Event::Alert(_))).count() as u64;

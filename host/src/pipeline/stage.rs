@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::dead_letter::{DeadLetter, DeadLetterKind};
+use super::dead_letter::{DeadLetter, DeadLetterKind, SourceRef};
 use super::Batch;
 use crate::plugin::{
     event_time, Event, Limits, LoadedPlugin, PluginError, PluginInstance, PluginKind, State,
@@ -120,6 +120,8 @@ pub struct Stage {
     /// Events plus calls in `replay_log`.
     replay_weight: usize,
     consecutive_failures: u32,
+    /// For a cleaner: the source record of each event of the last batch's output.
+    origins: Vec<SourceRef>,
     pub stats: StageStats,
 }
 
@@ -167,8 +169,14 @@ impl Stage {
             replay_log: Vec::new(),
             replay_weight: 0,
             consecutive_failures: 0,
+            origins: Vec::new(),
             stats: StageStats::default(),
         })
+    }
+
+    /// The source record of each event the last call emitted (cleaners only; empty otherwise).
+    pub fn origins(&self) -> &[SourceRef] {
+        &self.origins
     }
 
     pub fn spec(&self) -> &StageSpec {
@@ -209,6 +217,7 @@ impl Stage {
     ) -> Vec<Event> {
         self.stats.batches += 1;
         self.stats.events_in += batch.len() as u64;
+        self.origins.clear();
         let before = dead.len();
         let out = match self.instance.is_some() {
             false => {
@@ -270,7 +279,16 @@ impl Stage {
                 let mut out = Vec::with_capacity(results.len());
                 for (record, result) in records.iter().zip(results) {
                     match result {
-                        Ok(events) => out.extend(events),
+                        Ok(events) => {
+                            let origin = SourceRef {
+                                topic: record.topic.clone(),
+                                partition: record.partition,
+                                offset: record.offset,
+                            };
+                            self.origins
+                                .extend(std::iter::repeat_n(origin, events.len()));
+                            out.extend(events);
+                        }
                         Err(reason) => dead.push(DeadLetter::raw(
                             &self.spec.name,
                             &self.plugin,

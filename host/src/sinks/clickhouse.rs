@@ -87,8 +87,44 @@ pub async fn migrate(client: &Client, database: &str) -> Result<usize, clickhous
             );
         client.query(&statement).execute().await?;
         applied += 1;
+        // A table made by an older schema may lack columns added since: add them.
+        if let Some((table, columns)) = table_columns(&statement) {
+            let sql = format!(
+                "SELECT name FROM system.columns WHERE database = '{database}' AND table = '{table}'"
+            );
+            let names = client
+                .query(&sql)
+                .fetch_bytes("TabSeparated")?
+                .collect()
+                .await?;
+            let existing: Vec<&str> = std::str::from_utf8(&names).unwrap_or("").lines().collect();
+            for (name, definition) in columns {
+                if !existing.contains(&name.as_str()) {
+                    tracing::info!(table, column = %name, "adding a column the table lacks");
+                    let alter = format!("ALTER TABLE {database}.{table} ADD COLUMN {definition}");
+                    client.query(&alter).execute().await?;
+                    applied += 1;
+                }
+            }
+        }
     }
     Ok(applied)
+}
+
+/// The table name and the (name, definition) of each column of a `CREATE TABLE` statement.
+fn table_columns(statement: &str) -> Option<(String, Vec<(String, String)>)> {
+    let rest = statement.strip_prefix("CREATE TABLE IF NOT EXISTS ")?;
+    let name = rest.split_whitespace().next()?;
+    let table = name.rsplit('.').next()?.to_string();
+    let body = &rest[rest.find('(')? + 1..rest.find("ENGINE")?];
+    let body = body.trim().strip_suffix(')')?;
+    let columns = body
+        .split(",\n")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .filter_map(|c| Some((c.split_whitespace().next()?.to_string(), c.to_string())))
+        .collect();
+    Some((table, columns))
 }
 
 /// [`migrate`], waiting for a server that cannot be reached (down, restarting) with backoff, as
@@ -296,7 +332,8 @@ impl Sink for ClickHouseSink {
         producer: &Producer<'_>,
         events: &[Event],
     ) -> Result<(), SinkError> {
-        for event in events {
+        for (i, event) in events.iter().enumerate() {
+            let origin = producer.origins.get(i);
             let (table, row) = match event {
                 Event::Sale(s) => {
                     let mut row = json!({
@@ -315,6 +352,7 @@ impl Sink for ClickHouseSink {
                         "transaction_date": date(s.timestamp),
                     });
                     provenance(row.as_object_mut().expect("object"), producer);
+                    source(row.as_object_mut().expect("object"), origin);
                     ("fact_sales".to_string(), row)
                 }
                 Event::Inventory(u) => {
@@ -331,6 +369,7 @@ impl Sink for ClickHouseSink {
                         "update_date": date(u.timestamp),
                     });
                     provenance(row.as_object_mut().expect("object"), producer);
+                    source(row.as_object_mut().expect("object"), origin);
                     ("fact_inventory".to_string(), row)
                 }
                 Event::Metric(m) => match self.metric_row(m, producer) {
@@ -418,10 +457,22 @@ impl Sink for ClickHouseSink {
     }
 }
 
+/// Which stage and plugin version made the row, and the source offsets it was computed from
+/// (for derived rows: the highest offset read per partition when it was emitted).
 fn provenance(row: &mut Map<String, Value>, p: &Producer<'_>) {
     row.insert("_stage".into(), p.stage.into());
     row.insert("_plugin".into(), p.plugin.into());
     row.insert("_plugin_version".into(), p.version.into());
+    row.insert("_source_offsets".into(), p.positions.into());
+}
+
+/// A fact's own source record.
+fn source(row: &mut Map<String, Value>, origin: Option<&crate::pipeline::SourceRef>) {
+    let (topic, partition, offset) =
+        origin.map_or(("", -1, -1), |o| (o.topic.as_str(), o.partition, o.offset));
+    row.insert("_source_topic".into(), topic.into());
+    row.insert("_source_partition".into(), partition.into());
+    row.insert("_source_offset".into(), offset.into());
 }
 
 /// Whole numbers as JSON integers, so integer columns accept them.
@@ -474,6 +525,28 @@ mod tests {
         assert_eq!(product_key("SKU-00042"), 42);
         assert_eq!(number(3.0), json!(3));
         assert_eq!(number(2.5), json!(2.5));
+    }
+
+    #[test]
+    fn create_statements_list_their_columns() {
+        let sales = statements(SCHEMA)
+            .into_iter()
+            .find(|s| s.contains("retail.fact_sales"))
+            .unwrap();
+        let (table, columns) = table_columns(&sales).unwrap();
+        assert_eq!(table, "fact_sales");
+        assert_eq!(
+            columns[0],
+            ("sale_id".to_string(), "sale_id String".to_string())
+        );
+        assert!(columns.contains(&(
+            "_source_offset".to_string(),
+            "_source_offset Int64".to_string()
+        )));
+        assert!(columns
+            .iter()
+            .any(|(n, d)| n == "transaction_time" && d == "transaction_time DateTime('UTC')"));
+        assert!(table_columns("CREATE DATABASE IF NOT EXISTS retail").is_none());
     }
 
     #[test]

@@ -19,6 +19,11 @@ pub struct Producer<'a> {
     pub stage: &'a str,
     pub plugin: &'a str,
     pub version: &'a str,
+    /// The source record of each event, for a cleaner's output; empty for derived events.
+    pub origins: &'a [crate::pipeline::SourceRef],
+    /// The highest offset read so far per `topic:partition` (a JSON object): what derived
+    /// events (windows, alerts, forecasts) were computed from.
+    pub positions: &'a str,
 }
 
 #[derive(Debug, thiserror::Error)]
