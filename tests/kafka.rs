@@ -509,7 +509,13 @@ fn kill_9_mid_stream_loses_and_doubles_nothing_in_clickhouse() {
             .arg(&config)
             .arg("--data-dir")
             .arg(data.path())
-            .stderr(Stdio::null());
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(data.path().join("host.log"))
+                    .unwrap(),
+            );
         if close {
             cmd.arg("--close-windows-at-end");
         }
@@ -556,11 +562,64 @@ fn kill_9_mid_stream_loses_and_doubles_nothing_in_clickhouse() {
     )
     .parse()
     .unwrap();
-    // KNOWN GAP (open in issue 3): once in CI the window revenue after three SIGKILLs differed from
-    // a clean run's by 0.08% (sales facts and window counts were exact). Some interleaving after a
-    // restart changes which events a window accepts. Until that is found, the comparison is
-    // reported, and enforced only with SHELFSTREAM_STRICT_WINDOWS=1.
+    // KNOWN GAP (open in issue 3): in about one run in four here, after three SIGKILLs, one or two
+    // sales_1m windows hold one sale line less than a clean run's (facts and window counts are
+    // exact; no event is dead-lettered as late). The short window is emitted by a restarted run
+    // that had read only one partition so far; the missing line is not re-read. Until the cause is
+    // found the comparison is reported (with the differing windows and the dead letters a clean
+    // run does not have), and enforced only with SHELFSTREAM_STRICT_WINDOWS=1.
     eprintln!("window revenue after the crashes {got} vs a clean run's {want}");
+    eprintln!(
+        "dead letters: {} in ClickHouse ({}), {} in the reference run",
+        clickhouse_query(&database, "SELECT count() FROM dead_letters FINAL"),
+        clickhouse_query(
+            &database,
+            "SELECT groupArray(kind) FROM (SELECT DISTINCT kind FROM dead_letters)"
+        ),
+        stream_rows(reference.path(), "dead_letters").len()
+    );
+    if (got - want).abs() > 1e-6 {
+        // Which windows differ, and what went to the dead letters.
+        let reference_rows: std::collections::BTreeMap<String, f64> =
+            std::fs::read_to_string(reference.path().join("out/sales_1m.ndjson"))
+                .unwrap()
+                .lines()
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    let key = format!(
+                        "{}\t{}\t{}",
+                        v["dimensions"][0][1].as_str().unwrap(),
+                        v["dimensions"][1][1].as_str().unwrap(),
+                        v["window_start"].as_i64().unwrap() / 1000
+                    );
+                    (key, v["values"][0][1].as_f64().unwrap())
+                })
+                .collect();
+        let rows = clickhouse_query(&database, "SELECT store_id, product_id, toUnixTimestamp(window_start), total_revenue, _source_offsets FROM spark_sales_metrics FINAL");
+        for line in rows.lines() {
+            let f: Vec<&str> = line.split('\t').collect();
+            let key = format!("{}\t{}\t{}", f[0], f[1], f[2]);
+            let got: f64 = f[3].parse().unwrap();
+            if (reference_rows[&key] - got).abs() > 1e-6 {
+                eprintln!("window {key}: {got} vs {} ({})", reference_rows[&key], f[4]);
+                let lines = clickhouse_query(&database, &format!("SELECT sale_id, total_amount, _source_partition, _source_offset, toUnixTimestamp(transaction_time) FROM fact_sales FINAL WHERE store_id = '{}' AND product_id = '{}' AND toStartOfMinute(transaction_time) = toDateTime({}) ORDER BY _source_offset", f[0], f[1], f[2]));
+                eprintln!("its sales lines:\n{lines}");
+            }
+        }
+        let reference_dead =
+            std::fs::read_to_string(reference.path().join("out/dead_letters.ndjson")).unwrap();
+        for line in clickhouse_query(
+            &database,
+            "SELECT reason, source_topic, source_partition, source_offset FROM dead_letters FINAL",
+        )
+        .lines()
+        {
+            let reason = line.split('\t').next().unwrap();
+            if !reference_dead.contains(&reason.replace('"', "\\\"")) {
+                eprintln!("dead letter not in the reference run: {line}");
+            }
+        }
+    }
     if std::env::var_os("SHELFSTREAM_STRICT_WINDOWS").is_some() {
         assert!(
             (got - want).abs() < 1e-6,

@@ -83,6 +83,7 @@ pub fn run(
             .iter()
             .flat_map(|t| t.partitions().iter().map(|p| p.id()))
             .collect();
+        tracing::info!(source = %c.name, topic, partitions = ?partitions, "topic partitions");
         let lanes = Command::Lanes {
             topic: topic.clone(),
             partitions,
