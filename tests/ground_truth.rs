@@ -176,6 +176,16 @@ fn rules_find_what_the_simulator_injected() {
             a.timestamp == i.start
         }),
     );
+    let out_of_stock: Vec<Alert> = alerts_of(&out, "alerts")
+        .into_iter()
+        .filter(|a| a.rule == "out_of_stock")
+        .collect();
+    report.insert(
+        "out_of_stock",
+        score(&truth, IncidentKind::StockOut, &out_of_stock, |a, i| {
+            a.timestamp == i.start
+        }),
+    );
     let shrinkage = alerts_of(&out, "shrinkage_alerts");
     report.insert(
         "shrinkage",
@@ -196,6 +206,7 @@ fn rules_find_what_the_simulator_injected() {
         );
     };
     floor("price_anomaly", 0.9, 0.9);
+    floor("out_of_stock", 0.9, 0.9);
     floor("shrinkage", 0.9, 0.8);
     floor("sales_anomaly", 0.7, 0.8);
 

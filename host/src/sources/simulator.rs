@@ -102,6 +102,8 @@ pub enum IncidentKind {
     Promotion,
     /// The shelf sells nothing from `start` on.
     StoppedSelling,
+    /// A recorded movement emptied the shelf (`magnitude`: its capacity).
+    StockOut,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -561,11 +563,17 @@ impl Simulator {
         let before = shelf.stock;
         shelf.stock = (shelf.stock + change).clamp(0, shelf.capacity);
         let change = shelf.stock - before;
+        let emptied = before > 0 && shelf.stock == 0;
+        let capacity = shelf.capacity;
         let reorder_point = shelf.capacity / 4;
         if shelf.stock <= reorder_point && shelf.restock_due.is_none() {
             let due = self.clock_ms + self.products[p].lead_time_ms;
             shelf.restock_due = Some(due);
             self.schedule(due, Due::Restock(i));
+        }
+        if emptied {
+            let now = self.clock_ms;
+            self.record(IncidentKind::StockOut, s, p, now, now, capacity as f64);
         }
         self.emit_inventory(s, p, i, change, reason);
     }
