@@ -619,6 +619,9 @@ fn kill_9_mid_stream_loses_and_doubles_nothing_in_clickhouse() {
                 eprintln!("dead letter not in the reference run: {line}");
             }
         }
+        let keep = std::env::temp_dir().join("shelfstream-crash-test-host.log");
+        let _ = std::fs::copy(data.path().join("host.log"), &keep);
+        eprintln!("the runs' log: {}", keep.display());
     }
     if std::env::var_os("SHELFSTREAM_STRICT_WINDOWS").is_some() {
         assert!(

@@ -368,6 +368,13 @@ impl Checkpoints {
     fn take(&mut self, pipeline: &mut Pipeline) -> anyhow::Result<()> {
         pipeline.flush_sink().context("flushing outputs")?;
         let stages = pipeline.save().context("saving plugin state")?;
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let lanes: BTreeMap<&String, (&BTreeMap<i32, i64>, i64)> = stages
+                .iter()
+                .map(|(name, c)| (name, (&c.lanes, c.watermark)))
+                .collect();
+            tracing::debug!(offsets = ?self.offsets, lanes = ?lanes, "checkpoint");
+        }
         SavedState {
             sources: self.sources.clone(),
             offsets: self.offsets.clone(),
@@ -414,6 +421,17 @@ fn pipeline_loop(
                 report.records_in += records.len() as u64;
                 if let (Some(raw), Some(_)) = (&checkpoints.raw, &offset) {
                     raw.write(&records);
+                }
+                if let (Some(first), Some(last)) = (records.first(), records.last()) {
+                    tracing::debug!(
+                        topic,
+                        partition = first.partition,
+                        first = first.offset,
+                        last = last.offset,
+                        first_time = first.timestamp,
+                        last_time = last.timestamp,
+                        "batch"
+                    );
                 }
                 // Partitioned sources deliver one partition per batch: that is the lane.
                 let lane = match &offset {
