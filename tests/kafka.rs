@@ -368,6 +368,31 @@ fn kafka_in_equals_the_same_events_read_directly_and_restarts_resume() {
         .all(|(key, d)| key.starts_with("retail-") && d["reason"].is_string()));
 }
 
+/// `host run` over `config` with data in `data`, its log appended to `data/host.log`.
+fn host_run(
+    config: &std::path::Path,
+    data: &std::path::Path,
+    close_windows_at_end: bool,
+) -> Command {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data.join("host.log"))
+        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_host"));
+    cmd.args(["run", "--no-watch", "--quiet", "--plugins"])
+        .arg(repo().join("plugins"))
+        .arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .stderr(log);
+    if close_windows_at_end {
+        cmd.arg("--close-windows-at-end");
+    }
+    cmd
+}
+
 /// `host simulate` at `rate` messages/s in the background (a live producer).
 fn produce_live(brokers: &str, steps: u64) -> std::thread::JoinHandle<()> {
     let brokers = brokers.to_string();
@@ -501,26 +526,7 @@ fn kill_9_mid_stream_loses_and_doubles_nothing_in_clickhouse() {
 
     // The producer runs while the host is killed with SIGKILL three times and restarted.
     let producer = produce_live(&broker.address, steps);
-    let host = |close: bool| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_host"));
-        cmd.args(["run", "--no-watch", "--quiet", "--plugins"])
-            .arg(repo().join("plugins"))
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(data.path())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(data.path().join("host.log"))
-                    .unwrap(),
-            );
-        if close {
-            cmd.arg("--close-windows-at-end");
-        }
-        cmd
-    };
+    let host = |close: bool| host_run(&config, data.path(), close);
     std::thread::sleep(std::time::Duration::from_millis(500));
     for round in 0..3 {
         let mut child = host(false).spawn().unwrap();
@@ -649,22 +655,7 @@ fn an_object_store_outage_holds_the_pipeline_and_loses_nothing() {
     );
 
     let producer = produce_live(&broker.address, steps);
-    let mut host = Command::new(env!("CARGO_BIN_EXE_host"))
-        .args([
-            "run",
-            "--no-watch",
-            "--quiet",
-            "--close-windows-at-end",
-            "--plugins",
-        ])
-        .arg(repo().join("plugins"))
-        .arg("--config")
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(data.path())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut host = host_run(&config, data.path(), true).spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1_200));
     s3.stop();
     std::thread::sleep(std::time::Duration::from_secs(4));
@@ -798,22 +789,7 @@ fn a_clickhouse_outage_holds_the_pipeline_and_loses_nothing() {
     );
 
     let producer = produce_live(&broker.address, steps);
-    let mut host = Command::new(env!("CARGO_BIN_EXE_host"))
-        .args([
-            "run",
-            "--no-watch",
-            "--quiet",
-            "--close-windows-at-end",
-            "--plugins",
-        ])
-        .arg(repo().join("plugins"))
-        .arg("--config")
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(data.path())
-        .stderr(std::fs::File::create(data.path().join("host.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let mut host = host_run(&config, data.path(), true).spawn().unwrap();
     // Stop it mid-stream: once rows have arrived.
     let rows_in = || ch.rows(database, "fact_sales").unwrap_or(0) > 0;
     assert!(wait_for(60, rows_in), "rows reached ClickHouse");
