@@ -171,7 +171,8 @@ pub async fn run(
         };
         let checkpoint = saved.stages.remove(&spec.name);
         if let Some(c) = &checkpoint {
-            tracing::info!(stage = %spec.name, saved_by = %c.plugin_version, running = %plugin.version, "restoring saved state");
+            tracing::info!(stage = %spec.name, saved_by = %c.plugin_version, running = %plugin.version,
+                watermark = c.watermark, lanes = ?c.lanes, "restoring saved state");
         }
         stages.push(Stage::start(spec, plugin.clone(), checkpoint)?);
     }
@@ -250,7 +251,7 @@ pub async fn run(
                 .unwrap_or_default(),
         };
         if resume.position > 0 || !resume.offsets.is_empty() {
-            tracing::info!(source = %source.name(), position = resume.position, partitions = resume.offsets.len(), "resuming source");
+            tracing::info!(source = %source.name(), position = resume.position, offsets = ?resume.offsets, "resuming source");
         }
         let commits = match source {
             crate::config::SourceConfig::Kafka(_) => {
@@ -406,6 +407,7 @@ fn pipeline_loop(
     let mut last_print = Instant::now();
     let mut last_records = 0;
     let mut last_checkpoint = Instant::now();
+    let mut first_batches = std::collections::HashSet::new();
     while sources_running > 0 {
         let Some(command) = rx.blocking_recv() else {
             break;
@@ -423,6 +425,15 @@ fn pipeline_loop(
                     raw.write(&records);
                 }
                 if let (Some(first), Some(last)) = (records.first(), records.last()) {
+                    if offset.is_some() && first_batches.insert((topic.clone(), first.partition)) {
+                        tracing::info!(
+                            topic,
+                            partition = first.partition,
+                            first = first.offset,
+                            first_time = first.timestamp,
+                            "first batch of the partition in this run"
+                        );
+                    }
                     tracing::debug!(
                         topic,
                         partition = first.partition,

@@ -4,7 +4,9 @@
 //! Delivery: at least once. Partitions are assigned explicitly and each starts at the offset in
 //! the host's saved state (the state and the offsets are saved together, after every sink has
 //! flushed), or at the beginning. The offsets are also committed to the consumer group after each
-//! checkpoint, for monitoring lag; they are not what the host resumes from. Sharing partitions
+//! checkpoint, for monitoring lag; they are not what the host resumes from. Offsets that a broker
+//! skips (a gap in a partition that is neither compacted nor transactional) are read again
+//! before the source moves on (`GapGuard`). Sharing partitions
 //! between several hosts of one group (rebalancing) is not supported yet.
 
 use std::collections::BTreeMap;
@@ -114,6 +116,7 @@ pub fn run(
     let mut buffers: BTreeMap<(String, i32), Vec<RawRecord>> = BTreeMap::new();
     let mut oldest: Option<Instant> = None;
     let mut last_message = Instant::now();
+    let mut gaps = GapGuard::new(saved);
     while !stop.is_stopped() {
         while let Ok(offsets) = commits.try_recv() {
             commit(&consumer, &offsets);
@@ -122,6 +125,9 @@ pub fn run(
         match polled {
             Some(Ok(m)) => {
                 last_message = Instant::now();
+                if !gaps.accept(&consumer, m.topic(), m.partition(), m.offset()) {
+                    continue; // re-reading from the missing offset
+                }
                 let record = RawRecord {
                     topic: m.topic().to_string(),
                     partition: m.partition(),
@@ -167,6 +173,108 @@ pub fn run(
         commit(&consumer, &offsets);
     }
     Ok(())
+}
+
+/// The retail topics are neither compacted nor transactional, so every offset of a partition
+/// holds a message, and the next message after offset `o` is `o + 1`. A message with a higher
+/// offset means the broker skipped one: a broker can make a later write visible before an
+/// earlier one (tansu does under concurrent produce and fetch). The guard then seeks back to the
+/// missing offset and reads again, for up to `PATIENCE`, before accepting the gap with a warning.
+struct GapGuard {
+    /// Next expected offset per (topic, partition); unknown when starting at the beginning.
+    expected: BTreeMap<(String, i32), i64>,
+    /// Since when each partition has been waiting for its missing offset, and how many times it
+    /// read again.
+    waiting: BTreeMap<(String, i32), (Instant, u32)>,
+    patience: Duration,
+}
+
+/// How long to keep reading again before accepting that offsets are gone.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+impl GapGuard {
+    fn new(saved: &BTreeMap<String, i64>) -> Self {
+        let expected = saved
+            .iter()
+            .filter_map(|(key, &next)| {
+                let (topic, partition) = key.rsplit_once(':')?;
+                Some(((topic.to_string(), partition.parse().ok()?), next))
+            })
+            .collect();
+        GapGuard {
+            expected,
+            waiting: BTreeMap::new(),
+            patience: PATIENCE,
+        }
+    }
+
+    /// Whether to take the message at `offset`; `false` after seeking back to a missing one.
+    fn accept(
+        &mut self,
+        consumer: &BaseConsumer,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> bool {
+        let key = (topic.to_string(), partition);
+        match self.expected.get(&key).copied() {
+            Some(expected) if offset < expected => return false, // before a seek took effect
+            Some(expected) if offset > expected => {
+                let (since, tries) = self
+                    .waiting
+                    .entry(key.clone())
+                    .or_insert_with(|| (Instant::now(), 0));
+                *tries += 1;
+                if since.elapsed() < self.patience {
+                    // Read again from the missing offset, then from further back: a broker may
+                    // skip the first offset of a fetch (those before it are dropped above).
+                    let back = if *tries == 1 {
+                        0
+                    } else {
+                        1i64 << (*tries - 2).min(10)
+                    };
+                    let from = (expected - back).max(0);
+                    tracing::debug!(
+                        topic,
+                        partition,
+                        expected,
+                        got = offset,
+                        from,
+                        "offset gap; reading again"
+                    );
+                    if let Err(error) = consumer.seek(
+                        topic,
+                        partition,
+                        Offset::Offset(from),
+                        Duration::from_secs(5),
+                    ) {
+                        tracing::warn!(topic, partition, expected, %error, "seeking back to a missing offset failed");
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                    return false;
+                }
+                tracing::warn!(
+                    topic,
+                    partition,
+                    missing_from = expected,
+                    missing_to = offset - 1,
+                    "the broker never delivered these offsets; continuing after them"
+                );
+            }
+            _ => {}
+        }
+        if let Some((since, _)) = self.waiting.remove(&key) {
+            tracing::info!(
+                topic,
+                partition,
+                offset,
+                waited_ms = since.elapsed().as_millis() as u64,
+                "a skipped offset arrived on reading again"
+            );
+        }
+        self.expected.insert(key, offset + 1);
+        true
+    }
 }
 
 fn send(
@@ -308,4 +416,40 @@ pub fn end_offsets(brokers: &str, topics: &[String]) -> anyhow::Result<BTreeMap<
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_skipped_offset_is_read_again_and_nothing_is_taken_twice() {
+        // No broker: seeks fail (and are logged); the bookkeeping is what is tested.
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .create()
+            .unwrap();
+        let saved = BTreeMap::from([("t:0".to_string(), 5)]);
+        let mut guard = GapGuard::new(&saved);
+        assert!(guard.accept(&consumer, "t", 0, 5));
+        assert!(
+            !guard.accept(&consumer, "t", 0, 7),
+            "6 is missing: read again"
+        );
+        assert!(
+            !guard.accept(&consumer, "t", 0, 4),
+            "before the expected offset: taken already"
+        );
+        assert!(
+            guard.accept(&consumer, "t", 0, 6),
+            "the missing offset arrives"
+        );
+        assert!(guard.accept(&consumer, "t", 0, 7));
+        // A partition read from the beginning takes its first offset as it comes.
+        assert!(guard.accept(&consumer, "t", 1, 40));
+        // A gap that never fills is accepted once patience runs out.
+        guard.patience = Duration::ZERO;
+        assert!(guard.accept(&consumer, "t", 1, 45));
+        assert!(guard.accept(&consumer, "t", 1, 46));
+    }
 }
