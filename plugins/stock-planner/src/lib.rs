@@ -112,17 +112,12 @@ impl Plugin for StockPlanner {
                 }
                 Event::Inventory(u) => {
                     let key = (u.store_id.clone(), u.product_id.clone());
-                    let shelf = self.shelves.entry(key).or_default();
+                    let shelf = self.shelves.entry(key.clone()).or_default();
                     shelf.stock = Some((u.stock_level, u.capacity));
-                    let Some(plan) =
-                        self.plan(&self.shelves[&(u.store_id.clone(), u.product_id.clone())])
-                    else {
+                    let Some(plan) = self.plan(&self.shelves[&key]) else {
                         continue;
                     };
-                    let shelf = self
-                        .shelves
-                        .get_mut(&(u.store_id.clone(), u.product_id.clone()))
-                        .expect("just inserted");
+                    let shelf = self.shelves.get_mut(&key).expect("inserted above");
                     if (u.stock_level as f64) > plan.reorder_point {
                         shelf.alerted = false;
                     } else if !shelf.alerted && plan.order > 0.0 {
