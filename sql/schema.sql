@@ -19,6 +19,13 @@
 --
 -- Upgrades: `host migrate` (and `host run`) add columns that a table created by an older version
 -- of this file lacks (ALTER TABLE ... ADD COLUMN; 18.16 has no ADD COLUMN IF NOT EXISTS).
+-- A sorting key cannot change in place: if a table's ORDER BY lacks `_partition` where this file
+-- has it, `host migrate` stops and names the table (rename or drop it, then migrate again).
+--
+-- Shards: with a Kafka source, each partition runs its own plugin chain (so partitions can move
+-- between hosts of a consumer group). Rows keyed by store and product come from one shard;
+-- rollups over several products (per store, per category, cross-sell) are per shard and carry
+-- `_partition` in their identity.
 
 CREATE DATABASE IF NOT EXISTS retail;
 
@@ -197,6 +204,8 @@ ORDER BY dead_letter_id;
 -- Hourly and daily sales rollups of the exercise suite (revenue-aggregator configured by `by`):
 -- sales_1h, sales_1h_hopping (the last hour every 15 minutes), sales_1d (per store and product),
 -- sales_daily_store, sales_daily_category. Columns a grouping does not use stay empty.
+-- Per store or per category, a row is the part computed by one shard (_partition: the Kafka
+-- partition; -1 for unpartitioned sources): sum the rows of a window (sql/queries/).
 CREATE TABLE IF NOT EXISTS retail.sales_rollups
 (
     window_start DateTime('UTC'),
@@ -212,11 +221,12 @@ CREATE TABLE IF NOT EXISTS retail.sales_rollups
     _stage String,
     _plugin String,
     _plugin_version String,
-    _source_offsets String
+    _source_offsets String,
+    _partition Int32
 )
 ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(window_start)
-ORDER BY (metric, store_id, category, product_id, window_start, window_end);
+ORDER BY (metric, store_id, category, product_id, window_start, window_end, _partition);
 
 -- Reorder point, safety stock and order quantity per shelf, each time a new forecast arrives.
 CREATE TABLE IF NOT EXISTS retail.stock_plans
@@ -265,6 +275,7 @@ PARTITION BY toYYYYMM(window_end)
 ORDER BY (metric, store_id, product_id, window_end);
 
 -- Cross-sell recommendations: the top partners of each product by lift, refreshed daily.
+-- Each shard (_partition) mines the baskets of its own partition: merge them (sql/queries/).
 CREATE TABLE IF NOT EXISTS retail.cross_sell
 (
     window_start DateTime('UTC'),
@@ -281,8 +292,9 @@ CREATE TABLE IF NOT EXISTS retail.cross_sell
     _stage String,
     _plugin String,
     _plugin_version String,
-    _source_offsets String
+    _source_offsets String,
+    _partition Int32
 )
 ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(window_end)
-ORDER BY (metric, product_id, window_end, recommended_product_id);
+ORDER BY (metric, product_id, window_end, recommended_product_id, _partition);

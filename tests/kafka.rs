@@ -275,8 +275,7 @@ fn kafka_in_equals_the_same_events_read_directly_and_restarts_resume() {
         kafka_config(data.path(), &broker.address, false, &s3),
         false,
     );
-    let saved = shelfstream::run::SavedState::load(data.path()).unwrap();
-    let offsets = &saved.offsets["kafka"];
+    let offsets = &checkpointed_offsets(&s3);
     assert_eq!(
         offsets.values().sum::<i64>() as u64,
         first.records_in,
@@ -335,7 +334,7 @@ fn kafka_in_equals_the_same_events_read_directly_and_restarts_resume() {
     // Raw batches cover every consumed offset exactly once (the orphan was removed at start).
     assert_eq!(
         raw_offsets(&s3.dir.path().join("retail-data")),
-        consumed_offsets(data.path())
+        consumed_offsets(&s3)
     );
 
     // Alerts and dead letters also went back to Kafka, keyed by store:product / source partition.
@@ -422,11 +421,24 @@ fn produce_live(brokers: &str, steps: u64) -> std::thread::JoinHandle<()> {
     })
 }
 
-/// Every offset a run consumed, from its saved state: what the raw objects must cover once.
-fn consumed_offsets(data: &std::path::Path) -> Vec<(String, i32, i64)> {
-    let saved = shelfstream::run::SavedState::load(data).unwrap();
+/// The next offset of every `topic:partition`, from the shard checkpoints the hosts of group
+/// `shelfstream` saved in the object store.
+fn checkpointed_offsets(s3: &S3) -> std::collections::BTreeMap<String, i64> {
+    let dir = s3.dir.path().join("retail-data/checkpoints/shelfstream");
+    let mut offsets = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let checkpoint: shelfstream::checkpoint::ShardCheckpoint =
+            serde_json::from_slice(&bytes).unwrap();
+        offsets.extend(checkpoint.offsets);
+    }
+    offsets
+}
+
+/// Every offset the hosts consumed, from their checkpoints: what the raw objects must cover once.
+fn consumed_offsets(s3: &S3) -> Vec<(String, i32, i64)> {
     let mut expected: Vec<(String, i32, i64)> = Vec::new();
-    for (key, &next) in &saved.offsets["kafka"] {
+    for (key, &next) in &checkpointed_offsets(s3) {
         let (topic, partition) = key.rsplit_once(':').unwrap();
         expected.extend((0..next).map(|o| (topic.to_string(), partition.parse().unwrap(), o)));
     }
@@ -462,6 +474,7 @@ batch_size = 256
 kind = "kafka"
 brokers = "{brokers}"
 stop_when_idle = "3s"
+session_timeout = "6s"
 
 [clickhouse]
 url = "{clickhouse_url}"
@@ -529,8 +542,18 @@ fn kill_9_mid_stream_loses_and_doubles_nothing_in_clickhouse() {
     let host = |close: bool| host_run(&config, data.path(), close);
     std::thread::sleep(std::time::Duration::from_millis(500));
     for round in 0..3 {
+        // Kill each run once it has processed batches for a while (after the group gave it the
+        // partitions: a restart waits for the group to expire the killed member).
+        let batches_before = log_of(data.path()).matches("first batch of the partition").count();
         let mut child = host(false).spawn().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(1_300 + 200 * round));
+        assert!(
+            wait_for(60, || log_of(data.path()).matches("first batch of the partition").count()
+                > batches_before),
+            "run {round} never got a partition:\n{}",
+            log_of(data.path())
+        );
+        // Past the first checkpoints (every second), before the end of the backlog.
+        std::thread::sleep(std::time::Duration::from_millis(1_600 + 600 * round));
         child.kill().unwrap(); // SIGKILL: no drain, no final checkpoint
         child.wait().unwrap();
     }
@@ -539,6 +562,12 @@ fn kill_9_mid_stream_loses_and_doubles_nothing_in_clickhouse() {
         host(true).status().unwrap().success(),
         "the final run completes"
     );
+    // Every restarted run resumed from a checkpoint of the killed one before it.
+    let resumed = log_of(data.path())
+        .lines()
+        .filter(|l| l.contains("partitions assigned") && l.contains("retail-sales-transactions:"))
+        .count();
+    assert!(resumed >= 3, "restarts resumed from checkpoints: {resumed}");
     // Kept for a look after a failure: every run's log.
     let _ = std::fs::copy(
         data.path().join("host.log"),
@@ -680,7 +709,7 @@ fn an_object_store_outage_holds_the_pipeline_and_loses_nothing() {
     }
     assert_eq!(
         raw_offsets(&s3.dir.path().join("retail-data")),
-        consumed_offsets(data.path())
+        consumed_offsets(&s3)
     );
     clickhouse_query(&database, &format!("DROP DATABASE {database}"));
 }
@@ -832,4 +861,95 @@ fn a_clickhouse_outage_holds_the_pipeline_and_loses_nothing() {
         q("SELECT count() FROM spark_sales_metrics FINAL"),
         minutes.to_string()
     );
+}
+
+/// Two hosts in one consumer group share the partitions: a second host joins mid-stream (the
+/// group moves partitions to it), then leaves on SIGTERM (they move back). Each partition's
+/// state and offsets travel through its shard checkpoint, so the two hosts' outputs together
+/// equal one clean run's, row for row (nothing lost, nothing doubled), and ClickHouse holds
+/// every sale once.
+#[test]
+fn two_hosts_in_one_group_share_partitions_across_rebalances() {
+    let broker = broker();
+    let s3 = s3();
+    let database = format!("shelfstream_group_{}", std::process::id());
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config = a.path().join("pipeline.toml");
+    write_config(&config, &broker.address, &s3, &database);
+    let steps = 30_000u64;
+
+    let reference = tempfile::tempdir().unwrap();
+    run_to_end(
+        &repo().join("plugins"),
+        pipeline_config(reference.path(), 6_000.0, Some(steps), true),
+        false,
+    );
+
+    let producer = produce_live(&broker.address, steps);
+    let mut first = host_run(&config, a.path(), true).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let mut second = host_run(&config, b.path(), false).spawn().unwrap();
+    // The second host gets partitions, processes some, then leaves gracefully.
+    assert!(
+        wait_for(30, || log_of(b.path()).contains("first batch of the partition")),
+        "the second host never got a partition:\n{}",
+        log_of(b.path())
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    signal_term(&second);
+    assert!(second.wait().unwrap().success(), "{}", log_of(b.path()));
+    producer.join().unwrap();
+    assert!(first.wait().unwrap().success(), "{}", log_of(a.path()));
+    let _ = std::fs::copy(
+        a.path().join("host.log"),
+        std::env::temp_dir().join("shelfstream-group-test-host-a.log"),
+    );
+    let _ = std::fs::copy(
+        b.path().join("host.log"),
+        std::env::temp_dir().join("shelfstream-group-test-host-b.log"),
+    );
+
+    // Both hosts saw the group move partitions: to the second host and back.
+    let (log_a, log_b) = (log_of(a.path()), log_of(b.path()));
+    assert!(log_b.contains("partitions assigned") && log_b.contains("partitions revoked"));
+    assert!(log_a.matches("partitions assigned").count() >= 3, "{log_a}");
+
+    for stream in STREAMS {
+        let mut got = stream_rows(a.path(), stream);
+        got.extend(stream_rows(b.path(), stream));
+        got.sort();
+        let want = stream_rows(reference.path(), stream);
+        assert!(!want.is_empty(), "{stream}");
+        assert!(
+            !stream_rows(b.path(), stream).is_empty() || stream == "dead_letters",
+            "the second host wrote {stream} too"
+        );
+        assert_eq!(got.len(), want.len(), "{stream}: row count");
+        assert!(got == want, "{stream}: the hosts' rows together equal a clean run's");
+    }
+    let sales = stream_rows(reference.path(), "sales").len();
+    assert_eq!(
+        clickhouse_query(
+            &database,
+            "SELECT count(), uniqExact(sale_id) FROM fact_sales FINAL"
+        ),
+        format!("{sales}\t{sales}")
+    );
+    assert_eq!(
+        raw_offsets(&s3.dir.path().join("retail-data")),
+        consumed_offsets(&s3)
+    );
+    clickhouse_query(&database, &format!("DROP DATABASE {database}"));
+}
+
+fn log_of(data: &std::path::Path) -> String {
+    std::fs::read_to_string(data.join("host.log")).unwrap_or_default()
+}
+
+fn signal_term(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
 }

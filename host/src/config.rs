@@ -285,6 +285,16 @@ impl PipelineConfig {
                 return Err(invalid(format!("two sources are named {:?}", s.name())));
             }
         }
+        let kafka = self
+            .sources
+            .iter()
+            .filter(|s| matches!(s, SourceConfig::Kafka(_)))
+            .count();
+        if kafka > 1 {
+            return Err(invalid(
+                "more than one Kafka source: list every topic in one source (its partitions are the pipeline's shards)".into(),
+            ));
+        }
         for s in &self.stages {
             if !names.insert(&s.name) {
                 return Err(invalid(format!("two stages are named {:?}", s.name)));

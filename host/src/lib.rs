@@ -12,15 +12,19 @@
 //!   running instances under memory and CPU limits.
 //! - [`sinks`]: where results go (NDJSON files per stream; in memory for tests).
 //! - [`run`]: `host run`: threads, the command channel, shutdown and saved state.
+//! - [`shards`]: one pipeline per Kafka partition (or one local one), so partitions can move
+//!   between hosts of a consumer group; [`checkpoint`]: their checkpoints in the object store.
 //! - [`hotswap`]: watching the plugins folder.
 //! - [`config`]: the strict pipeline config.
 //! - [`harness`]: unit-testing a plugin in isolation.
 
+pub mod checkpoint;
 pub mod config;
 pub mod harness;
 pub mod hotswap;
 pub mod pipeline;
 pub mod plugin;
 pub mod run;
+pub mod shards;
 pub mod sinks;
 pub mod sources;

@@ -400,16 +400,21 @@ fn demo(args: DemoArgs) -> Result<()> {
             .context("loading dimensions")?;
         anyhow::Ok(())
     })?;
-    // A first demo reads what it produces, not what earlier runs left in the topics.
-    let mut saved = run::SavedState::load(&args.data_dir)?;
-    if !saved.offsets.contains_key("kafka") {
+    // A first demo reads what it produces, not what earlier runs left in the topics: partitions
+    // without a checkpoint start at the topics' current end.
+    {
         let topics: Vec<String> = shelfstream::config::TOPICS
             .iter()
             .map(|t| t.to_string())
             .collect();
         let ends = shelfstream::sources::kafka::end_offsets("127.0.0.1:9092", &topics)?;
-        saved.offsets.insert("kafka".into(), ends);
-        saved.store(&args.data_dir)?;
+        let store = shelfstream::checkpoint::ShardStore::new(
+            config.raw_store.as_ref().expect("set above"),
+            &args.data_dir,
+            &KafkaSourceConfig::default().group_id,
+            runtime.handle().clone(),
+        )?;
+        shelfstream::checkpoint::start_at(&store, &ends)?;
     }
     eprintln!(
         "topics and tables ready; producing for {} at {}/s while the pipeline runs",

@@ -1,13 +1,16 @@
 //! `host run`: wire sources -> pipeline -> sinks, watch the plugins folder, stop cleanly.
 //!
-//! Threads: each source on its own thread, the pipeline on one thread (plugin calls are
+//! Threads: each source on its own thread, the pipelines on one thread (plugin calls are
 //! synchronous CPU work), the plugin watcher on the debouncer's thread (compiling off the hot
-//! path). They meet in one bounded channel of [`Command`]s, so a hot swap lands exactly between
-//! two batches. On SIGINT/SIGTERM sources stop at a batch boundary, the pipeline drains what is
-//! queued, flushes the sinks and saves every stage's state and every source's position; the next
-//! run resumes from there.
+//! path). They meet in one bounded channel of [`Command`]s, so a hot swap, a rebalance or a
+//! checkpoint lands exactly between two batches. There is one pipeline per shard (see
+//! [`crate::shards`]): the local one for unpartitioned sources, one per assigned Kafka partition.
+//! On SIGINT/SIGTERM sources stop at a batch boundary, the pipelines drain what is queued, flush
+//! the sinks and save every stage's state with every source's position (local shard:
+//! `<data_dir>/state/pipeline.json`; Kafka partitions: shard checkpoints in the object store);
+//! the next run resumes from there.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,8 +19,10 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use crate::checkpoint::{ShardCheckpoint, ShardStore};
 use crate::config::PipelineConfig;
-use crate::pipeline::{Batch, Pipeline, Stage, StageCheckpoint};
+use crate::pipeline::{Batch, StageCheckpoint};
+use crate::shards::{ShardId, SharedSink, Shards};
 use crate::plugin::{LoadedPlugin, PluginEngine};
 use crate::sinks::{clickhouse, Fanout, FileSink, Sink};
 use crate::sources::{self, SourceBatch, StopFlag};
@@ -35,10 +40,23 @@ pub enum Command {
     Unload(String),
     /// The pipeline config file changed: the stages it now describes.
     Reconfigure(Vec<crate::pipeline::StageSpec>),
-    /// A partitioned source will deliver `topic` from these partitions.
-    Lanes {
-        topic: String,
+    /// The consumer group gave this host `partitions` of `topics`: open their shards from their
+    /// checkpoints and reply with the offset each `topic:partition` resumes at (absent: the
+    /// beginning).
+    Assign {
+        source: String,
         partitions: Vec<i32>,
+        topics: Vec<String>,
+        reply: std::sync::mpsc::Sender<Result<BTreeMap<String, i64>, String>>,
+    },
+    /// The consumer group takes `partitions` away: flush, checkpoint and close their shards and
+    /// reply with their offsets (to commit). `end_of_input`: the source ended on its own, so
+    /// windows may close first (`close_windows_at_end`).
+    Revoke {
+        source: String,
+        partitions: Vec<i32>,
+        end_of_input: bool,
+        reply: std::sync::mpsc::Sender<BTreeMap<String, i64>>,
     },
 }
 
@@ -66,13 +84,11 @@ pub struct RunReport {
     pub source_errors: Vec<String>,
 }
 
-/// State persisted between runs in `<data_dir>/state/pipeline.json`.
+/// The local shard's state, persisted between runs in `<data_dir>/state/pipeline.json`
+/// (Kafka partitions have shard checkpoints: [`crate::checkpoint`]).
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct SavedState {
     pub sources: BTreeMap<String, u64>,
-    /// Per partitioned source (Kafka): `topic:partition` -> the next offset to read.
-    #[serde(default)]
-    pub offsets: BTreeMap<String, BTreeMap<String, i64>>,
     pub stages: BTreeMap<String, StageCheckpoint>,
 }
 
@@ -156,25 +172,20 @@ pub async fn run(
         loaded: plugins,
         failed,
     } = load_plugins(&engine, &opts.plugins_dir)?;
-    let mut saved = SavedState::load(&data_dir)?;
+    let saved = SavedState::load(&data_dir)?;
 
-    let mut stages = Vec::new();
-    for spec in opts.config.stage_specs()? {
-        let Some(plugin) = plugins.get(&spec.plugin) else {
-            match failed.get(&spec.plugin) {
-                Some(why) => bail!("stage {:?} needs plugin {:?}, which failed to load: {why}", spec.name, spec.plugin),
-                None => bail!(
-                    "stage {:?} needs plugin {:?}: there is no {}/{}.wasm (build plugins with plugins/build.sh)",
-                    spec.name, spec.plugin, opts.plugins_dir.display(), spec.plugin
-                ),
-            }
-        };
-        let checkpoint = saved.stages.remove(&spec.name);
-        if let Some(c) = &checkpoint {
-            tracing::info!(stage = %spec.name, saved_by = %c.plugin_version, running = %plugin.version,
-                watermark = c.watermark, lanes = ?c.lanes, "restoring saved state");
+    let specs = opts.config.stage_specs()?;
+    for spec in &specs {
+        if plugins.contains_key(&spec.plugin) {
+            continue;
         }
-        stages.push(Stage::start(spec, plugin.clone(), checkpoint)?);
+        match failed.get(&spec.plugin) {
+            Some(why) => bail!("stage {:?} needs plugin {:?}, which failed to load: {why}", spec.name, spec.plugin),
+            None => bail!(
+                "stage {:?} needs plugin {:?}: there is no {}/{}.wasm (build plugins with plugins/build.sh)",
+                spec.name, spec.plugin, opts.plugins_dir.display(), spec.plugin
+            ),
+        }
     }
     let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(FileSink::new(&data_dir.join("out"))?)];
     if let Some(ch) = &opts.config.clickhouse {
@@ -199,64 +210,50 @@ pub async fn run(
     if let Some(k) = &opts.config.kafka_sink {
         sinks.push(Box::new(crate::sinks::kafka::KafkaSink::new(k.clone())?));
     }
-    let pipeline = Pipeline::new(stages, Box::new(Fanout(sinks)));
-
-    // Raw batches of partitioned sources go to object storage before they are checkpointed.
-    let has_kafka = opts
+    let used: BTreeMap<String, Arc<LoadedPlugin>> = specs
+        .iter()
+        .map(|s| (s.plugin.clone(), plugins[&s.plugin].clone()))
+        .collect();
+    let mut shards = Shards::new(specs, used, SharedSink::new(Box::new(Fanout(sinks))));
+    let has_local = opts
         .config
         .sources
         .iter()
-        .any(|s| matches!(s, crate::config::SourceConfig::Kafka(_)));
-    let raw = if has_kafka {
-        let config = opts.config.raw_store.clone().unwrap_or_default();
-        let raw = crate::sinks::raw::RawStore::new(
-            &config,
-            &data_dir,
-            tokio::runtime::Handle::current(),
-        )?;
-        for offsets in saved.offsets.values() {
-            for (key, &next) in offsets {
-                if let Some((topic, Ok(partition))) =
-                    key.rsplit_once(':').map(|(t, p)| (t, p.parse::<i32>()))
-                {
-                    let deleted = raw.discard_after(topic, partition, next).await?;
-                    if deleted > 0 {
-                        tracing::info!(
-                            topic,
-                            partition,
-                            next,
-                            deleted,
-                            "removed raw batches written after the last checkpoint"
-                        );
-                    }
-                }
-            }
+        .any(|s| !matches!(s, crate::config::SourceConfig::Kafka(_)));
+    if has_local {
+        shards.open(ShardId::Local, saved.stages)?;
+    }
+
+    // Partitioned sources: raw batches go to object storage before they are checkpointed, and
+    // each partition's shard is checkpointed there too.
+    let kafka = opts.config.sources.iter().find_map(|s| match s {
+        crate::config::SourceConfig::Kafka(k) => Some(k.clone()),
+        _ => None,
+    });
+    let (raw, shard_store) = match &kafka {
+        Some(k) => {
+            let config = opts.config.raw_store.clone().unwrap_or_default();
+            let handle = tokio::runtime::Handle::current();
+            let raw = crate::sinks::raw::RawStore::new(&config, &data_dir, handle.clone())?;
+            let store = ShardStore::new(&config, &data_dir, &k.group_id, handle)?;
+            (Some(raw), Some(store))
         }
-        Some(raw)
-    } else {
-        None
+        None => (None, None),
     };
 
     let (tx, rx) = mpsc::channel::<Command>(8);
     let stop = StopFlag::default();
     let mut source_threads = Vec::new();
-    let mut commit_senders = BTreeMap::new();
+    let mut commit_sender = None;
     for source in &opts.config.sources {
-        let resume = sources::Resume {
-            position: saved.sources.get(source.name()).copied().unwrap_or(0),
-            offsets: saved
-                .offsets
-                .get(source.name())
-                .cloned()
-                .unwrap_or_default(),
-        };
-        if resume.position > 0 || !resume.offsets.is_empty() {
-            tracing::info!(source = %source.name(), position = resume.position, offsets = ?resume.offsets, "resuming source");
+        let position = saved.sources.get(source.name()).copied().unwrap_or(0);
+        if position > 0 {
+            tracing::info!(source = %source.name(), position, "resuming source");
         }
         let commits = match source {
             crate::config::SourceConfig::Kafka(_) => {
                 let (commit_tx, commit_rx) = std::sync::mpsc::channel();
-                commit_senders.insert(source.name().to_string(), commit_tx);
+                commit_sender = Some(commit_tx);
                 Some(commit_rx)
             }
             _ => None,
@@ -264,7 +261,7 @@ pub async fn run(
         source_threads.push(sources::spawn(
             source.clone(),
             runtime.batch_size.max(1),
-            resume,
+            position,
             tx.clone(),
             stop.clone(),
             commits,
@@ -288,11 +285,13 @@ pub async fn run(
     let n_sources = opts.config.sources.len();
     let checkpoints = Checkpoints {
         data_dir: data_dir.clone(),
-        commit_senders,
+        commit_sender,
         every: Duration::from_secs(1),
         sources: saved.sources,
-        offsets: saved.offsets,
+        offsets: BTreeMap::new(),
+        dirty: BTreeSet::new(),
         raw,
+        shard_store,
     };
     let summary = opts.summary;
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
@@ -301,7 +300,7 @@ pub async fn run(
         .name("pipeline".into())
         .spawn(move || {
             let result = pipeline_loop(
-                pipeline,
+                shards,
                 rx,
                 n_sources,
                 checkpoints,
@@ -320,7 +319,7 @@ pub async fn run(
         }
         _ = done_rx => {}
     }
-    let (mut pipeline, mut checkpoints, mut report) =
+    let (mut shards, mut checkpoints, mut report) =
         tokio::task::spawn_blocking(move || worker.join())
             .await?
             .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))??;
@@ -329,8 +328,8 @@ pub async fn run(
     }
     // Sinks may block on their own I/O (ClickHouse retries): not on a runtime thread.
     let dead_letters = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
-        checkpoints.take(&mut pipeline)?;
-        Ok(pipeline.dead_letters)
+        checkpoints.take(&mut shards)?;
+        Ok(shards.retired.dead_letters + shards.iter().map(|(_, p)| p.dead_letters).sum::<u64>())
     })
     .await??;
     report.dead_letters = dead_letters;
@@ -338,27 +337,35 @@ pub async fn run(
     Ok(report)
 }
 
-/// Checkpoints: every sink flushed, then every stage's state and every source's position saved
-/// together in one file, then (Kafka) the offsets committed to the consumer group.
+/// Checkpoints: every sink flushed, then each shard's stage state saved together with its
+/// sources' positions (the local shard in one file, each Kafka partition as a shard checkpoint),
+/// then (Kafka) the offsets committed to the consumer group.
 struct Checkpoints {
     data_dir: PathBuf,
-    commit_senders: BTreeMap<String, std::sync::mpsc::Sender<BTreeMap<String, i64>>>,
+    commit_sender: Option<std::sync::mpsc::Sender<BTreeMap<String, i64>>>,
     every: Duration,
+    /// Unpartitioned sources' positions (the local shard).
     sources: BTreeMap<String, u64>,
-    offsets: BTreeMap<String, BTreeMap<String, i64>>,
+    /// Per Kafka partition (shard): `topic:partition` -> the next offset to read.
+    offsets: BTreeMap<i32, BTreeMap<String, i64>>,
+    /// Partitions that processed a batch since their last checkpoint.
+    dirty: BTreeSet<i32>,
     /// Raw batches of partitioned sources, stored before any checkpoint covers them.
     raw: Option<crate::sinks::raw::RawStore>,
+    shard_store: Option<ShardStore>,
 }
 
 impl Checkpoints {
     /// A source batch went through the pipeline: its source may resume after it.
     fn record(&mut self, source: &str, position: u64, offset: Option<(String, i64)>) {
         match offset {
-            Some((partition, next)) => {
-                self.offsets
-                    .entry(source.to_string())
-                    .or_default()
-                    .insert(partition, next);
+            Some((key, next)) => {
+                let partition = key
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| p.parse().ok())
+                    .unwrap_or_default();
+                self.offsets.entry(partition).or_default().insert(key, next);
+                self.dirty.insert(partition);
             }
             None => {
                 self.sources.insert(source.to_string(), position);
@@ -366,35 +373,131 @@ impl Checkpoints {
         }
     }
 
-    fn take(&mut self, pipeline: &mut Pipeline) -> anyhow::Result<()> {
-        pipeline.flush_sink().context("flushing outputs")?;
-        let stages = pipeline.save().context("saving plugin state")?;
+    /// Open the shards of newly assigned partitions from their checkpoints; the offsets they
+    /// resume at.
+    fn assign(
+        &mut self,
+        shards: &mut Shards,
+        partitions: &[i32],
+        topics: &[String],
+    ) -> anyhow::Result<BTreeMap<String, i64>> {
+        let store = self
+            .shard_store
+            .as_ref()
+            .context("partitions assigned without a checkpoint store")?;
+        let mut resume = BTreeMap::new();
+        for &p in partitions {
+            let shard = ShardId::Partition(p);
+            if shards.get_mut(shard).is_some() {
+                resume.extend(self.offsets.get(&p).cloned().unwrap_or_default());
+                continue; // still open (never revoked)
+            }
+            let checkpoint = store
+                .load(p)
+                .with_context(|| format!("loading the checkpoint of partition {p}"))?
+                .unwrap_or_default();
+            tracing::info!(partition = p, offsets = ?checkpoint.offsets, stages = checkpoint.stages.len(),
+                "opening partition shard");
+            if let Some(raw) = &self.raw {
+                for (key, &next) in &checkpoint.offsets {
+                    let Some((topic, _)) = key.rsplit_once(':') else {
+                        continue;
+                    };
+                    let deleted = raw
+                        .discard_after_blocking(topic, p, next)
+                        .with_context(|| format!("removing raw batches of {key} after {next}"))?;
+                    if deleted > 0 {
+                        tracing::info!(topic, partition = p, next, deleted,
+                            "removed raw batches written after the last checkpoint");
+                    }
+                }
+            }
+            let pipeline = shards
+                .open(shard, checkpoint.stages)
+                .with_context(|| format!("starting the stages of partition {p}"))?;
+            for topic in topics {
+                pipeline.expect_lanes(topic, &[p]);
+            }
+            resume.extend(checkpoint.offsets.clone());
+            self.offsets.insert(p, checkpoint.offsets);
+        }
+        Ok(resume)
+    }
+
+    /// Checkpoint and close the shards of revoked partitions; their offsets.
+    fn revoke(
+        &mut self,
+        shards: &mut Shards,
+        partitions: &[i32],
+    ) -> anyhow::Result<BTreeMap<String, i64>> {
+        shards.flush_sink().context("flushing outputs")?;
+        let mut offsets = BTreeMap::new();
+        for &p in partitions {
+            self.save_partition(shards, p)?;
+            shards.close(ShardId::Partition(p));
+            self.dirty.remove(&p);
+            offsets.extend(self.offsets.remove(&p).unwrap_or_default());
+        }
+        Ok(offsets)
+    }
+
+    fn save_partition(&mut self, shards: &mut Shards, p: i32) -> anyhow::Result<()> {
+        let (Some(store), Some(pipeline)) = (&self.shard_store, shards.get_mut(ShardId::Partition(p)))
+        else {
+            return Ok(());
+        };
+        let checkpoint = ShardCheckpoint {
+            offsets: self.offsets.get(&p).cloned().unwrap_or_default(),
+            stages: pipeline
+                .save()
+                .with_context(|| format!("saving the plugin state of partition {p}"))?,
+        };
         if tracing::enabled!(tracing::Level::DEBUG) {
-            let lanes: BTreeMap<&String, (&BTreeMap<i32, i64>, i64)> = stages
+            let lanes: BTreeMap<&String, (&BTreeMap<i32, i64>, i64)> = checkpoint
+                .stages
                 .iter()
                 .map(|(name, c)| (name, (&c.lanes, c.watermark)))
                 .collect();
-            tracing::debug!(offsets = ?self.offsets, lanes = ?lanes, "checkpoint");
+            tracing::debug!(partition = p, offsets = ?checkpoint.offsets, lanes = ?lanes, "checkpoint");
         }
-        SavedState {
-            sources: self.sources.clone(),
-            offsets: self.offsets.clone(),
-            stages,
+        store.store(p, &checkpoint);
+        Ok(())
+    }
+
+    fn take(&mut self, shards: &mut Shards) -> anyhow::Result<()> {
+        shards.flush_sink().context("flushing outputs")?;
+        for shard in shards.ids() {
+            match shard {
+                ShardId::Local => {
+                    let pipeline = shards.get_mut(shard).expect("listed");
+                    let stages = pipeline.save().context("saving plugin state")?;
+                    SavedState {
+                        sources: self.sources.clone(),
+                        stages,
+                    }
+                    .store(&self.data_dir)?;
+                }
+                ShardId::Partition(p) if self.dirty.contains(&p) => {
+                    self.save_partition(shards, p)?;
+                }
+                ShardId::Partition(_) => {}
+            }
         }
-        .store(&self.data_dir)?;
-        for (source, sender) in &self.commit_senders {
-            if let Some(offsets) = self.offsets.get(source) {
-                let _ = sender.send(offsets.clone());
+        self.dirty.clear();
+        if let Some(sender) = &self.commit_sender {
+            let all: BTreeMap<String, i64> = self.offsets.values().flatten().map(|(k, &v)| (k.clone(), v)).collect();
+            if !all.is_empty() {
+                let _ = sender.send(all);
             }
         }
         Ok(())
     }
 }
 
-type LoopResult = anyhow::Result<(Pipeline, Checkpoints, RunReport)>;
+type LoopResult = anyhow::Result<(Shards, Checkpoints, RunReport)>;
 
 fn pipeline_loop(
-    mut pipeline: Pipeline,
+    mut shards: Shards,
     mut rx: mpsc::Receiver<Command>,
     mut sources_running: usize,
     mut checkpoints: Checkpoints,
@@ -420,6 +523,17 @@ fn pipeline_loop(
                 position,
                 offset,
             }) => {
+                // Partitioned sources deliver one partition per batch: that is the shard and
+                // the lane.
+                let (shard, lane) = match (&offset, records.first()) {
+                    (Some(_), Some(r)) => (ShardId::Partition(r.partition), r.partition),
+                    _ => (ShardId::Local, 0),
+                };
+                let Some(pipeline) = shards.get_mut(shard) else {
+                    tracing::warn!(topic, %shard, records = records.len(),
+                        "batch of a partition this host does not hold; left to its owner");
+                    continue;
+                };
                 report.records_in += records.len() as u64;
                 if let (Some(raw), Some(_)) = (&checkpoints.raw, &offset) {
                     raw.write(&records);
@@ -444,11 +558,6 @@ fn pipeline_loop(
                         "batch"
                     );
                 }
-                // Partitioned sources deliver one partition per batch: that is the lane.
-                let lane = match &offset {
-                    Some(_) => records.first().map_or(0, |r| r.partition),
-                    None => 0,
-                };
                 pipeline
                     .push_lane(&topic, Batch::Raw(records), lane)
                     .context("writing pipeline outputs")?;
@@ -460,28 +569,58 @@ fn pipeline_loop(
                     report.source_errors.push(format!("{source}: {e}"));
                 }
             }
+            Command::Assign {
+                source,
+                partitions,
+                topics,
+                reply,
+            } => {
+                let result = checkpoints.assign(&mut shards, &partitions, &topics);
+                if let Err(error) = &result {
+                    tracing::error!(%source, ?partitions, error = format!("{error:#}"), "opening assigned partitions failed");
+                }
+                let _ = reply.send(result.map_err(|e| format!("{e:#}")));
+            }
+            Command::Revoke {
+                source,
+                partitions,
+                end_of_input,
+                reply,
+            } => {
+                if end_of_input && close_windows_at_end && !stop.is_stopped() {
+                    for &p in &partitions {
+                        if let Some(pipeline) = shards.get_mut(ShardId::Partition(p)) {
+                            pipeline
+                                .flush_windows()
+                                .context("closing windows at end of input")?;
+                        }
+                    }
+                }
+                let offsets = checkpoints.revoke(&mut shards, &partitions)?;
+                tracing::debug!(%source, ?partitions, ?offsets, "partitions checkpointed and closed");
+                let _ = reply.send(offsets);
+            }
             Command::Swap(plugin) => {
-                for outcome in pipeline.swap(&plugin) {
+                for (shard, outcome) in shards.swap(&plugin) {
                     match outcome.result {
                         Ok(pause) => tracing::info!(
-                            stage = %outcome.stage, plugin = %plugin.name, version = %plugin.version,
+                            %shard, stage = %outcome.stage, plugin = %plugin.name, version = %plugin.version,
                             pause_us = pause.as_micros() as u64, "hot-swapped plugin"
                         ),
                         Err(error) => tracing::error!(
-                            stage = %outcome.stage, plugin = %plugin.name, version = %plugin.version,
+                            %shard, stage = %outcome.stage, plugin = %plugin.name, version = %plugin.version,
                             %error, "new plugin version rejected; the running version stays"
                         ),
                     }
                 }
             }
-            Command::Lanes { topic, partitions } => pipeline.expect_lanes(&topic, &partitions),
             Command::Reconfigure(specs) => {
-                let (outcomes, restart) = pipeline.reconfigure(&specs);
-                for outcome in outcomes {
+                let (outcomes, restart) = shards.reconfigure(&specs);
+                for (shard, outcome) in outcomes {
                     match outcome.result {
-                        Ok(pause) => tracing::info!(stage = %outcome.stage,
+                        Ok(pause) => tracing::info!(%shard, stage = %outcome.stage,
                             pause_us = pause.as_micros() as u64, "new parameters applied with the stage's state"),
-                        Err(error) => tracing::error!(stage = %outcome.stage, %error,
+                        Err(error) => tracing::error!(%shard, stage = %outcome.stage, %error,
                             "new parameters rejected; the stage keeps the old ones"),
                     }
                 }
@@ -490,14 +629,13 @@ fn pipeline_loop(
                 }
             }
             Command::Unload(name) => {
-                for stage in pipeline.unload(&name) {
+                for stage in shards.unload(&name) {
                     tracing::warn!(%stage, plugin = %name, "plugin file removed: stage stopped (state kept); its input goes to the dead letters");
                 }
             }
         }
-        if !checkpoints.commit_senders.is_empty() && last_checkpoint.elapsed() >= checkpoints.every
-        {
-            checkpoints.take(&mut pipeline)?;
+        if checkpoints.commit_sender.is_some() && last_checkpoint.elapsed() >= checkpoints.every {
+            checkpoints.take(&mut shards)?;
             last_checkpoint = Instant::now();
         }
         if summary && last_print.elapsed() >= Duration::from_secs(1) {
@@ -505,43 +643,60 @@ fn pipeline_loop(
                 (report.records_in - last_records) as f64 / last_print.elapsed().as_secs_f64();
             eprintln!(
                 "{}",
-                summary_line(&pipeline, started.elapsed(), report.records_in, rate)
+                summary_line(&shards, started.elapsed(), report.records_in, rate)
             );
             last_print = Instant::now();
             last_records = report.records_in;
         }
     }
     if close_windows_at_end && !stop.is_stopped() {
-        pipeline
-            .flush_windows()
-            .context("closing windows at end of input")?;
+        for (_, pipeline) in shards.iter_mut() {
+            pipeline
+                .flush_windows()
+                .context("closing windows at end of input")?;
+        }
     }
-    report.alerts = pipeline.alerts;
-    for s in pipeline.stages() {
-        *report.outputs.entry(s.spec().output.clone()).or_default() += s.stats.events_out;
-        report.swaps += s.stats.swaps;
-        report.failures += s.stats.failures;
-    }
+    let totals = totals(&shards);
+    report.alerts = totals.alerts;
+    report.outputs = totals.outputs;
+    report.swaps = totals.swaps;
+    report.failures = totals.failures;
     report.elapsed_secs = started.elapsed().as_secs_f64();
     if summary {
         let rate = report.records_in as f64 / report.elapsed_secs.max(1e-9);
         eprintln!(
             "{}",
-            summary_line(&pipeline, started.elapsed(), report.records_in, rate)
+            summary_line(&shards, started.elapsed(), report.records_in, rate)
         );
     }
-    Ok((pipeline, checkpoints, report))
+    Ok((shards, checkpoints, report))
 }
 
-fn summary_line(pipeline: &Pipeline, elapsed: Duration, records: u64, rate: f64) -> String {
+/// Counters over every shard, open or closed.
+fn totals(shards: &Shards) -> crate::shards::Retired {
+    let mut t = shards.retired.clone();
+    for (_, pipeline) in shards.iter() {
+        t.alerts += pipeline.alerts;
+        t.dead_letters += pipeline.dead_letters;
+        for s in pipeline.stages() {
+            *t.outputs.entry(s.spec().output.clone()).or_default() += s.stats.events_out;
+            t.swaps += s.stats.swaps;
+            t.failures += s.stats.failures;
+        }
+    }
+    t
+}
+
+fn summary_line(shards: &Shards, elapsed: Duration, records: u64, rate: f64) -> String {
     let mut line = format!(
         "[{:>5.1}s] {records} records ({rate:.0}/s)",
         elapsed.as_secs_f64()
     );
-    for s in pipeline.stages() {
-        line.push_str(&format!(" | {} {}", s.spec().output, s.stats.events_out));
+    let t = totals(shards);
+    for (stream, n) in &t.outputs {
+        line.push_str(&format!(" | {stream} {n}"));
     }
-    line.push_str(&format!(" | dead letters {}", pipeline.dead_letters));
+    line.push_str(&format!(" | dead letters {}", t.dead_letters));
     line
 }
 

@@ -123,8 +123,17 @@ GROUP BY day, rule, severity
 ORDER BY day, rule, severity;
 
 -- name: ex5_cross_sell
--- The recommendation use case: each product's best partners on the newest refresh.
-SELECT product_id, recommended_product_id, rank, round(lift, 2) AS lift, round(confidence, 3) AS confidence, pair_count
-FROM cross_sell
+-- The recommendation use case: each product's three best partners on the newest refresh. With a
+-- Kafka source each partition (_partition) mines its own baskets: pair counts add up, and lift
+-- and confidence are averaged weighted by pair count.
+SELECT
+    product_id,
+    recommended_product_id,
+    round(sum(lift * pair_count) / sum(pair_count), 2) AS lift,
+    round(sum(confidence * pair_count) / sum(pair_count), 3) AS confidence,
+    sum(pair_count) AS pairs
+FROM cross_sell FINAL
 WHERE window_end = (SELECT max(window_end) FROM cross_sell)
-ORDER BY product_id, rank;
+GROUP BY product_id, recommended_product_id
+ORDER BY product_id, lift DESC, recommended_product_id
+LIMIT 3 BY product_id;

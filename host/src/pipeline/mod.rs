@@ -67,6 +67,8 @@ pub struct Pipeline {
     /// The highest offset read per `topic:partition`, and the same as JSON for the sinks.
     positions: BTreeMap<String, i64>,
     positions_json: String,
+    /// The source partition this pipeline is the shard of (`None`: unpartitioned sources).
+    partition: Option<i32>,
 }
 
 impl Pipeline {
@@ -99,7 +101,18 @@ impl Pipeline {
             alerts: 0,
             positions: BTreeMap::new(),
             positions_json: "{}".into(),
+            partition: None,
         }
+    }
+
+    /// Make this pipeline the shard of a source partition (recorded with its outputs).
+    pub fn with_partition(mut self, partition: Option<i32>) -> Self {
+        self.partition = partition;
+        self
+    }
+
+    pub fn partition(&self) -> Option<i32> {
+        self.partition
     }
 
     pub fn stages(&self) -> &[Stage] {
@@ -211,6 +224,7 @@ impl Pipeline {
                 &[]
             },
             positions: &self.positions_json,
+            partition: self.partition,
         };
         self.sink.write(&s.spec().output, &producer, &out)?;
         self.alerts += out.iter().filter(|e| matches!(e, Event::Alert(_))).count() as u64;
@@ -242,20 +256,18 @@ impl Pipeline {
     /// state). Anything else that changed (new stages, wiring, plugins, limits) needs a restart
     /// and is returned as a note per stage.
     pub fn reconfigure(&mut self, specs: &[StageSpec]) -> (Vec<SwapOutcome>, Vec<String>) {
+        let current: Vec<StageSpec> = self.stages.iter().map(|s| s.spec().clone()).collect();
+        let restart = Self::restart_notes(&current, specs);
         let mut outcomes = Vec::new();
-        let mut restart = Vec::new();
         for spec in specs {
             let Some(stage) = self.stages.iter_mut().find(|s| s.spec().name == spec.name) else {
-                restart.push(format!("stage {} is new", spec.name));
                 continue;
             };
             let current = stage.spec();
-            if current.plugin != spec.plugin
-                || current.inputs != spec.inputs
-                || current.output != spec.output
-            {
-                restart.push(format!("stage {} is wired differently", spec.name));
-            } else if current.params != spec.params {
+            let same_wiring = current.plugin == spec.plugin
+                && current.inputs == spec.inputs
+                && current.output == spec.output;
+            if same_wiring && current.params != spec.params {
                 outcomes.push(SwapOutcome {
                     stage: spec.name.clone(),
                     result: stage.reconfigure(spec.params.clone()),
@@ -263,6 +275,21 @@ impl Pipeline {
             }
         }
         (outcomes, restart)
+    }
+
+    /// What in `new` differs from `current` beyond parameters: applied only by a restart.
+    pub fn restart_notes(current: &[StageSpec], new: &[StageSpec]) -> Vec<String> {
+        let mut notes = Vec::new();
+        for spec in new {
+            match current.iter().find(|s| s.name == spec.name) {
+                None => notes.push(format!("stage {} is new", spec.name)),
+                Some(c) if c.plugin != spec.plugin || c.inputs != spec.inputs || c.output != spec.output => {
+                    notes.push(format!("stage {} is wired differently", spec.name))
+                }
+                Some(_) => {}
+            }
+        }
+        notes
     }
 
     /// The plugin's file was removed: its stages stop (keeping state) until it comes back.

@@ -89,6 +89,20 @@ pub async fn migrate(client: &Client, database: &str) -> Result<usize, clickhous
         applied += 1;
         // A table made by an older schema may lack columns added since: add them.
         if let Some((table, columns)) = table_columns(&statement) {
+            if sorting_key(&statement).contains("_partition") {
+                let sql = format!(
+                    "SELECT engine_full FROM system.tables WHERE database = '{database}' AND name = '{table}'"
+                );
+                let engine = client.query(&sql).fetch_bytes("TabSeparated")?.collect().await?;
+                let engine = String::from_utf8_lossy(&engine);
+                if !sorting_key(&engine).contains("_partition") {
+                    return Err(clickhouse::error::Error::Custom(format!(
+                        "table {database}.{table} was created by an older schema: its ORDER BY lacks _partition, \
+                         so per-partition rollups would replace each other; a sorting key cannot change in place: \
+                         rename or drop the table (e.g. RENAME TABLE {database}.{table} TO {database}.{table}_old), then migrate again"
+                    )));
+                }
+            }
             let sql = format!(
                 "SELECT name FROM system.columns WHERE database = '{database}' AND table = '{table}'"
             );
@@ -109,6 +123,17 @@ pub async fn migrate(client: &Client, database: &str) -> Result<usize, clickhous
         }
     }
     Ok(applied)
+}
+
+/// The `ORDER BY (...)` part of a table definition (empty if none).
+fn sorting_key(definition: &str) -> &str {
+    definition
+        .find("ORDER BY")
+        .map(|i| {
+            let rest = &definition[i..];
+            &rest[..rest.find(')').map_or(rest.len(), |j| j + 1)]
+        })
+        .unwrap_or("")
 }
 
 /// The table name and the (name, definition) of each column of a `CREATE TABLE` statement.
@@ -464,6 +489,7 @@ fn provenance(row: &mut Map<String, Value>, p: &Producer<'_>) {
     row.insert("_plugin".into(), p.plugin.into());
     row.insert("_plugin_version".into(), p.version.into());
     row.insert("_source_offsets".into(), p.positions.into());
+    row.insert("_partition".into(), p.partition.unwrap_or(-1).into());
 }
 
 /// A fact's own source record.

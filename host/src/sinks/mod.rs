@@ -24,6 +24,9 @@ pub struct Producer<'a> {
     /// The highest offset read so far per `topic:partition` (a JSON object): what derived
     /// events (windows, alerts, forecasts) were computed from.
     pub positions: &'a str,
+    /// The source partition whose shard produced the events (`None`: unpartitioned sources).
+    /// Aggregates over several stores or products are partial per partition.
+    pub partition: Option<i32>,
 }
 
 #[derive(Debug, thiserror::Error)]

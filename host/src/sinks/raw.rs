@@ -73,39 +73,22 @@ impl RawStore {
         data_dir: &std::path::Path,
         runtime: tokio::runtime::Handle,
     ) -> Result<Self, RawStoreError> {
-        let store: Arc<dyn ObjectStore> = match config.kind.as_str() {
-            "local" => {
-                let dir = config.path.clone().unwrap_or_else(|| data_dir.join("raw"));
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| RawStoreError::Config(format!("{}: {e}", dir.display())))?;
-                Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&dir)?)
-            }
-            "s3" => {
-                let mut b = object_store::aws::AmazonS3Builder::from_env()
-                    .with_bucket_name(&config.bucket)
-                    .with_region(&config.region);
-                if let Some(e) = &config.endpoint {
-                    b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
-                }
-                if let Some(k) = &config.access_key_id {
-                    b = b.with_access_key_id(k);
-                }
-                if let Some(k) = &config.secret_access_key {
-                    b = b.with_secret_access_key(k);
-                }
-                Arc::new(b.build()?)
-            }
-            other => {
-                return Err(RawStoreError::Config(format!(
-                    "kind {other:?} is not s3 or local"
-                )))
-            }
-        };
         Ok(RawStore {
-            store,
+            store: open_store(config, data_dir)?,
             prefix: config.prefix.trim_matches('/').to_string(),
             runtime,
         })
+    }
+
+    /// [`RawStore::discard_after`], from a thread outside the runtime.
+    pub fn discard_after_blocking(
+        &self,
+        topic: &str,
+        partition: i32,
+        next: i64,
+    ) -> Result<usize, RawStoreError> {
+        self.runtime
+            .block_on(self.discard_after(topic, partition, next))
     }
 
     /// The object name of a batch of one topic-partition.
@@ -185,6 +168,41 @@ impl RawStore {
         }
         Ok(deleted)
     }
+}
+
+/// The object store a config names: a local folder (default `<data_dir>/raw`) or S3.
+pub fn open_store(
+    config: &RawStoreConfig,
+    data_dir: &std::path::Path,
+) -> Result<Arc<dyn ObjectStore>, RawStoreError> {
+    Ok(match config.kind.as_str() {
+        "local" => {
+            let dir = config.path.clone().unwrap_or_else(|| data_dir.join("raw"));
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| RawStoreError::Config(format!("{}: {e}", dir.display())))?;
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&dir)?)
+        }
+        "s3" => {
+            let mut b = object_store::aws::AmazonS3Builder::from_env()
+                .with_bucket_name(&config.bucket)
+                .with_region(&config.region);
+            if let Some(e) = &config.endpoint {
+                b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
+            }
+            if let Some(k) = &config.access_key_id {
+                b = b.with_access_key_id(k);
+            }
+            if let Some(k) = &config.secret_access_key {
+                b = b.with_secret_access_key(k);
+            }
+            Arc::new(b.build()?)
+        }
+        other => {
+            return Err(RawStoreError::Config(format!(
+                "kind {other:?} is not s3 or local"
+            )))
+        }
+    })
 }
 
 /// Gzip NDJSON: one line per record.

@@ -1,21 +1,33 @@
-//! Kafka source (rdkafka). Reads the configured topics and sends one batch per topic-partition
-//! with the offset after it, so the pipeline can checkpoint exactly what it has processed.
+//! Kafka source (rdkafka). Reads the configured topics as a member of a consumer group and sends
+//! one batch per topic-partition with the offset after it, so the pipeline can checkpoint exactly
+//! what it has processed.
 //!
-//! Delivery: at least once. Partitions are assigned explicitly and each starts at the offset in
-//! the host's saved state (the state and the offsets are saved together, after every sink has
-//! flushed), or at the beginning. The offsets are also committed to the consumer group after each
-//! checkpoint, for monitoring lag; they are not what the host resumes from. Offsets that a broker
+//! Partitions are the pipeline's shards (see [`crate::checkpoint`]): the topics must have the same
+//! number of partitions, and the range assignor gives a host partition `p` of every topic
+//! together. Several hosts with one `group_id` share the partitions; the group moves them when a
+//! host joins or leaves:
+//!
+//! - on revoke, the pipeline flushes every sink, saves the revoked shards' checkpoints (state and
+//!   offsets together) and closes them; the offsets are committed to the group; records read but
+//!   not yet processed are dropped (the next owner reads them from the checkpoint);
+//! - on assign, the pipeline opens each shard from its checkpoint and the consumer starts at the
+//!   checkpoint's offsets (no checkpoint: at the beginning).
+//!
+//! Delivery: at least once, with state and offsets that always match; the committed offsets are
+//! for monitoring lag, the checkpoints are what a shard resumes from. Offsets that a broker
 //! skips (a gap in a partition that is neither compacted nor transactional) are read again
-//! before the source moves on (`GapGuard`). Sharing partitions
-//! between several hosts of one group (rebalancing) is not supported yet.
+//! before the source moves on (`GapGuard`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::Receiver;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde::Deserialize;
 use tokio::sync::mpsc::Sender;
@@ -30,11 +42,14 @@ pub struct KafkaSourceConfig {
     pub name: String,
     /// `host:port[,host:port]`.
     pub brokers: String,
-    /// Consumer group the processed offsets are committed to.
+    /// Consumer group: hosts with the same group share the partitions (and the checkpoints,
+    /// which live in the object store under `checkpoints/{group_id}/`).
     pub group_id: String,
     pub topics: Vec<String>,
     /// Stop once no message has arrived for this long (tests, demos); absent: run until stopped.
     pub stop_when_idle: Option<String>,
+    /// How long the group waits for a silent host before moving its partitions to the others.
+    pub session_timeout: String,
 }
 
 impl Default for KafkaSourceConfig {
@@ -48,6 +63,7 @@ impl Default for KafkaSourceConfig {
                 .map(|t| t.to_string())
                 .collect(),
             stop_when_idle: None,
+            session_timeout: "10s".into(),
         }
     }
 }
@@ -60,52 +76,207 @@ pub fn partition_key(topic: &str, partition: i32) -> String {
     format!("{topic}:{partition}")
 }
 
-pub fn run(
+/// What the rebalance callback tells the read loop.
+enum GroupEvent {
+    /// Partitions now read, with the offset each starts at (`None`: the beginning).
+    Assigned(Vec<(String, i32, Option<i64>)>),
+    Revoked(BTreeSet<i32>),
+}
+
+#[derive(Default)]
+struct GroupState {
+    assigned: BTreeSet<i32>,
+    events: Vec<GroupEvent>,
+    failure: Option<String>,
+}
+
+/// Runs the group's rebalances through the pipeline (see the module docs).
+struct GroupContext {
+    source: String,
+    tx: Sender<Command>,
+    state: Mutex<GroupState>,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.assign(consumer, tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let partitions: BTreeSet<i32> =
+                    tpl.elements().iter().map(|e| e.partition()).collect();
+                self.revoke(consumer, &partitions, false);
+                if let Err(error) = consumer.unassign() {
+                    tracing::warn!(source = %self.source, %error, "unassigning revoked partitions failed");
+                }
+            }
+            other => {
+                tracing::error!(source = %self.source, error = ?other, "consumer group rebalance failed");
+                let all = self.lock().assigned.clone();
+                self.revoke(consumer, &all, false);
+                let _ = consumer.unassign();
+            }
+        }
+    }
+}
+
+impl GroupContext {
+    fn lock(&self) -> std::sync::MutexGuard<'_, GroupState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Open the shards in the pipeline, then start each partition at its checkpoint's offset.
+    fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let elements: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        let partitions: BTreeSet<i32> = elements.iter().map(|(_, p)| *p).collect();
+        let topics: BTreeSet<String> = elements.iter().map(|(t, _)| t.clone()).collect();
+        let (reply, answer) = std::sync::mpsc::channel();
+        let command = Command::Assign {
+            source: self.source.clone(),
+            partitions: partitions.iter().copied().collect(),
+            topics: topics.into_iter().collect(),
+            reply,
+        };
+        let offsets = match self.tx.blocking_send(command).ok().and_then(|_| answer.recv().ok()) {
+            Some(Ok(offsets)) => offsets,
+            Some(Err(error)) => {
+                self.lock().failure = Some(format!("opening assigned partitions: {error}"));
+                return;
+            }
+            None => {
+                self.lock().failure = Some("pipeline stopped".into());
+                return;
+            }
+        };
+        let mut started = Vec::new();
+        for (topic, partition) in &elements {
+            let next = offsets.get(&partition_key(topic, *partition)).copied();
+            let offset = next.map_or(Offset::Beginning, Offset::Offset);
+            if let Err(error) = tpl.set_partition_offset(topic, *partition, offset) {
+                tracing::warn!(topic, partition, %error, "setting a partition's start offset failed");
+            }
+            started.push((topic.clone(), *partition, next));
+        }
+        if let Err(error) = consumer.assign(tpl) {
+            self.lock().failure = Some(format!("assigning partitions: {error}"));
+            return;
+        }
+        tracing::info!(source = %self.source, partitions = ?partitions, offsets = ?offsets, "partitions assigned");
+        let mut state = self.lock();
+        state.assigned.extend(partitions);
+        state.events.push(GroupEvent::Assigned(started));
+    }
+
+    /// Checkpoint and close the shards of `partitions` this member holds, then commit their
+    /// offsets. `end_of_input`: the source is done, so the pipeline may close their windows.
+    fn revoke(&self, consumer: &BaseConsumer<Self>, partitions: &BTreeSet<i32>, end_of_input: bool) {
+        let held: BTreeSet<i32> = self
+            .lock()
+            .assigned
+            .intersection(partitions)
+            .copied()
+            .collect();
+        if held.is_empty() {
+            return;
+        }
+        let (reply, answer) = std::sync::mpsc::channel();
+        let command = Command::Revoke {
+            source: self.source.clone(),
+            partitions: held.iter().copied().collect(),
+            end_of_input,
+            reply,
+        };
+        match self.tx.blocking_send(command).ok().and_then(|_| answer.recv().ok()) {
+            Some(offsets) => {
+                if !offsets.is_empty() {
+                    if let Err(error) = consumer.commit(&offset_list(&offsets), CommitMode::Sync) {
+                        tracing::warn!(source = %self.source, %error,
+                            "committing the offsets of revoked partitions failed (their checkpoints are saved)");
+                    }
+                }
+                tracing::info!(source = %self.source, partitions = ?held, offsets = ?offsets, "partitions revoked");
+            }
+            None => tracing::warn!(source = %self.source, partitions = ?held,
+                "the pipeline stopped before it checkpointed the revoked partitions; they resume from their last checkpoint"),
+        }
+        let mut state = self.lock();
+        for p in &held {
+            state.assigned.remove(p);
+        }
+        state.events.push(GroupEvent::Revoked(held));
+    }
+}
+
+/// The topics' partition numbers, checking that the topics are co-partitioned.
+fn partitions_of(
+    consumer: &BaseConsumer<GroupContext>,
     c: &KafkaSourceConfig,
-    batch_size: usize,
-    saved: &BTreeMap<String, i64>,
-    tx: &Sender<Command>,
-    stop: &StopFlag,
-    commits: Receiver<BTreeMap<String, i64>>,
-) -> anyhow::Result<()> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &c.brokers)
-        .set("group.id", &c.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .create()
-        .with_context(|| format!("creating a Kafka consumer for {}", c.brokers))?;
-    let mut assignment = TopicPartitionList::new();
+) -> anyhow::Result<Vec<i32>> {
+    let mut counts = BTreeMap::new();
     for topic in &c.topics {
         let metadata = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(10))
             .with_context(|| format!("reading metadata of topic {topic} from {}", c.brokers))?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
-        tracing::info!(source = %c.name, topic, partitions = ?partitions, "topic partitions");
-        let lanes = Command::Lanes {
-            topic: topic.clone(),
-            partitions,
-        };
-        tx.blocking_send(lanes)
-            .map_err(|_| anyhow::anyhow!("pipeline stopped"))?;
-        for t in metadata.topics() {
-            for p in t.partitions() {
-                let offset = match saved.get(&partition_key(topic, p.id())) {
-                    Some(&o) => Offset::Offset(o),
-                    None => Offset::Beginning,
-                };
-                assignment.add_partition_offset(topic, p.id(), offset)?;
-            }
+        let n = metadata.topics().iter().map(|t| t.partitions().len()).sum::<usize>();
+        if n == 0 {
+            anyhow::bail!("topic {topic} does not exist on {} (host simulate or host demo creates the retail topics)", c.brokers);
         }
+        counts.insert(topic.clone(), n);
     }
+    let distinct: BTreeSet<usize> = counts.values().copied().collect();
+    if distinct.len() > 1 {
+        anyhow::bail!(
+            "the topics of source {} have different partition counts {counts:?}: partition p of every topic is one shard of the pipeline, so they must be co-partitioned (same count, same keys)",
+            c.name
+        );
+    }
+    let n = distinct.into_iter().next().unwrap_or(0) as i32;
+    tracing::info!(source = %c.name, topics = ?c.topics, partitions = n, "topics are co-partitioned");
+    Ok((0..n).collect())
+}
+
+pub fn run(
+    c: &KafkaSourceConfig,
+    batch_size: usize,
+    tx: &Sender<Command>,
+    stop: &StopFlag,
+    commits: Receiver<BTreeMap<String, i64>>,
+) -> anyhow::Result<()> {
+    let context = GroupContext {
+        source: c.name.clone(),
+        tx: tx.clone(),
+        state: Mutex::new(GroupState::default()),
+    };
+    let session_ms = crate::config::parse_duration(&c.session_timeout)
+        .map_err(anyhow::Error::msg)?
+        .as_millis()
+        .max(1_000);
+    let consumer: BaseConsumer<GroupContext> = ClientConfig::new()
+        .set("bootstrap.servers", &c.brokers)
+        .set("group.id", &c.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("partition.assignment.strategy", "range")
+        .set("session.timeout.ms", session_ms.to_string())
+        .set("heartbeat.interval.ms", (session_ms / 4).to_string())
+        .create_with_context(context)
+        .with_context(|| format!("creating a Kafka consumer for {}", c.brokers))?;
+    partitions_of(&consumer, c)?;
+    let topics: Vec<&str> = c.topics.iter().map(String::as_str).collect();
     consumer
-        .assign(&assignment)
-        .context("assigning partitions")?;
-    tracing::info!(source = %c.name, partitions = assignment.count(), "Kafka source assigned");
+        .subscribe(&topics)
+        .with_context(|| format!("subscribing group {} to {topics:?}", c.group_id))?;
+    tracing::info!(source = %c.name, group = %c.group_id, "Kafka source joined its consumer group");
 
     let idle_limit = c
         .stop_when_idle
@@ -116,14 +287,45 @@ pub fn run(
     let mut buffers: BTreeMap<(String, i32), Vec<RawRecord>> = BTreeMap::new();
     let mut oldest: Option<Instant> = None;
     let mut last_message = Instant::now();
-    let mut gaps = GapGuard::new(saved);
+    let mut gaps = GapGuard::new();
+    let mut assigned: BTreeSet<i32> = BTreeSet::new();
     while !stop.is_stopped() {
         while let Ok(offsets) = commits.try_recv() {
             commit(&consumer, &offsets);
         }
         let polled = consumer.poll(Duration::from_millis(50));
+        // Rebalances run inside poll: apply what they changed before taking the message.
+        let events = {
+            let mut state = consumer.context().lock();
+            if let Some(failure) = state.failure.take() {
+                anyhow::bail!(failure);
+            }
+            std::mem::take(&mut state.events)
+        };
+        for event in events {
+            last_message = Instant::now();
+            match event {
+                GroupEvent::Assigned(started) => {
+                    for (topic, partition, next) in started {
+                        assigned.insert(partition);
+                        gaps.start(&topic, partition, next);
+                    }
+                }
+                GroupEvent::Revoked(partitions) => {
+                    // Read but not processed: the partition's next owner reads them again.
+                    buffers.retain(|(_, p), _| !partitions.contains(p));
+                    if buffers.is_empty() {
+                        oldest = None;
+                    }
+                    for p in &partitions {
+                        assigned.remove(p);
+                        gaps.forget(*p);
+                    }
+                }
+            }
+        }
         match polled {
-            Some(Ok(m)) => {
+            Some(Ok(m)) if assigned.contains(&m.partition()) => {
                 last_message = Instant::now();
                 if !gaps.accept(&consumer, m.topic(), m.partition(), m.offset()) {
                     continue; // re-reading from the missing offset
@@ -147,6 +349,7 @@ pub fn run(
                     last_message = Instant::now();
                 }
             }
+            Some(Ok(_)) => {} // a partition revoked in the meantime
             Some(Err(e)) => {
                 tracing::warn!(source = %c.name, error = %e, "Kafka consumer error; retrying")
             }
@@ -161,17 +364,25 @@ pub fn run(
             oldest = None;
             last_message = Instant::now(); // time blocked on backpressure is not idle time
         }
-        if buffers.is_empty() && idle_limit.is_some_and(|limit| last_message.elapsed() >= limit) {
+        // Idle only counts while partitions are assigned (not while the group rebalances).
+        if buffers.is_empty()
+            && !assigned.is_empty()
+            && idle_limit.is_some_and(|limit| last_message.elapsed() >= limit)
+        {
             break;
         }
     }
     for ((topic, partition), records) in buffers {
         send(c, tx, topic, partition, records)?;
     }
-    // Commits that arrive while the pipeline drains are applied by the next run's checkpoint.
-    while let Ok(offsets) = commits.recv_timeout(Duration::from_millis(200)) {
+    while let Ok(offsets) = commits.try_recv() {
         commit(&consumer, &offsets);
     }
+    // Hand every partition back with a final checkpoint; at the end of input (not on a stop
+    // signal) the pipeline may close their windows first.
+    let held = consumer.context().lock().assigned.clone();
+    consumer.context().revoke(&consumer, &held, !stop.is_stopped());
+    let _ = consumer.unassign();
     Ok(())
 }
 
@@ -193,25 +404,34 @@ struct GapGuard {
 const PATIENCE: Duration = Duration::from_secs(10);
 
 impl GapGuard {
-    fn new(saved: &BTreeMap<String, i64>) -> Self {
-        let expected = saved
-            .iter()
-            .filter_map(|(key, &next)| {
-                let (topic, partition) = key.rsplit_once(':')?;
-                Some(((topic.to_string(), partition.parse().ok()?), next))
-            })
-            .collect();
+    fn new() -> Self {
         GapGuard {
-            expected,
+            expected: BTreeMap::new(),
             waiting: BTreeMap::new(),
             patience: PATIENCE,
         }
     }
 
+    /// A partition starts at `next` (`None`: at the beginning, whatever offset comes first).
+    fn start(&mut self, topic: &str, partition: i32, next: Option<i64>) {
+        let key = (topic.to_string(), partition);
+        self.waiting.remove(&key);
+        match next {
+            Some(next) => self.expected.insert(key, next),
+            None => self.expected.remove(&key),
+        };
+    }
+
+    /// The partition was revoked.
+    fn forget(&mut self, partition: i32) {
+        self.expected.retain(|(_, p), _| *p != partition);
+        self.waiting.retain(|(_, p), _| *p != partition);
+    }
+
     /// Whether to take the message at `offset`; `false` after seeking back to a missing one.
     fn accept(
         &mut self,
-        consumer: &BaseConsumer,
+        consumer: &BaseConsumer<impl ConsumerContext>,
         topic: &str,
         partition: i32,
         offset: i64,
@@ -299,7 +519,7 @@ fn send(
         .map_err(|_| anyhow::anyhow!("pipeline stopped"))
 }
 
-fn commit(consumer: &BaseConsumer, offsets: &BTreeMap<String, i64>) {
+fn offset_list(offsets: &BTreeMap<String, i64>) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::new();
     for (key, &offset) in offsets {
         if let Some((topic, Ok(partition))) =
@@ -308,8 +528,27 @@ fn commit(consumer: &BaseConsumer, offsets: &BTreeMap<String, i64>) {
             let _ = tpl.add_partition_offset(topic, partition, Offset::Offset(offset));
         }
     }
-    if let Err(error) = consumer.commit(&tpl, CommitMode::Async) {
-        tracing::warn!(%error, "committing offsets to the consumer group failed (resume uses saved state)");
+    tpl
+}
+
+/// Commit checkpointed offsets to the group (for lag monitoring; shards resume from their
+/// checkpoints). Offsets of partitions this member no longer holds are skipped by the broker.
+fn commit(consumer: &BaseConsumer<GroupContext>, offsets: &BTreeMap<String, i64>) {
+    let held = consumer.context().lock().assigned.clone();
+    let mine: BTreeMap<String, i64> = offsets
+        .iter()
+        .filter(|(key, _)| {
+            key.rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<i32>().ok())
+                .is_some_and(|p| held.contains(&p))
+        })
+        .map(|(k, &v)| (k.clone(), v))
+        .collect();
+    if mine.is_empty() {
+        return;
+    }
+    if let Err(error) = consumer.commit(&offset_list(&mine), CommitMode::Async) {
+        tracing::debug!(%error, "committing offsets to the consumer group failed (shards resume from their checkpoints)");
     }
 }
 
@@ -429,8 +668,8 @@ mod tests {
             .set("bootstrap.servers", "127.0.0.1:1")
             .create()
             .unwrap();
-        let saved = BTreeMap::from([("t:0".to_string(), 5)]);
-        let mut guard = GapGuard::new(&saved);
+        let mut guard = GapGuard::new();
+        guard.start("t", 0, Some(5));
         assert!(guard.accept(&consumer, "t", 0, 5));
         assert!(
             !guard.accept(&consumer, "t", 0, 7),

@@ -28,12 +28,6 @@ pub struct SourceBatch {
     pub offset: Option<(String, i64)>,
 }
 
-/// Where a source resumes: its saved position and, for Kafka, per-partition offsets.
-#[derive(Debug, Clone, Default)]
-pub struct Resume {
-    pub position: u64,
-    pub offsets: std::collections::BTreeMap<String, i64>,
-}
 
 /// Tells sources to stop at their next batch boundary.
 #[derive(Clone, Default)]
@@ -48,17 +42,16 @@ impl StopFlag {
     }
 }
 
-/// Start a source thread resuming at `position`. It sends `Command::Batch` and finally
+/// Start a source thread resuming at `position` (Kafka sources resume from shard checkpoints). It sends `Command::Batch` and finally
 /// `Command::SourceDone`.
 pub fn spawn(
     config: SourceConfig,
     batch_size: usize,
-    resume: Resume,
+    position: u64,
     tx: Sender<Command>,
     stop: StopFlag,
     commits: Option<std::sync::mpsc::Receiver<std::collections::BTreeMap<String, i64>>>,
 ) -> std::io::Result<JoinHandle<()>> {
-    let position = resume.position;
     let name = config.name().to_string();
     std::thread::Builder::new()
         .name(format!("source-{name}"))
@@ -68,7 +61,7 @@ pub fn spawn(
                 SourceConfig::Ndjson(c) => ndjson::run(c, batch_size, position, &tx, &stop),
                 SourceConfig::Kafka(c) => {
                     let commits = commits.unwrap_or_else(|| std::sync::mpsc::channel().1);
-                    kafka::run(c, batch_size, &resume.offsets, &tx, &stop, commits)
+                    kafka::run(c, batch_size, &tx, &stop, commits)
                 }
             };
             let error = result.err().map(|e| e.to_string());

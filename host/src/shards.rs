@@ -1,0 +1,221 @@
+//! The pipelines a host runs: one per shard.
+//!
+//! A partitioned source (Kafka) makes each partition number a shard with its own chain of plugin
+//! instances, so a shard's state can move to another host of the consumer group (see
+//! [`crate::checkpoint`]). Other sources (simulator, NDJSON) feed the one local shard. Every
+//! shard runs the same stages: [`Shards`] keeps the current stage specs and plugin versions, so a
+//! shard opened after a hot swap or a parameter change starts with what the others run now.
+//! All shards write to one shared sink.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use crate::pipeline::{
+    DeadLetter, Pipeline, Stage, StageCheckpoint, StageSpec, StartError, SwapOutcome,
+};
+use crate::plugin::{Event, LoadedPlugin};
+use crate::sinks::{Producer, Sink, SinkError};
+
+/// Which pipeline a batch belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ShardId {
+    /// Unpartitioned sources (simulator, NDJSON): state saved in the data directory.
+    Local,
+    /// A partition number of a partitioned source: state saved as a shard checkpoint.
+    Partition(i32),
+}
+
+impl std::fmt::Display for ShardId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShardId::Local => f.write_str("local"),
+            ShardId::Partition(p) => write!(f, "partition {p}"),
+        }
+    }
+}
+
+/// One sink shared by every shard's pipeline (all run on the pipeline thread).
+#[derive(Clone)]
+pub struct SharedSink(Arc<Mutex<Box<dyn Sink>>>);
+
+impl SharedSink {
+    pub fn new(sink: Box<dyn Sink>) -> Self {
+        SharedSink(Arc::new(Mutex::new(sink)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Box<dyn Sink>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Sink for SharedSink {
+    fn write(
+        &mut self,
+        stream: &str,
+        producer: &Producer<'_>,
+        events: &[Event],
+    ) -> Result<(), SinkError> {
+        self.lock().write(stream, producer, events)
+    }
+
+    fn dead_letters(&mut self, dead: &[DeadLetter]) -> Result<(), SinkError> {
+        self.lock().dead_letters(dead)
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.lock().flush()
+    }
+}
+
+/// Counters of shards that were closed (revoked), so a run's report covers them.
+#[derive(Debug, Default, Clone)]
+pub struct Retired {
+    pub outputs: BTreeMap<String, u64>,
+    pub dead_letters: u64,
+    pub alerts: u64,
+    pub swaps: u64,
+    pub failures: u64,
+}
+
+pub struct Shards {
+    specs: Vec<StageSpec>,
+    plugins: BTreeMap<String, Arc<LoadedPlugin>>,
+    unloaded: BTreeSet<String>,
+    sink: SharedSink,
+    pipelines: BTreeMap<ShardId, Pipeline>,
+    pub retired: Retired,
+}
+
+impl Shards {
+    /// `specs` in dependency order; `plugins` holds every plugin they name.
+    pub fn new(
+        specs: Vec<StageSpec>,
+        plugins: BTreeMap<String, Arc<LoadedPlugin>>,
+        sink: SharedSink,
+    ) -> Self {
+        Shards {
+            specs,
+            plugins,
+            unloaded: BTreeSet::new(),
+            sink,
+            pipelines: BTreeMap::new(),
+            retired: Retired::default(),
+        }
+    }
+
+    /// Open a shard with its saved stage state (stages without any start fresh).
+    pub fn open(
+        &mut self,
+        shard: ShardId,
+        mut saved: BTreeMap<String, StageCheckpoint>,
+    ) -> Result<&mut Pipeline, StartError> {
+        let mut stages = Vec::with_capacity(self.specs.len());
+        for spec in &self.specs {
+            let plugin = self.plugins[&spec.plugin].clone();
+            let checkpoint = saved.remove(&spec.name);
+            if let Some(c) = &checkpoint {
+                tracing::info!(%shard, stage = %spec.name, saved_by = %c.plugin_version, running = %plugin.version,
+                    watermark = c.watermark, lanes = ?c.lanes, "restoring saved state");
+            }
+            let mut stage = Stage::start(spec.clone(), plugin, checkpoint)?;
+            if self.unloaded.contains(&spec.plugin) {
+                stage.unload();
+            }
+            stages.push(stage);
+        }
+        let partition = match shard {
+            ShardId::Local => None,
+            ShardId::Partition(p) => Some(p),
+        };
+        let pipeline = Pipeline::new(stages, Box::new(self.sink.clone())).with_partition(partition);
+        self.pipelines.insert(shard, pipeline);
+        Ok(self.pipelines.get_mut(&shard).expect("just inserted"))
+    }
+
+    /// Close a shard (its partition was revoked); its counters stay in [`Shards::retired`].
+    pub fn close(&mut self, shard: ShardId) -> Option<Pipeline> {
+        let pipeline = self.pipelines.remove(&shard)?;
+        let r = &mut self.retired;
+        r.dead_letters += pipeline.dead_letters;
+        r.alerts += pipeline.alerts;
+        for s in pipeline.stages() {
+            *r.outputs.entry(s.spec().output.clone()).or_default() += s.stats.events_out;
+            r.swaps += s.stats.swaps;
+            r.failures += s.stats.failures;
+        }
+        Some(pipeline)
+    }
+
+    pub fn get_mut(&mut self, shard: ShardId) -> Option<&mut Pipeline> {
+        self.pipelines.get_mut(&shard)
+    }
+
+    pub fn ids(&self) -> Vec<ShardId> {
+        self.pipelines.keys().copied().collect()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&ShardId, &Pipeline)> {
+        self.pipelines.iter()
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&ShardId, &mut Pipeline)> {
+        self.pipelines.iter_mut()
+    }
+
+    pub fn flush_sink(&mut self) -> Result<(), SinkError> {
+        self.sink.flush()
+    }
+
+    /// Offer a new plugin version to every shard. Shards opened later start with it unless some
+    /// shard rejected it.
+    pub fn swap(&mut self, plugin: &Arc<LoadedPlugin>) -> Vec<(ShardId, SwapOutcome)> {
+        let mut outcomes = Vec::new();
+        for (&shard, pipeline) in &mut self.pipelines {
+            outcomes.extend(pipeline.swap(plugin).into_iter().map(|o| (shard, o)));
+        }
+        let known = self.plugins.contains_key(&plugin.name);
+        if known && outcomes.iter().all(|(_, o)| o.result.is_ok()) {
+            self.plugins.insert(plugin.name.clone(), plugin.clone());
+            self.unloaded.remove(&plugin.name);
+        }
+        outcomes
+    }
+
+    /// New stage parameters for every shard (see [`Pipeline::reconfigure`]). Shards opened later
+    /// take the parameters every open shard accepted.
+    pub fn reconfigure(&mut self, specs: &[StageSpec]) -> (Vec<(ShardId, SwapOutcome)>, Vec<String>) {
+        let mut outcomes = Vec::new();
+        let mut restart = Vec::new();
+        let template = Pipeline::restart_notes(&self.specs, specs);
+        for (&shard, pipeline) in &mut self.pipelines {
+            let (o, _) = pipeline.reconfigure(specs);
+            outcomes.extend(o.into_iter().map(|o| (shard, o)));
+        }
+        restart.extend(template);
+        for current in &mut self.specs {
+            let Some(new) = specs.iter().find(|s| s.name == current.name) else {
+                continue;
+            };
+            let rejected = outcomes
+                .iter()
+                .any(|(_, o)| o.stage == current.name && o.result.is_err());
+            let same_wiring = current.plugin == new.plugin
+                && current.inputs == new.inputs
+                && current.output == new.output;
+            if same_wiring && !rejected {
+                current.params = new.params.clone();
+            }
+        }
+        (outcomes, restart)
+    }
+
+    /// The plugin's file was removed: its stages stop in every shard, and in shards opened later.
+    pub fn unload(&mut self, plugin: &str) -> Vec<String> {
+        self.unloaded.insert(plugin.to_string());
+        let mut stopped = BTreeSet::new();
+        for pipeline in self.pipelines.values_mut() {
+            stopped.extend(pipeline.unload(plugin));
+        }
+        stopped.into_iter().collect()
+    }
+}
