@@ -19,8 +19,9 @@
 --
 -- Upgrades: `host migrate` (and `host run`) add columns that a table created by an older version
 -- of this file lacks (ALTER TABLE ... ADD COLUMN; 18.16 has no ADD COLUMN IF NOT EXISTS).
--- A sorting key cannot change in place: if a table's ORDER BY lacks `_partition` where this file
--- has it, `host migrate` stops and names the table (rename or drop it, then migrate again).
+-- A sorting key cannot change in place: a table whose ORDER BY lacks `_partition` where this
+-- file has it is rebuilt (rows copied into a new table; the old one is kept as
+-- `<table>_before_partition_key`).
 --
 -- Shards: with a Kafka source, each partition runs its own plugin chain (so partitions can move
 -- between hosts of a consumer group). Rows keyed by store and product come from one shard;

@@ -18,6 +18,12 @@ fn clickhouse(database: &str) -> ClickHouseConfig {
     }
 }
 
+fn execute(ch: &ClickHouseConfig, sql: &str) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = ch.client().with_database(&ch.database);
+    rt.block_on(client.query(sql).execute()).unwrap();
+}
+
 fn query(ch: &ClickHouseConfig, sql: &str) -> String {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = ch.client().with_database(&ch.database);
@@ -220,7 +226,7 @@ fn the_exercise_queries_answer_from_three_simulated_weeks() {
 }
 
 #[test]
-fn migrate_adds_the_columns_an_older_table_lacks() {
+fn migrate_adds_the_columns_an_older_table_lacks_and_rebuilds_a_changed_key() {
     let ch = clickhouse(&format!("shelfstream_upgrade_{}", std::process::id()));
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -231,6 +237,9 @@ fn migrate_adds_the_columns_an_older_table_lacks() {
             // fact_sales as an early version of sql/schema.sql made it: no provenance columns.
             format!("CREATE TABLE {}.fact_sales (sale_id String, total_amount Float64, transaction_date Date) ENGINE = ReplacingMergeTree() PARTITION BY toYYYYMM(transaction_date) ORDER BY sale_id", ch.database),
             format!("INSERT INTO {}.fact_sales VALUES ('T1-0', 2.5, '2026-11-22')", ch.database),
+            // sales_rollups before shards: its sorting key lacks _partition.
+            format!("CREATE TABLE {}.sales_rollups (window_start DateTime('UTC'), metric String, store_id String, total_revenue Float64) ENGINE = ReplacingMergeTree() PARTITION BY toYYYYMM(window_start) ORDER BY (metric, store_id, window_start)", ch.database),
+            format!("INSERT INTO {}.sales_rollups VALUES ('2026-11-22 00:00:00', 'sales_daily_store', 'S1', 9.5)", ch.database),
         ] {
             client.query(&sql).execute().await.unwrap();
         }
@@ -251,6 +260,29 @@ fn migrate_adds_the_columns_an_older_table_lacks() {
             "SELECT sale_id, total_amount, _source_offset FROM fact_sales"
         ),
         "T1-0\t2.5\t0"
+    );
+    // The table whose sorting key had to change was rebuilt with its rows (old one kept), and
+    // two shards' rows of one store and day no longer replace each other.
+    assert!(query(&ch, "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'sales_rollups'").contains("_partition"));
+    assert_eq!(
+        query(
+            &ch,
+            "SELECT store_id, total_revenue, _partition FROM sales_rollups"
+        ),
+        "S1\t9.5\t0"
+    );
+    assert_eq!(
+        query(
+            &ch,
+            "SELECT count() FROM sales_rollups_before_partition_key"
+        ),
+        "1"
+    );
+    execute(&ch, "INSERT INTO sales_rollups (window_start, metric, store_id, total_revenue, _partition) VALUES ('2026-11-22 00:00:00', 'sales_daily_store', 'S1', 1.5, 2)");
+    execute(&ch, "OPTIMIZE TABLE sales_rollups FINAL");
+    assert_eq!(
+        query(&ch, "SELECT sum(total_revenue) FROM sales_rollups FINAL"),
+        "11"
     );
     query(&ch, &format!("DROP DATABASE {}", ch.database));
 }

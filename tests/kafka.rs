@@ -544,10 +544,14 @@ fn kill_9_mid_stream_loses_and_doubles_nothing_in_clickhouse() {
     for round in 0..3 {
         // Kill each run once it has processed batches for a while (after the group gave it the
         // partitions: a restart waits for the group to expire the killed member).
-        let batches_before = log_of(data.path()).matches("first batch of the partition").count();
+        let batches_before = log_of(data.path())
+            .matches("first batch of the partition")
+            .count();
         let mut child = host(false).spawn().unwrap();
         assert!(
-            wait_for(60, || log_of(data.path()).matches("first batch of the partition").count()
+            wait_for(60, || log_of(data.path())
+                .matches("first batch of the partition")
+                .count()
                 > batches_before),
             "run {round} never got a partition:\n{}",
             log_of(data.path())
@@ -891,7 +895,8 @@ fn two_hosts_in_one_group_share_partitions_across_rebalances() {
     let mut second = host_run(&config, b.path(), false).spawn().unwrap();
     // The second host gets partitions, processes some, then leaves gracefully.
     assert!(
-        wait_for(30, || log_of(b.path()).contains("first batch of the partition")),
+        wait_for(30, || log_of(b.path())
+            .contains("first batch of the partition")),
         "the second host never got a partition:\n{}",
         log_of(b.path())
     );
@@ -925,7 +930,10 @@ fn two_hosts_in_one_group_share_partitions_across_rebalances() {
             "the second host wrote {stream} too"
         );
         assert_eq!(got.len(), want.len(), "{stream}: row count");
-        assert!(got == want, "{stream}: the hosts' rows together equal a clean run's");
+        assert!(
+            got == want,
+            "{stream}: the hosts' rows together equal a clean run's"
+        );
     }
     let sales = stream_rows(reference.path(), "sales").len();
     assert_eq!(

@@ -124,8 +124,10 @@ fn main() {
     let data = tempfile::tempdir().unwrap();
     let mut config = PipelineConfig::load(None).unwrap();
     config.runtime.data_dir = data.path().to_path_buf();
+    let group = format!("e2e-{now}");
     config.sources = vec![SourceConfig::Kafka(KafkaSourceConfig {
         stop_when_idle: Some("2s".into()),
+        group_id: group.clone(),
         ..KafkaSourceConfig::default()
     })];
     config.clickhouse = Some(ClickHouseConfig {
@@ -140,19 +142,19 @@ fn main() {
         secret_access_key: Some("minioadmin".into()),
         ..RawStoreConfig::default()
     });
-    // Resume exactly at the slice: saved offsets are where a source starts.
-    let mut saved = shelfstream::run::SavedState::default();
-    let offsets = before
+    // Start exactly at the slice: a fresh group whose shard checkpoints hold the slice's start.
+    let ends = before
         .iter()
         .map(|(t, p, o)| (partition_key(t, *p), *o))
         .collect();
-    saved.offsets.insert("kafka".into(), offsets);
-    std::fs::create_dir_all(data.path().join("state")).unwrap();
-    std::fs::write(
-        shelfstream::run::SavedState::path(data.path()),
-        serde_json::to_vec(&saved).unwrap(),
+    let store = shelfstream::checkpoint::ShardStore::new(
+        config.raw_store.as_ref().unwrap(),
+        data.path(),
+        &group,
+        rt.handle().clone(),
     )
     .unwrap();
+    shelfstream::checkpoint::start_at(&store, &ends).unwrap();
 
     let opts = shelfstream::run::RunOptions {
         plugins_dir: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins"),

@@ -108,17 +108,29 @@ impl ShardStore {
 /// Give every partition of `ends` (`topic:partition` -> offset) without a checkpoint an empty
 /// one at that offset: its shard then starts there instead of at the beginning. Returns how many
 /// partitions were set.
-pub fn start_at(store: &ShardStore, ends: &BTreeMap<String, i64>) -> Result<usize, CheckpointError> {
+pub fn start_at(
+    store: &ShardStore,
+    ends: &BTreeMap<String, i64>,
+) -> Result<usize, CheckpointError> {
     let mut by_partition: BTreeMap<i32, BTreeMap<String, i64>> = BTreeMap::new();
     for (key, &offset) in ends {
         if let Some(p) = key.rsplit_once(':').and_then(|(_, p)| p.parse().ok()) {
-            by_partition.entry(p).or_default().insert(key.clone(), offset);
+            by_partition
+                .entry(p)
+                .or_default()
+                .insert(key.clone(), offset);
         }
     }
     let mut set = 0;
     for (p, offsets) in by_partition {
         if store.load(p)?.is_none() {
-            store.store(p, &ShardCheckpoint { offsets, stages: BTreeMap::new() });
+            store.store(
+                p,
+                &ShardCheckpoint {
+                    offsets,
+                    stages: BTreeMap::new(),
+                },
+            );
             set += 1;
         }
     }

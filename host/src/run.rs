@@ -22,8 +22,8 @@ use tokio::sync::mpsc;
 use crate::checkpoint::{ShardCheckpoint, ShardStore};
 use crate::config::PipelineConfig;
 use crate::pipeline::{Batch, StageCheckpoint};
-use crate::shards::{ShardId, SharedSink, Shards};
 use crate::plugin::{LoadedPlugin, PluginEngine};
+use crate::shards::{ShardId, Shards, SharedSink};
 use crate::sinks::{clickhouse, Fanout, FileSink, Sink};
 use crate::sources::{self, SourceBatch, StopFlag};
 
@@ -407,8 +407,13 @@ impl Checkpoints {
                         .discard_after_blocking(topic, p, next)
                         .with_context(|| format!("removing raw batches of {key} after {next}"))?;
                     if deleted > 0 {
-                        tracing::info!(topic, partition = p, next, deleted,
-                            "removed raw batches written after the last checkpoint");
+                        tracing::info!(
+                            topic,
+                            partition = p,
+                            next,
+                            deleted,
+                            "removed raw batches written after the last checkpoint"
+                        );
                     }
                 }
             }
@@ -442,7 +447,8 @@ impl Checkpoints {
     }
 
     fn save_partition(&mut self, shards: &mut Shards, p: i32) -> anyhow::Result<()> {
-        let (Some(store), Some(pipeline)) = (&self.shard_store, shards.get_mut(ShardId::Partition(p)))
+        let (Some(store), Some(pipeline)) =
+            (&self.shard_store, shards.get_mut(ShardId::Partition(p)))
         else {
             return Ok(());
         };
@@ -485,7 +491,12 @@ impl Checkpoints {
         }
         self.dirty.clear();
         if let Some(sender) = &self.commit_sender {
-            let all: BTreeMap<String, i64> = self.offsets.values().flatten().map(|(k, &v)| (k.clone(), v)).collect();
+            let all: BTreeMap<String, i64> = self
+                .offsets
+                .values()
+                .flatten()
+                .map(|(k, &v)| (k.clone(), v))
+                .collect();
             if !all.is_empty() {
                 let _ = sender.send(all);
             }

@@ -44,7 +44,9 @@ impl SharedSink {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Box<dyn Sink>> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -183,7 +185,10 @@ impl Shards {
 
     /// New stage parameters for every shard (see [`Pipeline::reconfigure`]). Shards opened later
     /// take the parameters every open shard accepted.
-    pub fn reconfigure(&mut self, specs: &[StageSpec]) -> (Vec<(ShardId, SwapOutcome)>, Vec<String>) {
+    pub fn reconfigure(
+        &mut self,
+        specs: &[StageSpec],
+    ) -> (Vec<(ShardId, SwapOutcome)>, Vec<String>) {
         let mut outcomes = Vec::new();
         let mut restart = Vec::new();
         let template = Pipeline::restart_notes(&self.specs, specs);

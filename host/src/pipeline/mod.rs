@@ -283,7 +283,11 @@ impl Pipeline {
         for spec in new {
             match current.iter().find(|s| s.name == spec.name) {
                 None => notes.push(format!("stage {} is new", spec.name)),
-                Some(c) if c.plugin != spec.plugin || c.inputs != spec.inputs || c.output != spec.output => {
+                Some(c)
+                    if c.plugin != spec.plugin
+                        || c.inputs != spec.inputs
+                        || c.output != spec.output =>
+                {
                     notes.push(format!("stage {} is wired differently", spec.name))
                 }
                 Some(_) => {}

@@ -89,20 +89,6 @@ pub async fn migrate(client: &Client, database: &str) -> Result<usize, clickhous
         applied += 1;
         // A table made by an older schema may lack columns added since: add them.
         if let Some((table, columns)) = table_columns(&statement) {
-            if sorting_key(&statement).contains("_partition") {
-                let sql = format!(
-                    "SELECT engine_full FROM system.tables WHERE database = '{database}' AND name = '{table}'"
-                );
-                let engine = client.query(&sql).fetch_bytes("TabSeparated")?.collect().await?;
-                let engine = String::from_utf8_lossy(&engine);
-                if !sorting_key(&engine).contains("_partition") {
-                    return Err(clickhouse::error::Error::Custom(format!(
-                        "table {database}.{table} was created by an older schema: its ORDER BY lacks _partition, \
-                         so per-partition rollups would replace each other; a sorting key cannot change in place: \
-                         rename or drop the table (e.g. RENAME TABLE {database}.{table} TO {database}.{table}_old), then migrate again"
-                    )));
-                }
-            }
             let sql = format!(
                 "SELECT name FROM system.columns WHERE database = '{database}' AND table = '{table}'"
             );
@@ -112,7 +98,7 @@ pub async fn migrate(client: &Client, database: &str) -> Result<usize, clickhous
                 .collect()
                 .await?;
             let existing: Vec<&str> = std::str::from_utf8(&names).unwrap_or("").lines().collect();
-            for (name, definition) in columns {
+            for (name, definition) in &columns {
                 if !existing.contains(&name.as_str()) {
                     tracing::info!(table, column = %name, "adding a column the table lacks");
                     let alter = format!("ALTER TABLE {database}.{table} ADD COLUMN {definition}");
@@ -120,9 +106,65 @@ pub async fn migrate(client: &Client, database: &str) -> Result<usize, clickhous
                     applied += 1;
                 }
             }
+            // A sorting key cannot change in place: rebuild a table whose key lacks `_partition`.
+            if sorting_key(&statement).contains("_partition") {
+                let sql = format!(
+                    "SELECT engine_full FROM system.tables WHERE database = '{database}' AND name = '{table}'"
+                );
+                let engine = client
+                    .query(&sql)
+                    .fetch_bytes("TabSeparated")?
+                    .collect()
+                    .await?;
+                if !sorting_key(&String::from_utf8_lossy(&engine)).contains("_partition") {
+                    let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
+                    rebuild(client, &statement, database, &table, &names).await?;
+                    applied += 1;
+                }
+            }
         }
     }
     Ok(applied)
+}
+
+/// Re-create `table` with the sorting key of `statement` (its `CREATE TABLE`), copying every
+/// row; the old table stays as `{table}_before_partition_key`.
+async fn rebuild(
+    client: &Client,
+    statement: &str,
+    database: &str,
+    table: &str,
+    columns: &[&str],
+) -> Result<(), clickhouse::error::Error> {
+    let (old, new, backup) = (
+        format!("{database}.{table}"),
+        format!("{database}.{table}_rebuilt"),
+        format!("{database}.{table}_before_partition_key"),
+    );
+    tracing::warn!(table = %old, %backup, "rebuilding a table whose sorting key lacks _partition (rows are copied; the old table is kept)");
+    client
+        .query(&format!("DROP TABLE IF EXISTS {new}"))
+        .execute()
+        .await?;
+    let create = statement.replacen(&format!("{old}\n"), &format!("{new}\n"), 1);
+    if create == statement {
+        return Err(clickhouse::error::Error::Custom(format!(
+            "rebuilding {old}: unexpected CREATE statement"
+        )));
+    }
+    client.query(&create).execute().await?;
+    let list = columns.join(", ");
+    client
+        .query(&format!(
+            "INSERT INTO {new} ({list}) SELECT {list} FROM {old}"
+        ))
+        .execute()
+        .await?;
+    client
+        .query(&format!("RENAME TABLE {old} TO {backup}, {new} TO {old}"))
+        .execute()
+        .await?;
+    Ok(())
 }
 
 /// The `ORDER BY (...)` part of a table definition (empty if none).

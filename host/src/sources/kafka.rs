@@ -147,7 +147,12 @@ impl GroupContext {
             topics: topics.into_iter().collect(),
             reply,
         };
-        let offsets = match self.tx.blocking_send(command).ok().and_then(|_| answer.recv().ok()) {
+        let offsets = match self
+            .tx
+            .blocking_send(command)
+            .ok()
+            .and_then(|_| answer.recv().ok())
+        {
             Some(Ok(offsets)) => offsets,
             Some(Err(error)) => {
                 self.lock().failure = Some(format!("opening assigned partitions: {error}"));
@@ -179,7 +184,12 @@ impl GroupContext {
 
     /// Checkpoint and close the shards of `partitions` this member holds, then commit their
     /// offsets. `end_of_input`: the source is done, so the pipeline may close their windows.
-    fn revoke(&self, consumer: &BaseConsumer<Self>, partitions: &BTreeSet<i32>, end_of_input: bool) {
+    fn revoke(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        partitions: &BTreeSet<i32>,
+        end_of_input: bool,
+    ) {
         let held: BTreeSet<i32> = self
             .lock()
             .assigned
@@ -196,7 +206,12 @@ impl GroupContext {
             end_of_input,
             reply,
         };
-        match self.tx.blocking_send(command).ok().and_then(|_| answer.recv().ok()) {
+        match self
+            .tx
+            .blocking_send(command)
+            .ok()
+            .and_then(|_| answer.recv().ok())
+        {
             Some(offsets) => {
                 if !offsets.is_empty() {
                     if let Err(error) = consumer.commit(&offset_list(&offsets), CommitMode::Sync) {
@@ -227,7 +242,11 @@ fn partitions_of(
         let metadata = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(10))
             .with_context(|| format!("reading metadata of topic {topic} from {}", c.brokers))?;
-        let n = metadata.topics().iter().map(|t| t.partitions().len()).sum::<usize>();
+        let n = metadata
+            .topics()
+            .iter()
+            .map(|t| t.partitions().len())
+            .sum::<usize>();
         if n == 0 {
             anyhow::bail!("topic {topic} does not exist on {} (host simulate or host demo creates the retail topics)", c.brokers);
         }
@@ -381,7 +400,9 @@ pub fn run(
     // Hand every partition back with a final checkpoint; at the end of input (not on a stop
     // signal) the pipeline may close their windows first.
     let held = consumer.context().lock().assigned.clone();
-    consumer.context().revoke(&consumer, &held, !stop.is_stopped());
+    consumer
+        .context()
+        .revoke(&consumer, &held, !stop.is_stopped());
     let _ = consumer.unassign();
     Ok(())
 }

@@ -28,7 +28,6 @@ pub struct SourceBatch {
     pub offset: Option<(String, i64)>,
 }
 
-
 /// Tells sources to stop at their next batch boundary.
 #[derive(Clone, Default)]
 pub struct StopFlag(Arc<AtomicBool>);
