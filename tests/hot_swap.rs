@@ -153,13 +153,13 @@ fn removing_a_plugin_unloads_it_and_putting_it_back_resumes_with_its_state() {
     );
     p.push(
         "sales",
-        Batch::Events(vec![sale("T1", "S001", "SKU-00001", 2, 1.0, 1_000)]),
+        Batch::events(vec![sale("T1", "S001", "SKU-00001", 2, 1.0, 1_000)]),
     )
     .unwrap();
     assert_eq!(p.unload("revenue-aggregator"), vec!["agg".to_string()]);
     p.push(
         "sales",
-        Batch::Events(vec![sale("T2", "S001", "SKU-00001", 5, 1.0, 2_000)]),
+        Batch::events(vec![sale("T2", "S001", "SKU-00001", 5, 1.0, 2_000)]),
     )
     .unwrap();
     let dead = sink.take().dead_letters;
@@ -174,7 +174,7 @@ fn removing_a_plugin_unloads_it_and_putting_it_back_resumes_with_its_state() {
     assert!(outcomes[0].result.is_ok(), "{outcomes:?}");
     p.push(
         "sales",
-        Batch::Events(vec![sale("T3", "S001", "SKU-00001", 1, 1.0, 3 * MIN)]),
+        Batch::events(vec![sale("T3", "S001", "SKU-00001", 1, 1.0, 3 * MIN)]),
     )
     .unwrap();
     let rows = sink.take().streams.remove("sales_1m").unwrap();

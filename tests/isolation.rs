@@ -206,7 +206,7 @@ fn other_plugins_keep_processing_while_one_misbehaves() {
     for minute in 0..5 {
         let mut batch = normal(3, minute * MIN);
         batch.push(sale("BOOM", "S001", TRIGGER, 1, 1.0, minute * MIN));
-        pipeline.push("sales", Batch::Events(batch)).unwrap();
+        pipeline.push("sales", Batch::events(batch)).unwrap();
     }
     let got = sink.take();
     let rows: Vec<&Event> = got.streams["good-out"]

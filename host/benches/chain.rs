@@ -330,7 +330,7 @@ fn main() {
             })
         })
         .collect();
-    stage.process(Batch::Events(events), &mut dead);
+    stage.process(Batch::events(events), &mut dead);
     let mut bytes = std::fs::read(repo().join("plugins/revenue-aggregator.wasm")).unwrap();
     bytes.extend_from_slice(&[0, 5, 4, b'b', b'e', b'n', b'c']); // a custom section: a new version hash
     let v2 = engine

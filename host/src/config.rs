@@ -63,6 +63,9 @@ pub struct RuntimeConfig {
     /// Close all open windows when every source has ended (batch jobs on files). When false,
     /// open windows are kept in the saved state and continue on the next run.
     pub close_windows_at_end: bool,
+    /// Write every stream to `<data_dir>/out/<stream>.ndjson`. With ClickHouse configured these
+    /// are copies; turn them off to save the serialisation and the disk.
+    pub file_outputs: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -73,6 +76,7 @@ impl Default for RuntimeConfig {
             checkpoint_every: 65_536,
             max_failures: 3,
             close_windows_at_end: false,
+            file_outputs: true,
         }
     }
 }

@@ -147,7 +147,7 @@ impl PluginHarness {
     /// Feed typed events; returns what the plugin emitted, including windows that the batch's
     /// event times closed.
     pub fn process(&mut self, events: Vec<Event>) -> Vec<Event> {
-        self.stage.process(Batch::Events(events), &mut self.dead)
+        self.stage.process(Batch::events(events), &mut self.dead)
     }
 
     /// Move the watermark to `to` (if it is ahead) and return what that closes.

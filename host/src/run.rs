@@ -187,7 +187,10 @@ pub async fn run(
             ),
         }
     }
-    let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(FileSink::new(&data_dir.join("out"))?)];
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    if runtime.file_outputs {
+        sinks.push(Box::new(FileSink::new(&data_dir.join("out"))?));
+    }
     if let Some(ch) = &opts.config.clickhouse {
         let client = ch.client();
         let applied = clickhouse::migrate_when_reachable(&client, &ch.database, &ch.url)

@@ -29,14 +29,19 @@ fn lane_of_input(input: usize, lane: i32) -> i32 {
     input as i32 * LANE_STRIDE + lane
 }
 
-/// A batch of records: raw (for cleaners) or typed events.
+/// A batch of records: raw (for cleaners) or typed events. Events are shared: every stage
+/// reading a stream gets the same batch (and keeps it in its replay log) without a copy.
 #[derive(Debug, Clone)]
 pub enum Batch {
     Raw(Vec<RawRecord>),
-    Events(Vec<Event>),
+    Events(Arc<Vec<Event>>),
 }
 
 impl Batch {
+    pub fn events(events: Vec<Event>) -> Self {
+        Batch::Events(Arc::new(events))
+    }
+
     pub fn len(&self) -> usize {
         match self {
             Batch::Raw(r) => r.len(),
@@ -156,14 +161,29 @@ impl Pipeline {
     }
 
     fn track_positions(&mut self, records: &[RawRecord]) {
+        // Batches hold runs of one topic-partition: one map update per run, not per record.
         let mut changed = false;
-        for r in records {
-            let key = format!("{}:{}", r.topic, r.partition);
-            let at = self.positions.entry(key).or_insert(-1);
-            if r.offset > *at {
-                *at = r.offset;
+        let mut i = 0;
+        while i < records.len() {
+            let (topic, partition) = (&records[i].topic, records[i].partition);
+            let mut newest = records[i].offset;
+            let mut j = i + 1;
+            while j < records.len()
+                && records[j].partition == partition
+                && &records[j].topic == topic
+            {
+                newest = newest.max(records[j].offset);
+                j += 1;
+            }
+            let at = self
+                .positions
+                .entry(format!("{topic}:{partition}"))
+                .or_insert(-1);
+            if newest > *at {
+                *at = newest;
                 changed = true;
             }
+            i = j;
         }
         if changed {
             self.positions_json =
@@ -228,7 +248,7 @@ impl Pipeline {
         };
         self.sink.write(&s.spec().output, &producer, &out)?;
         self.alerts += out.iter().filter(|e| matches!(e, Event::Alert(_))).count() as u64;
-        queue.push_back((s.spec().output.clone(), Batch::Events(out), lane));
+        queue.push_back((s.spec().output.clone(), Batch::events(out), lane));
         Ok(())
     }
 

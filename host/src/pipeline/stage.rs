@@ -310,14 +310,20 @@ impl Stage {
 
     fn run_process(
         &mut self,
-        events: Vec<Event>,
+        events: Arc<Vec<Event>>,
         lane: i32,
         dead: &mut Vec<DeadLetter>,
     ) -> Vec<Event> {
         let watermark = self.watermark;
-        let (on_time, late): (Vec<Event>, Vec<Event>) =
-            events.into_iter().partition(|e| event_time(e) >= watermark);
-        for event in &late {
+        let (on_time, late): (Arc<Vec<Event>>, Vec<&Event>) =
+            if events.iter().all(|e| event_time(e) >= watermark) {
+                (events.clone(), Vec::new())
+            } else {
+                let (on_time, late): (Vec<&Event>, Vec<&Event>) =
+                    events.iter().partition(|e| event_time(e) >= watermark);
+                (Arc::new(on_time.into_iter().cloned().collect()), late)
+            };
+        for event in late {
             let reason = format!(
                 "event time {} is before the watermark {} (allowed lateness {} ms)",
                 event_time(event),

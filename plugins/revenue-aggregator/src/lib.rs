@@ -15,7 +15,27 @@ pub struct Totals {
     revenue: f64,
     units: i64,
     lines: u64,
-    transactions: BTreeSet<String>,
+    /// Distinct transactions, as 64-bit hashes of their ids (state version 1 kept the ids).
+    #[serde(deserialize_with = "transaction_hashes")]
+    transactions: BTreeSet<u64>,
+}
+
+/// Hashes (version 2) or ids (version 1, hashed on the way in).
+fn transaction_hashes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeSet<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Hash(u64),
+        Text(String),
+    }
+    let ids = Vec::<Id>::deserialize(d)?;
+    Ok(ids
+        .into_iter()
+        .map(|id| match id {
+            Id::Hash(h) => h,
+            Id::Text(t) => hash::fnv1a(t.as_bytes()),
+        })
+        .collect())
 }
 
 const GROUPINGS: [&str; 3] = ["store_id", "product_id", "category"];
@@ -31,6 +51,7 @@ impl Plugin for RevenueAggregator {
     const NAME: &'static str = "revenue-aggregator";
     const KIND: PluginKind = PluginKind::Aggregator;
     const DESCRIPTION: &'static str = "Revenue, units and transactions per group per window";
+    const STATE_VERSION: u32 = 2;
 
     fn new(params: &mut Params) -> Result<Self, String> {
         let size = params.duration_ms("window", MINUTE_MS)?;
@@ -63,12 +84,13 @@ impl Plugin for RevenueAggregator {
                     _ => s.category.clone().unwrap_or_else(|| "unknown".into()),
                 })
                 .collect();
+            let transaction = hash::fnv1a(s.transaction_id.as_bytes());
             for w in self.window.assign(s.timestamp) {
-                let t = self.open.entry(w, key.clone(), Totals::default);
+                let t = self.open.entry_ref(w, key.as_slice(), Totals::default);
                 t.revenue += s.total_amount;
                 t.units += s.quantity as i64;
                 t.lines += 1;
-                t.transactions.insert(s.transaction_id.clone());
+                t.transactions.insert(transaction);
             }
         }
         Vec::new()
@@ -104,7 +126,7 @@ impl Plugin for RevenueAggregator {
     }
 
     fn restore(&mut self, version: u32, data: &[u8]) -> Result<(), String> {
-        self.open = state::decode(Self::NAME, version, &[1], data)?;
+        self.open = state::decode(Self::NAME, version, &[1, 2], data)?;
         Ok(())
     }
 }

@@ -29,6 +29,7 @@
 //! ```
 
 pub mod dedup;
+pub mod hash;
 pub mod params;
 pub mod state;
 pub mod stats;

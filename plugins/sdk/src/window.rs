@@ -4,10 +4,13 @@
 //! event with time `< w` will arrive any more, so a window is complete, and is emitted, once
 //! `end <= w`. Windows are aligned to the Unix epoch (a 1-minute window starts on the minute).
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
+use std::hash::Hash;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+use crate::hash::FastMap;
 use crate::Timestamp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -73,34 +76,58 @@ impl Hopping {
 
 /// Accumulators per (window, key), emitted in order of window end, then key, when the watermark
 /// passes the window's end. Serialisable, so it goes straight into a plugin's snapshot.
+///
+/// Windows are kept in order (there are few open at a time); keys within a window are hashed
+/// (one [`crate::hash::Fnv64`] hash per lookup instead of comparisons along a tree path), and
+/// sorted once, when the window closes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(bound(
-    serialize = "K: Serialize + Clone, A: Serialize + Clone",
-    deserialize = "K: DeserializeOwned + Ord, A: DeserializeOwned"
+    serialize = "K: Serialize + Clone + Ord + Hash, A: Serialize + Clone",
+    deserialize = "K: DeserializeOwned + Ord + Hash, A: DeserializeOwned"
 ))]
 #[serde(into = "Vec<(Window, K, A)>", from = "Vec<(Window, K, A)>")]
-pub struct WindowStore<K: Ord, A> {
-    open: BTreeMap<(Timestamp, Timestamp, K), A>,
+pub struct WindowStore<K: Ord + Hash, A> {
+    /// (end, start) -> key -> accumulator.
+    open: BTreeMap<(Timestamp, Timestamp), FastMap<K, A>>,
+    len: usize,
 }
 
-impl<K: Ord, A> Default for WindowStore<K, A> {
+impl<K: Ord + Hash, A> Default for WindowStore<K, A> {
     fn default() -> Self {
         WindowStore {
             open: BTreeMap::new(),
+            len: 0,
         }
     }
 }
 
-impl<K: Ord, A> WindowStore<K, A> {
+impl<K: Ord + Hash, A> WindowStore<K, A> {
     pub fn new() -> Self {
         Self::default()
     }
 
     /// The accumulator of `key` in `window`, created with `init` on first use.
     pub fn entry(&mut self, window: Window, key: K, init: impl FnOnce() -> A) -> &mut A {
-        self.open
-            .entry((window.end, window.start, key))
-            .or_insert_with(init)
+        let keys = self.open.entry((window.end, window.start)).or_default();
+        let len = &mut self.len;
+        keys.entry(key).or_insert_with(|| {
+            *len += 1;
+            init()
+        })
+    }
+
+    /// [`WindowStore::entry`] by a borrowed key: the key is copied only when it is new.
+    pub fn entry_ref<Q>(&mut self, window: Window, key: &Q, init: impl FnOnce() -> A) -> &mut A
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let keys = self.open.entry((window.end, window.start)).or_default();
+        if !keys.contains_key(key) {
+            keys.insert(key.to_owned(), init());
+            self.len += 1;
+        }
+        keys.get_mut(key).expect("present")
     }
 
     /// Remove and return every window with `end <= watermark`, ordered by end, start, key.
@@ -110,40 +137,41 @@ impl<K: Ord, A> WindowStore<K, A> {
             if entry.key().0 > watermark {
                 break;
             }
-            let ((end, start, key), acc) = entry.remove_entry();
-            closed.push((Window { start, end }, key, acc));
+            let ((end, start), keys) = entry.remove_entry();
+            let window = Window { start, end };
+            let mut accs: Vec<(K, A)> = keys.into_iter().collect();
+            accs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            self.len -= accs.len();
+            closed.extend(accs.into_iter().map(|(k, a)| (window, k, a)));
         }
         closed
     }
 
     /// Number of open (window, key) accumulators.
     pub fn len(&self) -> usize {
-        self.open.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.open.is_empty()
+        self.len == 0
     }
 }
 
-impl<K: Ord + Clone, A: Clone> From<WindowStore<K, A>> for Vec<(Window, K, A)> {
+impl<K: Ord + Hash + Clone, A: Clone> From<WindowStore<K, A>> for Vec<(Window, K, A)> {
     fn from(store: WindowStore<K, A>) -> Self {
-        store
-            .open
-            .into_iter()
-            .map(|((end, start, key), acc)| (Window { start, end }, key, acc))
-            .collect()
+        let mut store = store;
+        store.close(Timestamp::MAX)
     }
 }
 
-impl<K: Ord, A> From<Vec<(Window, K, A)>> for WindowStore<K, A> {
+impl<K: Ord + Hash, A> From<Vec<(Window, K, A)>> for WindowStore<K, A> {
     fn from(entries: Vec<(Window, K, A)>) -> Self {
-        WindowStore {
-            open: entries
-                .into_iter()
-                .map(|(w, k, a)| ((w.end, w.start, k), a))
-                .collect(),
+        let mut store = WindowStore::new();
+        for (window, key, acc) in entries {
+            let mut acc = Some(acc);
+            store.entry(window, key, || acc.take().expect("once"));
         }
+        store
     }
 }
 
