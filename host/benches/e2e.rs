@@ -124,6 +124,8 @@ fn main() {
     let data = tempfile::tempdir().unwrap();
     let mut config = PipelineConfig::load(None).unwrap();
     config.runtime.data_dir = data.path().to_path_buf();
+    // ClickHouse, S3 and Kafka are the sinks here; E2E_FILE_OUTPUTS=1 adds the NDJSON copies.
+    config.runtime.file_outputs = std::env::var_os("E2E_FILE_OUTPUTS").is_some();
     let group = format!("e2e-{now}");
     config.sources = vec![SourceConfig::Kafka(KafkaSourceConfig {
         stop_when_idle: Some("2s".into()),
@@ -156,6 +158,7 @@ fn main() {
     .unwrap();
     shelfstream::checkpoint::start_at(&store, &ends).unwrap();
 
+    let config_file_outputs = config.runtime.file_outputs;
     let opts = shelfstream::run::RunOptions {
         plugins_dir: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins"),
         config,
@@ -170,6 +173,7 @@ fn main() {
     let cpu = cpu_seconds() - cpu_before;
     let busy = (report.elapsed_secs - 2.0).max(1e-3); // minus the idle wait that ends the run
     let host_rate = report.records_in as f64 / busy;
+    println!("file outputs: {}", config_file_outputs);
     println!(
         "host end to end: {} records in {busy:.2}s = {host_rate:.0} msg/s ({:.0}% of the bare consumer); host CPU {:.1} us/event",
         report.records_in,

@@ -207,18 +207,33 @@ pub fn open_store(
 
 /// Gzip NDJSON: one line per record.
 pub fn encode(records: &[RawRecord]) -> Vec<u8> {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    for r in records {
-        let line = serde_json::json!({
-            "partition": r.partition,
-            "offset": r.offset,
-            "key": r.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()),
-            "timestamp": r.timestamp,
-            "payload": String::from_utf8_lossy(&r.payload),
-        });
-        serde_json::to_writer(&mut gz, &line).expect("in-memory write");
-        gz.write_all(b"\n").expect("in-memory write");
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        partition: i32,
+        offset: i64,
+        key: Option<std::borrow::Cow<'a, str>>,
+        timestamp: i64,
+        payload: std::borrow::Cow<'a, str>,
     }
+    // Serialise first, then compress in one go: the compressor prepares its output buffer on
+    // every write, so many small writes (one per JSON fragment) cost far more than the data.
+    let mut ndjson = Vec::with_capacity(records.iter().map(|r| r.payload.len() + 96).sum());
+    for r in records {
+        let line = Line {
+            partition: r.partition,
+            offset: r.offset,
+            key: r.key.as_deref().map(String::from_utf8_lossy),
+            timestamp: r.timestamp,
+            payload: String::from_utf8_lossy(&r.payload),
+        };
+        serde_json::to_writer(&mut ndjson, &line).expect("in-memory write");
+        ndjson.push(b'\n');
+    }
+    let mut gz = flate2::write::GzEncoder::new(
+        Vec::with_capacity(ndjson.len() / 4 + 64),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(&ndjson).expect("in-memory write");
     gz.finish().expect("in-memory write")
 }
 
