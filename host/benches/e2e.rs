@@ -40,6 +40,38 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// CPU seconds used so far by each local service process (tansu, ClickHouse, s3s-fs), found by
+/// name in /proc: where the rest of the machine's CPU goes while the host runs.
+fn service_cpu() -> Vec<(&'static str, f64)> {
+    let names = [
+        ("tansu", "tansu"),
+        ("clickhouse", "clickhouse-serv"),
+        ("s3s-fs", "s3s-fs"),
+    ];
+    let mut out: Vec<(&'static str, f64)> = names.iter().map(|(n, _)| (*n, 0.0)).collect();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        let Some(i) = names.iter().position(|(_, c)| comm.trim() == *c) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let ticks = |k: usize| {
+            fields
+                .get(k)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        out[i].1 += (ticks(11) + ticks(12)) / 100.0;
+    }
+    out
+}
+
 /// The end offset of every partition of the retail topics now.
 fn end_offsets(consumer: &BaseConsumer) -> Vec<(String, i32, i64)> {
     let mut out = Vec::new();
@@ -166,11 +198,22 @@ fn main() {
         config_path: None,
         summary: false,
     };
+    // Compile the plugins into the run's cache first: CPU per event is the pipeline's, not
+    // Cranelift's.
+    let engine = shelfstream::plugin::PluginEngine::new(Some(data.path().join("cache"))).unwrap();
+    shelfstream::run::load_plugins(&engine, &opts.plugins_dir).unwrap();
+    drop(engine);
     let cpu_before = cpu_seconds();
+    let services_before = service_cpu();
     let report = rt
         .block_on(shelfstream::run::run(opts, std::future::pending()))
         .unwrap();
     let cpu = cpu_seconds() - cpu_before;
+    let services: Vec<(&str, f64)> = service_cpu()
+        .into_iter()
+        .zip(services_before)
+        .map(|((name, after), (_, before))| (name, after - before))
+        .collect();
     let busy = (report.elapsed_secs - 2.0).max(1e-3); // minus the idle wait that ends the run
     let host_rate = report.records_in as f64 / busy;
     println!("file outputs: {}", config_file_outputs);
@@ -179,5 +222,20 @@ fn main() {
         report.records_in,
         100.0 * host_rate / bare_rate,
         1e6 * cpu / report.records_in.max(1) as f64
+    );
+    let per_event = |seconds: f64| 1e6 * seconds / report.records_in.max(1) as f64;
+    let mut total = per_event(cpu);
+    let mut line = format!(
+        "CPU per event during the host run: host {:.1} us",
+        per_event(cpu)
+    );
+    for (name, seconds) in &services {
+        total += per_event(*seconds);
+        line.push_str(&format!(", {name} {:.1} us", per_event(*seconds)));
+    }
+    println!(
+        "{line}; all {total:.1} us = {:.2} cores busy at the host's rate (this machine has {})",
+        total * 1e-6 * host_rate,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     );
 }

@@ -439,6 +439,9 @@ impl Checkpoints {
         partitions: &[i32],
     ) -> anyhow::Result<BTreeMap<String, i64>> {
         shards.flush_sink().context("flushing outputs")?;
+        if let Some(raw) = &mut self.raw {
+            raw.wait();
+        }
         let mut offsets = BTreeMap::new();
         for &p in partitions {
             self.save_partition(shards, p)?;
@@ -475,6 +478,9 @@ impl Checkpoints {
 
     fn take(&mut self, shards: &mut Shards) -> anyhow::Result<()> {
         shards.flush_sink().context("flushing outputs")?;
+        if let Some(raw) = &mut self.raw {
+            raw.wait();
+        }
         for shard in shards.ids() {
             match shard {
                 ShardId::Local => {
@@ -549,7 +555,7 @@ fn pipeline_loop(
                     continue;
                 };
                 report.records_in += records.len() as u64;
-                if let (Some(raw), Some(_)) = (&checkpoints.raw, &offset) {
+                if let (Some(raw), Some(_)) = (&mut checkpoints.raw, &offset) {
                     raw.write(&records);
                 }
                 if let (Some(first), Some(last)) = (records.first(), records.last()) {

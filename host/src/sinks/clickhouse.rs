@@ -1,9 +1,11 @@
 //! The ClickHouse sink: plugin outputs and dead letters into the `retail` tables of `sql/schema.sql`.
 //!
 //! Rows are buffered per table as JSONEachRow and inserted when `batch_rows` rows are waiting or
-//! `flush_interval` has passed, and on every `flush`. A failed insert is retried with exponential
-//! backoff for as long as it takes: the pipeline thread waits, sources block on the full channel,
-//! and nothing is dropped (backpressure). Tables are ReplacingMergeTree keyed by each row's
+//! `flush_interval` has passed, and on every `flush`. Inserts run in the background, several at
+//! once (at most `MAX_IN_FLIGHT`); `flush` (the checkpoint) waits until every one is accepted. A
+//! failed insert is retried with exponential backoff for as long as it takes: the in-flight
+//! limit then holds the pipeline thread, sources block on the full channel, and nothing is
+//! dropped (backpressure). Tables are ReplacingMergeTree keyed by each row's
 //! deterministic identity, so rows written again after a crash collapse (see `sql/schema.sql`).
 
 use std::collections::BTreeMap;
@@ -294,7 +296,13 @@ pub struct ClickHouseSink {
     flush_interval: Duration,
     warned_metrics: std::collections::BTreeSet<String>,
     pub rows_written: u64,
+    /// Inserts under way, oldest first (at most [`MAX_IN_FLIGHT`]).
+    pending: std::collections::VecDeque<tokio::task::JoinHandle<()>>,
 }
+
+/// Inserts running at once; one more waits for the oldest (bounded memory; an outage holds the
+/// pipeline).
+const MAX_IN_FLIGHT: usize = 24;
 
 impl ClickHouseSink {
     /// `runtime`: where the async client runs; the sink itself is called from the pipeline thread.
@@ -310,6 +318,7 @@ impl ClickHouseSink {
             flush_interval,
             warned_metrics: Default::default(),
             rows_written: 0,
+            pending: Default::default(),
         })
     }
 
@@ -327,47 +336,31 @@ impl ClickHouseSink {
             .oldest
             .is_some_and(|t| t.elapsed() >= self.flush_interval);
         if self.buffered >= self.config.batch_rows || due {
-            self.flush()?;
+            self.start_inserts();
         }
         Ok(())
     }
 
-    /// Insert one table's rows, retrying with backoff until ClickHouse accepts them.
-    fn insert(&self, table: &str, rows: usize, body: Vec<u8>) {
-        let sql = format!(
-            "INSERT INTO {}.{table} FORMAT JSONEachRow",
-            self.config.database
-        );
-        let body = bytes::Bytes::from(body);
-        let mut backoff = Duration::from_millis(100);
-        let mut attempt = 1u32;
-        loop {
-            let result = self.runtime.block_on(async {
-                let mut insert = self.client.insert_formatted_with(sql.clone());
-                insert.send(body.clone()).await?;
-                insert.end().await
-            });
-            match result {
-                Ok(()) => {
-                    if attempt > 1 {
-                        tracing::info!(
-                            table,
-                            rows,
-                            attempt,
-                            "ClickHouse insert succeeded after retries"
-                        );
-                    }
-                    return;
-                }
-                Err(error) => {
-                    tracing::warn!(table, rows, attempt, retry_in_ms = backoff.as_millis() as u64, %error,
-                        "ClickHouse insert failed; retrying (the pipeline waits, nothing is dropped)");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    attempt += 1;
-                }
+    /// Start inserting every buffered table's rows: the inserts run concurrently in the
+    /// background, each retrying with backoff until ClickHouse accepts it.
+    fn start_inserts(&mut self) {
+        for (table, (rows, body)) in std::mem::take(&mut self.buffers) {
+            while self.pending.len() >= MAX_IN_FLIGHT {
+                let oldest = self.pending.pop_front().expect("not empty");
+                let _ = self.runtime.block_on(oldest);
             }
+            let sql = format!(
+                "INSERT INTO {}.{table} FORMAT JSONEachRow",
+                self.config.database
+            );
+            let client = self.client.clone();
+            let body = bytes::Bytes::from(body);
+            self.pending
+                .push_back(self.runtime.spawn(insert(client, sql, table, rows, body)));
+            self.rows_written += rows as u64;
         }
+        self.buffered = 0;
+        self.oldest = None;
     }
 
     fn metric_row(&mut self, m: &MetricRow, p: &Producer<'_>) -> Option<(String, Value)> {
@@ -513,14 +506,47 @@ impl Sink for ClickHouseSink {
         self.maybe_flush()
     }
 
+    /// Insert everything buffered and wait until ClickHouse has accepted every insert.
     fn flush(&mut self) -> Result<(), SinkError> {
-        for (table, (rows, body)) in std::mem::take(&mut self.buffers) {
-            self.insert(&table, rows, body);
-            self.rows_written += rows as u64;
+        self.start_inserts();
+        while let Some(insert) = self.pending.pop_front() {
+            let _ = self.runtime.block_on(insert);
         }
-        self.buffered = 0;
-        self.oldest = None;
         Ok(())
+    }
+}
+
+/// Insert one table's rows, retrying with backoff until ClickHouse accepts them.
+async fn insert(client: Client, sql: String, table: String, rows: usize, body: bytes::Bytes) {
+    let mut backoff = Duration::from_millis(100);
+    let mut attempt = 1u32;
+    loop {
+        let result = async {
+            let mut insert = client.insert_formatted_with(sql.clone());
+            insert.send(body.clone()).await?;
+            insert.end().await
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                if attempt > 1 {
+                    tracing::info!(
+                        table,
+                        rows,
+                        attempt,
+                        "ClickHouse insert succeeded after retries"
+                    );
+                }
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(table, rows, attempt, retry_in_ms = backoff.as_millis() as u64, %error,
+                    "ClickHouse insert failed; retrying (the pipeline waits, nothing is dropped)");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                attempt += 1;
+            }
+        }
     }
 }
 

@@ -65,7 +65,13 @@ pub struct RawStore {
     store: Arc<dyn ObjectStore>,
     prefix: String,
     runtime: tokio::runtime::Handle,
+    /// Uploads under way, oldest first (at most [`MAX_IN_FLIGHT`]).
+    pending: std::collections::VecDeque<tokio::task::JoinHandle<()>>,
 }
+
+/// Raw batches uploading at once; one more waits for the oldest (bounded memory; a store
+/// outage holds the pipeline).
+const MAX_IN_FLIGHT: usize = 16;
 
 impl RawStore {
     pub fn new(
@@ -77,6 +83,7 @@ impl RawStore {
             store: open_store(config, data_dir)?,
             prefix: config.prefix.trim_matches('/').to_string(),
             runtime,
+            pending: std::collections::VecDeque::new(),
         })
     }
 
@@ -107,8 +114,10 @@ impl RawStore {
         ))
     }
 
-    /// Write a batch (records of one topic-partition, in offset order); retries until stored.
-    pub fn write(&self, records: &[RawRecord]) {
+    /// Start storing a batch (records of one topic-partition, in offset order). The upload runs
+    /// in the background and retries until it succeeds; [`RawStore::wait`] waits for every
+    /// upload, and must be called before a checkpoint covers the batch.
+    pub fn write(&mut self, records: &[RawRecord]) {
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
             return;
         };
@@ -119,26 +128,39 @@ impl RawStore {
             last.offset,
             first.timestamp,
         );
-        let body = encode(records);
-        let mut backoff = Duration::from_millis(100);
-        let mut attempt = 1u32;
-        loop {
-            let payload = PutPayload::from(body.clone());
-            match self.runtime.block_on(self.store.put(&path, payload)) {
-                Ok(_) => {
-                    if attempt > 1 {
-                        tracing::info!(%path, attempt, "raw batch stored after retries");
+        let body = bytes::Bytes::from(encode(records));
+        while self.pending.len() >= MAX_IN_FLIGHT {
+            let oldest = self.pending.pop_front().expect("not empty");
+            let _ = self.runtime.block_on(oldest);
+        }
+        let store = self.store.clone();
+        self.pending.push_back(self.runtime.spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            let mut attempt = 1u32;
+            loop {
+                match store.put(&path, PutPayload::from(body.clone())).await {
+                    Ok(_) => {
+                        if attempt > 1 {
+                            tracing::info!(%path, attempt, "raw batch stored after retries");
+                        }
+                        return;
                     }
-                    return;
-                }
-                Err(error) => {
-                    tracing::warn!(%path, attempt, retry_in_ms = backoff.as_millis() as u64, %error,
-                        "storing a raw batch failed; retrying (the pipeline waits, nothing is dropped)");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    attempt += 1;
+                    Err(error) => {
+                        tracing::warn!(%path, attempt, retry_in_ms = backoff.as_millis() as u64, %error,
+                            "storing a raw batch failed; retrying (the pipeline waits, nothing is dropped)");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        attempt += 1;
+                    }
                 }
             }
+        }));
+    }
+
+    /// Wait until every batch written so far is stored.
+    pub fn wait(&mut self) {
+        while let Some(upload) = self.pending.pop_front() {
+            let _ = self.runtime.block_on(upload);
         }
     }
 
