@@ -880,7 +880,9 @@ fn two_hosts_in_one_group_share_partitions_across_rebalances() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let config = a.path().join("pipeline.toml");
     write_config(&config, &broker.address, &s3, &database);
-    let steps = 30_000u64;
+    // Long enough (about 13 s of production) for the second host to join, work and leave while
+    // the first one is still reading.
+    let steps = 80_000u64;
 
     let reference = tempfile::tempdir().unwrap();
     run_to_end(
@@ -901,8 +903,20 @@ fn two_hosts_in_one_group_share_partitions_across_rebalances() {
         log_of(b.path())
     );
     std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first host still runs when the second leaves"
+    );
     signal_term(&second);
     assert!(second.wait().unwrap().success(), "{}", log_of(b.path()));
+    assert!(
+        wait_for(30, || log_of(a.path())
+            .matches("partitions assigned")
+            .count()
+            >= 3),
+        "the first host takes the partitions back:\n{}",
+        log_of(a.path())
+    );
     producer.join().unwrap();
     assert!(first.wait().unwrap().success(), "{}", log_of(a.path()));
     let _ = std::fs::copy(
