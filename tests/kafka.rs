@@ -429,7 +429,7 @@ fn checkpointed_offsets(s3: &S3) -> std::collections::BTreeMap<String, i64> {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
         let checkpoint: shelfstream::checkpoint::ShardCheckpoint =
-            serde_json::from_slice(&bytes).unwrap();
+            serde_json::from_reader(flate2::read::GzDecoder::new(&bytes[..])).unwrap();
         offsets.extend(checkpoint.offsets);
     }
     offsets

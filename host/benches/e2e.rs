@@ -142,6 +142,8 @@ fn main() {
             .unwrap();
     }
     bare.assign(&tpl).unwrap();
+    let bare_services_before = service_cpu();
+    let bare_cpu_before = cpu_seconds();
     let started = Instant::now();
     let mut read = 0u64;
     while read < produced && started.elapsed() < Duration::from_secs(300) {
@@ -151,6 +153,12 @@ fn main() {
     }
     let bare_rate = read as f64 / started.elapsed().as_secs_f64();
     println!("bare rdkafka consumer: {read} messages, {bare_rate:.0} msg/s");
+    let bare_tansu = service_cpu()[0].1 - bare_services_before[0].1;
+    println!(
+        "CPU per message during the bare read: consumer {:.1} us, tansu {:.1} us",
+        1e6 * (cpu_seconds() - bare_cpu_before) / read.max(1) as f64,
+        1e6 * bare_tansu / read.max(1) as f64
+    );
 
     // The host: same slice, full chain, ClickHouse + raw batches (S3) + alerts to Kafka.
     let data = tempfile::tempdir().unwrap();

@@ -7,7 +7,7 @@
 //! topic-partitions and the state of each of its stages, saved together after every sink flushed.
 //! It lives in the object store (the same as the raw batches, S3 when hosts share work) at
 //!
-//! `checkpoints/{group_id}/partition-{p}.json`
+//! `checkpoints/{group_id}/partition-{p}.json.gz` (gzip-compressed JSON)
 //!
 //! so whichever host the group assigns `p` to resumes it exactly where the last owner stopped:
 //! the state and the offsets always match. Writes are retried until they succeed (an object
@@ -66,7 +66,7 @@ impl ShardStore {
     }
 
     pub fn path(&self, partition: i32) -> Path {
-        Path::from(format!("{}/partition-{partition}.json", self.prefix))
+        Path::from(format!("{}/partition-{partition}.json.gz", self.prefix))
     }
 
     /// The partition's checkpoint, or `None` if it was never checkpointed. Retries while the
@@ -84,9 +84,11 @@ impl ShardStore {
         });
         bytes
             .map(|b| {
-                serde_json::from_slice(&b).map_err(|error| CheckpointError::Corrupt {
-                    path: path.to_string(),
-                    error,
+                serde_json::from_reader(flate2::read::GzDecoder::new(&b[..])).map_err(|error| {
+                    CheckpointError::Corrupt {
+                        path: path.to_string(),
+                        error,
+                    }
                 })
             })
             .transpose()
@@ -95,7 +97,10 @@ impl ShardStore {
     /// Store the partition's checkpoint, replacing the previous one; retries until stored.
     pub fn store(&self, partition: i32, checkpoint: &ShardCheckpoint) {
         let path = self.path(partition);
-        let body = serde_json::to_vec(checkpoint).expect("checkpoints serialise");
+        let json = serde_json::to_vec(checkpoint).expect("checkpoints serialise");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &json).expect("in-memory write");
+        let body = gz.finish().expect("in-memory write");
         retry("storing a shard checkpoint", &path, || {
             let payload = PutPayload::from(body.clone());
             self.runtime
@@ -188,7 +193,7 @@ mod tests {
         assert!(store.load(0).unwrap().is_none());
         assert!(dir
             .path()
-            .join("raw/checkpoints/g/partition-1.json")
+            .join("raw/checkpoints/g/partition-1.json.gz")
             .is_file());
     }
 }

@@ -370,8 +370,28 @@ fn demo(args: DemoArgs) -> Result<()> {
     let mut config = PipelineConfig::load(None)?;
     config.runtime.data_dir = args.data_dir.clone();
     config.runtime.close_windows_at_end = true;
+    // One consumer group per demo data directory: its shard checkpoints (in the shared bucket)
+    // belong to that directory's runs, so a fresh directory starts afresh and a second run in
+    // the same one continues.
+    let group_file = args.data_dir.join("state").join("demo-group");
+    let group_id = match std::fs::read_to_string(&group_file) {
+        Ok(id) => id.trim().to_string(),
+        Err(_) => {
+            let id = format!(
+                "shelfstream-demo-{}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)?
+                    .as_millis()
+            );
+            std::fs::create_dir_all(group_file.parent().expect("has parent"))
+                .with_context(|| format!("creating {}", group_file.display()))?;
+            std::fs::write(&group_file, &id)
+                .with_context(|| format!("writing {}", group_file.display()))?;
+            id
+        }
+    };
     config.sources = vec![SourceConfig::Kafka(KafkaSourceConfig {
-        group_id: "shelfstream-demo".into(),
+        group_id: group_id.clone(),
         stop_when_idle: Some("5s".into()),
         ..KafkaSourceConfig::default()
     })];
@@ -411,7 +431,7 @@ fn demo(args: DemoArgs) -> Result<()> {
         let store = shelfstream::checkpoint::ShardStore::new(
             config.raw_store.as_ref().expect("set above"),
             &args.data_dir,
-            &KafkaSourceConfig::default().group_id,
+            &group_id,
             runtime.handle().clone(),
         )?;
         shelfstream::checkpoint::start_at(&store, &ends)?;

@@ -48,11 +48,38 @@ pub struct StageSpec {
 pub struct StageCheckpoint {
     pub plugin_version: String,
     pub state_version: u32,
+    /// The plugin's state bytes (base64 in JSON; a JSON array of bytes is read too).
+    #[serde(with = "state_bytes")]
     pub state: Vec<u8>,
     /// Newest event time accepted, per input lane (source partition).
     #[serde(default)]
     pub lanes: BTreeMap<i32, Timestamp>,
     pub watermark: Timestamp,
+}
+
+/// State bytes as base64 text: a third of the size of a JSON array of numbers, and faster.
+mod state_bytes {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Base64(String),
+            Bytes(Vec<u8>),
+        }
+        match Stored::deserialize(d)? {
+            Stored::Base64(text) => base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(serde::de::Error::custom),
+            Stored::Bytes(bytes) => Ok(bytes),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

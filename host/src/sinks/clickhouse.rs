@@ -46,7 +46,7 @@ impl Default for ClickHouseConfig {
             database: "retail".into(),
             user: "default".into(),
             password: String::new(),
-            batch_rows: 5_000,
+            batch_rows: 50_000,
             flush_interval: "1s".into(),
             metric_tables: BTreeMap::from([
                 ("sales_1m".into(), "spark_sales_metrics".into()),

@@ -4,8 +4,10 @@
 //! `{prefix}/{topic}/date={YYYY-MM-DD}/partition={p}/{first:020}-{last:020}.ndjson.gz`
 //!
 //! (the date of the first record's timestamp). Each line holds partition, offset, key, timestamp
-//! and payload. The write completes before the checkpoint that lets the source move past the
-//! batch; a failed write is retried until it succeeds (the pipeline waits, nothing is lost).
+//! and payload. An object holds the batches a partition delivered between two checkpoints (at most
+//! about 8 MiB of NDJSON). Uploads run in the background and complete before the checkpoint that
+//! lets the source move past them; a failed upload is retried until it succeeds (the pipeline
+//! waits, nothing is lost).
 //! After a crash, objects beyond the saved offsets were never checkpointed: [`RawStore::discard_after`]
 //! deletes them at start, so every offset lies in exactly one object.
 
@@ -67,7 +69,20 @@ pub struct RawStore {
     runtime: tokio::runtime::Handle,
     /// Uploads under way, oldest first (at most [`MAX_IN_FLIGHT`]).
     pending: std::collections::VecDeque<tokio::task::JoinHandle<()>>,
+    /// Per topic-partition: consecutive batches not uploaded yet, as NDJSON.
+    open: std::collections::BTreeMap<(String, i32), OpenObject>,
 }
+
+/// The next object of a topic-partition, growing until a checkpoint (or [`OBJECT_BYTES`]).
+struct OpenObject {
+    ndjson: Vec<u8>,
+    first: i64,
+    last: i64,
+    first_ts: i64,
+}
+
+/// An object is uploaded once this much NDJSON is waiting, even before the next checkpoint.
+const OBJECT_BYTES: usize = 8 << 20;
 
 /// Raw batches uploading at once; one more waits for the oldest (bounded memory; a store
 /// outage holds the pipeline).
@@ -84,6 +99,7 @@ impl RawStore {
             prefix: config.prefix.trim_matches('/').to_string(),
             runtime,
             pending: std::collections::VecDeque::new(),
+            open: std::collections::BTreeMap::new(),
         })
     }
 
@@ -114,21 +130,34 @@ impl RawStore {
         ))
     }
 
-    /// Start storing a batch (records of one topic-partition, in offset order). The upload runs
-    /// in the background and retries until it succeeds; [`RawStore::wait`] waits for every
-    /// upload, and must be called before a checkpoint covers the batch.
+    /// Take a batch (records of one topic-partition, in offset order). Consecutive batches of a
+    /// partition go into one object, uploaded in the background at the next [`RawStore::wait`]
+    /// (every checkpoint calls it before it covers the batches) or once it holds
+    /// [`OBJECT_BYTES`]; uploads retry until they succeed.
     pub fn write(&mut self, records: &[RawRecord]) {
-        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+        for r in records {
+            let key = (r.topic.clone(), r.partition);
+            let object = self.open.entry(key.clone()).or_insert_with(|| OpenObject {
+                ndjson: Vec::with_capacity(64 << 10),
+                first: r.offset,
+                last: r.offset,
+                first_ts: r.timestamp,
+            });
+            encode_line(&mut object.ndjson, r);
+            object.last = r.offset;
+            if object.ndjson.len() >= OBJECT_BYTES {
+                self.upload(&key);
+            }
+        }
+    }
+
+    /// Start uploading the open object of `key`.
+    fn upload(&mut self, key: &(String, i32)) {
+        let Some(object) = self.open.remove(key) else {
             return;
         };
-        let path = self.object_path(
-            &first.topic,
-            first.partition,
-            first.offset,
-            last.offset,
-            first.timestamp,
-        );
-        let body = bytes::Bytes::from(encode(records));
+        let path = self.object_path(&key.0, key.1, object.first, object.last, object.first_ts);
+        let body = bytes::Bytes::from(gzip(&object.ndjson));
         while self.pending.len() >= MAX_IN_FLIGHT {
             let oldest = self.pending.pop_front().expect("not empty");
             let _ = self.runtime.block_on(oldest);
@@ -157,8 +186,12 @@ impl RawStore {
         }));
     }
 
-    /// Wait until every batch written so far is stored.
+    /// Upload every open object and wait until everything written so far is stored.
     pub fn wait(&mut self) {
+        let keys: Vec<(String, i32)> = self.open.keys().cloned().collect();
+        for key in &keys {
+            self.upload(key);
+        }
         while let Some(upload) = self.pending.pop_front() {
             let _ = self.runtime.block_on(upload);
         }
@@ -227,8 +260,8 @@ pub fn open_store(
     })
 }
 
-/// Gzip NDJSON: one line per record.
-pub fn encode(records: &[RawRecord]) -> Vec<u8> {
+/// One record as an NDJSON line (partition, offset, key, timestamp, payload).
+fn encode_line(out: &mut Vec<u8>, r: &RawRecord) {
     #[derive(serde::Serialize)]
     struct Line<'a> {
         partition: i32,
@@ -237,26 +270,35 @@ pub fn encode(records: &[RawRecord]) -> Vec<u8> {
         timestamp: i64,
         payload: std::borrow::Cow<'a, str>,
     }
-    // Serialise first, then compress in one go: the compressor prepares its output buffer on
-    // every write, so many small writes (one per JSON fragment) cost far more than the data.
-    let mut ndjson = Vec::with_capacity(records.iter().map(|r| r.payload.len() + 96).sum());
-    for r in records {
-        let line = Line {
-            partition: r.partition,
-            offset: r.offset,
-            key: r.key.as_deref().map(String::from_utf8_lossy),
-            timestamp: r.timestamp,
-            payload: String::from_utf8_lossy(&r.payload),
-        };
-        serde_json::to_writer(&mut ndjson, &line).expect("in-memory write");
-        ndjson.push(b'\n');
-    }
+    let line = Line {
+        partition: r.partition,
+        offset: r.offset,
+        key: r.key.as_deref().map(String::from_utf8_lossy),
+        timestamp: r.timestamp,
+        payload: String::from_utf8_lossy(&r.payload),
+    };
+    serde_json::to_writer(&mut *out, &line).expect("in-memory write");
+    out.push(b'\n');
+}
+
+/// Compress in one go: the compressor prepares its output buffer on every write, so many small
+/// writes (one per JSON fragment) cost far more than the data.
+fn gzip(ndjson: &[u8]) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(
         Vec::with_capacity(ndjson.len() / 4 + 64),
         flate2::Compression::fast(),
     );
-    gz.write_all(&ndjson).expect("in-memory write");
+    gz.write_all(ndjson).expect("in-memory write");
     gz.finish().expect("in-memory write")
+}
+
+/// Gzip NDJSON: one line per record.
+pub fn encode(records: &[RawRecord]) -> Vec<u8> {
+    let mut ndjson = Vec::with_capacity(records.iter().map(|r| r.payload.len() + 96).sum());
+    for r in records {
+        encode_line(&mut ndjson, r);
+    }
+    gzip(&ndjson)
 }
 
 #[cfg(test)]
