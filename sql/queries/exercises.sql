@@ -3,6 +3,8 @@
 -- `host demo`; tests/clickhouse.rs runs every one after three simulated weeks and checks each
 -- returns rows. They run on ClickHouse 18.16 and current servers (one JOIN per query). Times are
 -- relative to the newest data, not to now(), so they also work on a replayed history.
+-- Every table is a ReplacingMergeTree that collapses rows written again after a crash on merge:
+-- the queries read with FINAL so that sums and counts see each row once.
 
 -- name: ex1_stock_dashboard
 -- Exercise 1, real-time dashboard: each store's shelves by status in the newest inventory window.
@@ -17,7 +19,7 @@ FROM
     SELECT store_id, product_id,
         argMax(stock_status, window_start) AS status,
         argMax(stock_percentage, window_start) AS pct
-    FROM spark_inventory_metrics
+    FROM spark_inventory_metrics FINAL
     GROUP BY store_id, product_id
 )
 GROUP BY store_id
@@ -33,7 +35,7 @@ SELECT
 FROM
 (
     SELECT toDate(window_start) AS day, round(sum(total_revenue), 2) AS revenue
-    FROM sales_rollups
+    FROM sales_rollups FINAL
     WHERE metric = 'sales_daily_store'
     GROUP BY day
     ORDER BY day
@@ -46,7 +48,7 @@ SELECT
     round(sum(total_revenue), 2) AS revenue,
     sum(units_sold) AS units,
     sum(transaction_count) AS transactions
-FROM sales_rollups
+FROM sales_rollups FINAL
 WHERE metric = 'sales_daily_category'
 GROUP BY category
 ORDER BY revenue DESC;
@@ -59,17 +61,17 @@ SELECT
     round(sum(predicted), 1) AS units,
     round(sum(lower), 1) AS units_low,
     round(sum(upper), 1) AS units_high
-FROM demand_forecasts
+FROM demand_forecasts FINAL
 WHERE model LIKE 'holt-winters%'
-  AND forecast_time = (SELECT max(forecast_time) FROM demand_forecasts WHERE model LIKE 'holt-winters%')
+  AND forecast_time = (SELECT max(forecast_time) FROM demand_forecasts FINAL WHERE model LIKE 'holt-winters%')
 GROUP BY store_id, day
 ORDER BY store_id, day;
 
 -- name: ex3_slow_movers
 -- Exercise 3, stock optimisation: shelves labelled DEAD or SLOW on the newest day.
 SELECT store_id, product_id, label, units_sold, stock_level, days_of_cover, round(sell_through, 3) AS sell_through
-FROM slow_movers
-WHERE window_end = (SELECT max(window_end) FROM slow_movers)
+FROM slow_movers FINAL
+WHERE window_end = (SELECT max(window_end) FROM slow_movers FINAL)
   AND label IN ('DEAD', 'SLOW')
 ORDER BY label, days_of_cover DESC, store_id, product_id;
 
@@ -82,7 +84,7 @@ SELECT
     round(argMax(reorder_point, window_start), 1) AS reorder_point,
     round(argMax(safety_stock, window_start), 1) AS safety_stock,
     argMax(order_quantity, window_start) AS order_quantity
-FROM stock_plans
+FROM stock_plans FINAL
 GROUP BY store_id, product_id
 HAVING order_quantity > 0
 ORDER BY order_quantity DESC, store_id, product_id
@@ -93,17 +95,17 @@ LIMIT 50;
 -- what was turned away (dead letters keep the source topic/partition/offset; the raw batches of
 -- those offsets are in the object store under raw/<topic>/date=/partition=/).
 SELECT 'fact_sales' AS table, _plugin AS plugin, _plugin_version AS version, count() AS rows
-FROM fact_sales GROUP BY plugin, version
+FROM fact_sales FINAL GROUP BY plugin, version
 UNION ALL
-SELECT 'fact_inventory', _plugin, _plugin_version, count() FROM fact_inventory GROUP BY _plugin, _plugin_version
+SELECT 'fact_inventory', _plugin, _plugin_version, count() FROM fact_inventory FINAL GROUP BY _plugin, _plugin_version
 UNION ALL
-SELECT 'streaming_alerts', _plugin, _plugin_version, count() FROM streaming_alerts GROUP BY _plugin, _plugin_version;
+SELECT 'streaming_alerts', _plugin, _plugin_version, count() FROM streaming_alerts FINAL GROUP BY _plugin, _plugin_version;
 
 -- name: ex4_dead_letters
 -- Exercise 4: dead letters by kind, source topic and the start of the reason.
 SELECT kind, source_topic, substring(reason, 1, 40) AS reason_start, count() AS messages,
     min(source_offset) AS first_offset, max(source_offset) AS last_offset
-FROM dead_letters
+FROM dead_letters FINAL
 GROUP BY kind, source_topic, reason_start
 ORDER BY messages DESC;
 
@@ -117,7 +119,7 @@ SELECT
     round(avg(visitParamExtractFloat(evidence, 'robust_z')), 1) AS avg_sales_z,
     round(avg(visitParamExtractFloat(evidence, 'missing_units')), 1) AS avg_missing_units,
     round(avg(visitParamExtractFloat(evidence, 'change')), 2) AS avg_price_change
-FROM streaming_alerts
+FROM streaming_alerts FINAL
 WHERE rule IN ('sales_anomaly', 'price_anomaly', 'shrinkage')
 GROUP BY day, rule, severity
 ORDER BY day, rule, severity;

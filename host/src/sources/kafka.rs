@@ -711,5 +711,22 @@ mod tests {
         guard.patience = Duration::ZERO;
         assert!(guard.accept(&consumer, "t", 1, 45));
         assert!(guard.accept(&consumer, "t", 1, 46));
+        // A revoked partition is forgotten; assigned again at an offset, it expects that one.
+        guard.patience = PATIENCE;
+        guard.forget(0);
+        assert!(
+            guard.accept(&consumer, "t", 0, 3),
+            "after forget: any offset"
+        );
+        guard.start("t", 0, Some(10));
+        assert!(
+            !guard.accept(&consumer, "t", 0, 12),
+            "10 and 11 are missing"
+        );
+        guard.start("t", 0, None);
+        assert!(
+            guard.accept(&consumer, "t", 0, 12),
+            "from the beginning: any offset"
+        );
     }
 }
