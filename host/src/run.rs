@@ -239,7 +239,7 @@ pub async fn run(
             let handle = tokio::runtime::Handle::current();
             let raw = crate::sinks::raw::RawStore::new(&config, &data_dir, handle.clone())?;
             let store = ShardStore::new(&config, &data_dir, &k.group_id, handle)?;
-            (Some(raw), Some(store))
+            (Some(raw), Some(Arc::new(store)))
         }
         None => (None, None),
     };
@@ -295,6 +295,7 @@ pub async fn run(
         dirty: BTreeSet::new(),
         raw,
         shard_store,
+        in_flight: None,
     };
     let summary = opts.summary;
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
@@ -331,7 +332,7 @@ pub async fn run(
     }
     // Sinks may block on their own I/O (ClickHouse retries): not on a runtime thread.
     let dead_letters = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
-        checkpoints.take(&mut shards)?;
+        checkpoints.take_now(&mut shards)?;
         Ok(shards.retired.dead_letters + shards.iter().map(|(_, p)| p.dead_letters).sum::<u64>())
     })
     .await??;
@@ -355,7 +356,9 @@ struct Checkpoints {
     dirty: BTreeSet<i32>,
     /// Raw batches of partitioned sources, stored before any checkpoint covers them.
     raw: Option<crate::sinks::raw::RawStore>,
-    shard_store: Option<ShardStore>,
+    shard_store: Option<Arc<ShardStore>>,
+    /// The checkpoint being written in the background.
+    in_flight: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Checkpoints {
@@ -438,6 +441,7 @@ impl Checkpoints {
         shards: &mut Shards,
         partitions: &[i32],
     ) -> anyhow::Result<BTreeMap<String, i64>> {
+        self.settle()?;
         shards.flush_sink().context("flushing outputs")?;
         if let Some(raw) = &mut self.raw {
             raw.wait();
@@ -453,10 +457,16 @@ impl Checkpoints {
     }
 
     fn save_partition(&mut self, shards: &mut Shards, p: i32) -> anyhow::Result<()> {
-        let (Some(store), Some(pipeline)) =
-            (&self.shard_store, shards.get_mut(ShardId::Partition(p)))
-        else {
-            return Ok(());
+        if let (Some(store), Some(checkpoint)) = (&self.shard_store, self.snapshot(shards, p)?) {
+            store.store(p, &checkpoint);
+        }
+        Ok(())
+    }
+
+    /// The partition's checkpoint as of now (its shard's state and offsets).
+    fn snapshot(&self, shards: &mut Shards, p: i32) -> anyhow::Result<Option<ShardCheckpoint>> {
+        let Some(pipeline) = shards.get_mut(ShardId::Partition(p)) else {
+            return Ok(None);
         };
         let checkpoint = ShardCheckpoint {
             offsets: self.offsets.get(&p).cloned().unwrap_or_default(),
@@ -472,45 +482,90 @@ impl Checkpoints {
                 .collect();
             tracing::debug!(partition = p, offsets = ?checkpoint.offsets, lanes = ?lanes, "checkpoint");
         }
-        store.store(p, &checkpoint);
-        Ok(())
+        Ok(Some(checkpoint))
     }
 
-    fn take(&mut self, shards: &mut Shards) -> anyhow::Result<()> {
-        shards.flush_sink().context("flushing outputs")?;
-        if let Some(raw) = &mut self.raw {
-            raw.wait();
+    /// Wait for the checkpoint being written in the background, if any.
+    fn settle(&mut self) -> anyhow::Result<()> {
+        match self.in_flight.take() {
+            Some(writer) => writer
+                .join()
+                .map_err(|_| anyhow::anyhow!("the checkpoint writer panicked"))?,
+            None => Ok(()),
         }
+    }
+
+    /// Take a checkpoint: every stage's state now, written once the sinks hold everything
+    /// written before it. The waiting and writing happen on a background thread while the
+    /// pipeline goes on (one checkpoint at a time, in order); [`Checkpoints::settle`] waits.
+    fn take(&mut self, shards: &mut Shards) -> anyhow::Result<()> {
+        self.settle()?;
+        let mut durable = shards.start_flush_sink().context("flushing outputs")?;
+        if let Some(raw) = &mut self.raw {
+            durable.push(raw.start_wait());
+        }
+        let mut local = None;
+        let mut partitions = Vec::new();
         for shard in shards.ids() {
             match shard {
                 ShardId::Local => {
                     let pipeline = shards.get_mut(shard).expect("listed");
                     let stages = pipeline.save().context("saving plugin state")?;
-                    SavedState {
+                    local = Some(SavedState {
                         sources: self.sources.clone(),
                         stages,
-                    }
-                    .store(&self.data_dir)?;
+                    });
                 }
                 ShardId::Partition(p) if self.dirty.contains(&p) => {
-                    self.save_partition(shards, p)?;
+                    if let Some(checkpoint) = self.snapshot(shards, p)? {
+                        partitions.push((p, checkpoint));
+                    }
                 }
                 ShardId::Partition(_) => {}
             }
         }
         self.dirty.clear();
-        if let Some(sender) = &self.commit_sender {
-            let all: BTreeMap<String, i64> = self
-                .offsets
-                .values()
-                .flatten()
-                .map(|(k, &v)| (k.clone(), v))
-                .collect();
-            if !all.is_empty() {
-                let _ = sender.send(all);
-            }
-        }
+        let commits: BTreeMap<String, i64> = self
+            .offsets
+            .values()
+            .flatten()
+            .map(|(k, &v)| (k.clone(), v))
+            .collect();
+        let (data_dir, store, sender) = (
+            self.data_dir.clone(),
+            self.shard_store.clone(),
+            self.commit_sender.clone(),
+        );
+        let writer = std::thread::Builder::new()
+            .name("checkpoint".into())
+            .spawn(move || -> anyhow::Result<()> {
+                for wait in durable {
+                    wait();
+                }
+                if let Some(local) = local {
+                    local.store(&data_dir)?;
+                }
+                if let Some(store) = &store {
+                    for (p, checkpoint) in &partitions {
+                        store.store(*p, checkpoint);
+                    }
+                }
+                if let Some(sender) = sender {
+                    if !commits.is_empty() {
+                        let _ = sender.send(commits);
+                    }
+                }
+                Ok(())
+            })
+            .context("starting the checkpoint writer")?;
+        self.in_flight = Some(writer);
         Ok(())
+    }
+
+    /// A checkpoint, written before returning.
+    fn take_now(&mut self, shards: &mut Shards) -> anyhow::Result<()> {
+        self.take(shards)?;
+        self.settle()
     }
 }
 

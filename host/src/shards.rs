@@ -67,6 +67,10 @@ impl Sink for SharedSink {
     fn flush(&mut self) -> Result<(), SinkError> {
         self.lock().flush()
     }
+
+    fn start_flush(&mut self) -> Result<Vec<crate::sinks::Pending>, SinkError> {
+        self.lock().start_flush()
+    }
 }
 
 /// Counters of shards that were closed (revoked), so a run's report covers them.
@@ -166,6 +170,11 @@ impl Shards {
 
     pub fn flush_sink(&mut self) -> Result<(), SinkError> {
         self.sink.flush()
+    }
+
+    /// See [`Sink::start_flush`].
+    pub fn start_flush_sink(&mut self) -> Result<Vec<crate::sinks::Pending>, SinkError> {
+        self.sink.start_flush()
     }
 
     /// Offer a new plugin version to every shard. Shards opened later start with it unless some

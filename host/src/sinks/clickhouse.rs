@@ -506,6 +506,18 @@ impl Sink for ClickHouseSink {
         self.maybe_flush()
     }
 
+    /// Insert everything buffered; the wait is for every insert started so far.
+    fn start_flush(&mut self) -> Result<Vec<crate::sinks::Pending>, SinkError> {
+        self.start_inserts();
+        let inserts = std::mem::take(&mut self.pending);
+        let runtime = self.runtime.clone();
+        Ok(vec![Box::new(move || {
+            for insert in inserts {
+                let _ = runtime.block_on(insert);
+            }
+        })])
+    }
+
     /// Insert everything buffered and wait until ClickHouse has accepted every insert.
     fn flush(&mut self) -> Result<(), SinkError> {
         self.start_inserts();

@@ -34,7 +34,8 @@ impl Default for KafkaSinkConfig {
 
 pub struct KafkaSink {
     config: KafkaSinkConfig,
-    producer: BaseProducer,
+    /// Shared with the checkpoint's background wait for deliveries.
+    producer: std::sync::Arc<BaseProducer>,
 }
 
 impl KafkaSink {
@@ -45,7 +46,10 @@ impl KafkaSink {
             .set("message.timeout.ms", "0") // never give up on a message: retry until delivered
             .create()
             .map_err(|e| kafka_error("creating the Kafka producer", e))?;
-        Ok(KafkaSink { config, producer })
+        Ok(KafkaSink {
+            config,
+            producer: std::sync::Arc::new(producer),
+        })
     }
 
     fn send(&self, topic: &str, key: &str, payload: &str) -> Result<(), SinkError> {
@@ -112,14 +116,24 @@ impl Sink for KafkaSink {
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
-        // Wait for every delivery report; with message.timeout.ms = 0 librdkafka keeps retrying
-        // while the broker is away, so this blocks (backpressure) rather than losing messages.
-        loop {
-            match self.producer.flush(Duration::from_secs(5)) {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    tracing::warn!(error = %e, in_flight = self.producer.in_flight_count(), "waiting for Kafka to acknowledge alerts and dead letters")
-                }
+        wait_for_deliveries(&self.producer);
+        Ok(())
+    }
+
+    fn start_flush(&mut self) -> Result<Vec<super::Pending>, SinkError> {
+        let producer = self.producer.clone();
+        Ok(vec![Box::new(move || wait_for_deliveries(&producer))])
+    }
+}
+
+/// Wait for every delivery report; with message.timeout.ms = 0 librdkafka keeps retrying while
+/// the broker is away, so this blocks (backpressure) rather than losing messages.
+fn wait_for_deliveries(producer: &BaseProducer) {
+    loop {
+        match producer.flush(Duration::from_secs(5)) {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, in_flight = producer.in_flight_count(), "waiting for Kafka to acknowledge alerts and dead letters")
             }
         }
     }

@@ -48,7 +48,16 @@ pub trait Sink: Send {
     fn dead_letters(&mut self, dead: &[DeadLetter]) -> Result<(), SinkError>;
     /// Make everything written so far durable.
     fn flush(&mut self) -> Result<(), SinkError>;
+    /// Start making everything written so far durable, without waiting: the returned waits
+    /// block until it is (a checkpoint runs them in the background while the pipeline goes on).
+    fn start_flush(&mut self) -> Result<Vec<Pending>, SinkError> {
+        self.flush()?;
+        Ok(Vec::new())
+    }
 }
+
+/// A wait for work under way (uploads, inserts, deliveries) to be durable.
+pub type Pending = Box<dyn FnOnce() + Send>;
 
 /// Several sinks as one: each batch goes to every sink, in order.
 pub struct Fanout(pub Vec<Box<dyn Sink>>);
@@ -71,5 +80,13 @@ impl Sink for Fanout {
 
     fn flush(&mut self) -> Result<(), SinkError> {
         self.0.iter_mut().try_for_each(|s| s.flush())
+    }
+
+    fn start_flush(&mut self) -> Result<Vec<Pending>, SinkError> {
+        let mut pending = Vec::new();
+        for s in &mut self.0 {
+            pending.extend(s.start_flush()?);
+        }
+        Ok(pending)
     }
 }

@@ -186,6 +186,21 @@ impl RawStore {
         }));
     }
 
+    /// Upload every open object; the returned wait is for everything written so far.
+    pub fn start_wait(&mut self) -> crate::sinks::Pending {
+        let keys: Vec<(String, i32)> = self.open.keys().cloned().collect();
+        for key in &keys {
+            self.upload(key);
+        }
+        let uploads = std::mem::take(&mut self.pending);
+        let runtime = self.runtime.clone();
+        Box::new(move || {
+            for upload in uploads {
+                let _ = runtime.block_on(upload);
+            }
+        })
+    }
+
     /// Upload every open object and wait until everything written so far is stored.
     pub fn wait(&mut self) {
         let keys: Vec<(String, i32)> = self.open.keys().cloned().collect();
