@@ -171,6 +171,19 @@ fn rate(n: usize, elapsed: Duration) -> f64 {
 
 fn main() {
     let engine = PluginEngine::new(None).unwrap();
+    if std::env::var_os("CHAIN_PROFILE").is_some() {
+        // Only the WebAssembly chain at batch 1024, several rounds: for `perf record`.
+        let records = sales_records(200_000);
+        let started = Instant::now();
+        for _ in 0..5 {
+            let (mut pipeline, _sink) = wasm_pipeline(&engine);
+            for c in records.chunks(1024) {
+                pipeline.push(SALES, Batch::Raw(c.to_vec())).unwrap();
+            }
+        }
+        println!("wasm ev/s: {:.0}", rate(1_000_000, started.elapsed()));
+        return;
+    }
     println!("shelfstream chain benchmark: sales-cleaner -> revenue-aggregator (1m tumbling) -> sales-spike-alert");
     println!(
         "wasmtime component-model-async feature: {}",

@@ -25,7 +25,8 @@ pub enum DeadLetterKind {
 /// Where a raw record came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceRef {
-    pub topic: String,
+    /// Shared by the events of a batch (one topic per batch, usually).
+    pub topic: std::sync::Arc<str>,
     pub partition: i32,
     pub offset: i64,
 }
@@ -59,7 +60,7 @@ impl DeadLetter {
             plugin: plugin.name.clone(),
             plugin_version: plugin.version.clone(),
             source: Some(SourceRef {
-                topic: r.topic.clone(),
+                topic: r.topic.as_str().into(),
                 partition: r.partition,
                 offset: r.offset,
             }),

@@ -304,11 +304,16 @@ impl Stage {
             Ok(results) => {
                 self.consecutive_failures = 0;
                 let mut out = Vec::with_capacity(results.len());
+                let mut topic: Option<Arc<str>> = None;
                 for (record, result) in records.iter().zip(results) {
                     match result {
                         Ok(events) => {
+                            let topic = match &topic {
+                                Some(t) if **t == *record.topic => t.clone(),
+                                _ => topic.insert(record.topic.as_str().into()).clone(),
+                            };
                             let origin = SourceRef {
-                                topic: record.topic.clone(),
+                                topic,
                                 partition: record.partition,
                                 offset: record.offset,
                             };

@@ -83,6 +83,11 @@ impl PluginEngine {
             .epoch_interruption(true)
             .cranelift_opt_level(OptLevel::Speed)
             .max_wasm_stack(1 << 20);
+        // `SHELFSTREAM_WASM_PERFMAP=1` writes /tmp/perf-<pid>.map so `perf report` names the
+        // plugins' compiled functions.
+        if std::env::var_os("SHELFSTREAM_WASM_PERFMAP").is_some_and(|v| v != "0") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let mut linker = Linker::new(&engine);
         ShelfstreamPlugin::add_to_linker::<_, HasSelf<StoreData>>(&mut linker, |d| d)

@@ -495,7 +495,7 @@ impl Sink for ClickHouseSink {
                 "stage": d.stage,
                 "plugin": d.plugin,
                 "plugin_version": d.plugin_version,
-                "source_topic": source.map(|s| s.topic.clone()).unwrap_or_default(),
+                "source_topic": source.map(|s| s.topic.to_string()).unwrap_or_default(),
                 "source_partition": source.map_or(-1, |s| s.partition),
                 "source_offset": source.map_or(-1, |s| s.offset),
                 "record": record,
@@ -575,7 +575,7 @@ fn provenance(row: &mut Map<String, Value>, p: &Producer<'_>) {
 /// A fact's own source record.
 fn source(row: &mut Map<String, Value>, origin: Option<&crate::pipeline::SourceRef>) {
     let (topic, partition, offset) =
-        origin.map_or(("", -1, -1), |o| (o.topic.as_str(), o.partition, o.offset));
+        origin.map_or(("", -1, -1), |o| (&*o.topic, o.partition, o.offset));
     row.insert("_source_topic".into(), topic.into());
     row.insert("_source_partition".into(), partition.into());
     row.insert("_source_offset".into(), offset.into());

@@ -26,7 +26,7 @@ impl Plugin for InventoryCleaner {
     const KIND: PluginKind = PluginKind::Cleaner;
     const DESCRIPTION: &'static str = "Validates and normalises inventory updates";
 
-    const STATE_VERSION: u32 = 2;
+    const STATE_VERSION: u32 = 3;
 
     fn new(params: &mut Params) -> Result<Self, String> {
         let seen = dedup::RecentIds::from_params(params)?;
@@ -51,7 +51,8 @@ impl Plugin for InventoryCleaner {
     }
 
     fn restore(&mut self, version: u32, data: &[u8]) -> Result<(), String> {
-        self.seen.restore(Self::NAME, version, 2, data)
+        self.seen
+            .restore(Self::NAME, version, Self::STATE_VERSION, data)
     }
 }
 

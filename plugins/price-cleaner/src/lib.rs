@@ -21,7 +21,7 @@ impl Plugin for PriceCleaner {
     const NAME: &'static str = "price-cleaner";
     const KIND: PluginKind = PluginKind::Cleaner;
     const DESCRIPTION: &'static str = "Validates and normalises price changes";
-    const STATE_VERSION: u32 = 2;
+    const STATE_VERSION: u32 = 3;
 
     fn new(params: &mut Params) -> Result<Self, String> {
         let seen = dedup::RecentIds::from_params(params)?;
@@ -40,7 +40,8 @@ impl Plugin for PriceCleaner {
     }
 
     fn restore(&mut self, version: u32, data: &[u8]) -> Result<(), String> {
-        self.seen.restore(Self::NAME, version, 2, data)
+        self.seen
+            .restore(Self::NAME, version, Self::STATE_VERSION, data)
     }
 }
 

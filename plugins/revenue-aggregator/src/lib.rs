@@ -65,6 +65,9 @@ impl Plugin for RevenueAggregator {
         if let Some(bad) = by.iter().find(|b| !GROUPINGS.contains(&b.as_str())) {
             return Err(format!("by: {bad:?} is not one of {GROUPINGS:?}"));
         }
+        if let Some((i, twice)) = (by.iter().enumerate()).find(|(i, b)| by[..*i].contains(b)) {
+            return Err(format!("by: {twice:?} is listed twice (at {i})"));
+        }
         let open = WindowStore::new();
         Ok(RevenueAggregator {
             window,
@@ -76,17 +79,24 @@ impl Plugin for RevenueAggregator {
 
     fn process(&mut self, batch: Vec<Event>) -> Vec<Event> {
         for event in batch {
-            let Event::Sale(s) = event else { continue };
-            let key: Vec<String> = (self.by.iter())
+            let Event::Sale(mut s) = event else { continue };
+            // The sale is ours: its strings move into the key (`by` names each field once).
+            let mut key: Vec<String> = (self.by.iter())
                 .map(|b| match b.as_str() {
-                    "store_id" => s.store_id.clone(),
-                    "product_id" => s.product_id.clone(),
-                    _ => s.category.clone().unwrap_or_else(|| "unknown".into()),
+                    "store_id" => std::mem::take(&mut s.store_id),
+                    "product_id" => std::mem::take(&mut s.product_id),
+                    _ => s.category.take().unwrap_or_else(|| "unknown".into()),
                 })
                 .collect();
             let transaction = hash::fnv1a(s.transaction_id.as_bytes());
-            for w in self.window.assign(s.timestamp) {
-                let t = self.open.entry_ref(w, key.as_slice(), Totals::default);
+            let mut windows = self.window.assign(s.timestamp).peekable();
+            while let Some(w) = windows.next() {
+                let t = match windows.peek() {
+                    Some(_) => self.open.entry_ref(w, key.as_slice(), Totals::default),
+                    None => self
+                        .open
+                        .entry(w, std::mem::take(&mut key), Totals::default),
+                };
                 t.revenue += s.total_amount;
                 t.units += s.quantity as i64;
                 t.lines += 1;

@@ -3,30 +3,43 @@
 //! with a negative quantity. Identifiers are normalised (`s1` -> `S001`, `sku42` -> `SKU-00042`),
 //! money is rounded to cents and times become UTC milliseconds.
 
+use std::borrow::Cow;
+use std::hash::Hasher;
+
 use serde::Deserialize;
 use shelfstream_sdk::*;
 
+// Text fields borrow from the payload (`Cow`: owned only when JSON escapes force a copy).
 #[derive(Deserialize)]
-struct Transaction {
-    transaction_id: Option<String>,
-    store_id: Option<String>,
-    customer_id: Option<String>,
-    payment_method: Option<String>,
+struct Transaction<'a> {
+    #[serde(borrow)]
+    transaction_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    store_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    customer_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    payment_method: Option<Cow<'a, str>>,
     /// `sale` (default), `return` or `refund`: returns and refunds may list positive quantities.
-    transaction_type: Option<String>,
-    timestamp: Option<serde_json::Value>,
-    items: Option<Vec<Item>>,
+    #[serde(borrow)]
+    transaction_type: Option<Cow<'a, str>>,
+    timestamp: Option<clean::Time>,
+    #[serde(borrow)]
+    items: Option<Vec<Item<'a>>>,
 }
 
 #[derive(Deserialize)]
-struct Item {
+struct Item<'a> {
     /// The line number within the transaction; default: the item's position.
     line: Option<u32>,
-    product_id: Option<String>,
-    category: Option<String>,
+    #[serde(borrow)]
+    product_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    category: Option<Cow<'a, str>>,
     quantity: Option<i32>,
     /// `each` (default), `pair`, `dozen`, or `pack-N` / `case-N`: quantities become single units.
-    unit: Option<String>,
+    #[serde(borrow)]
+    unit: Option<Cow<'a, str>>,
     unit_price: Option<f64>,
     /// The price in cents, when the source sends minor units.
     unit_price_cents: Option<i64>,
@@ -34,9 +47,12 @@ struct Item {
 
 /// How many single units one `unit` holds.
 fn units_per(unit: Option<&str>) -> Result<i32, String> {
-    let unit = unit.map(|u| u.trim().to_lowercase()).unwrap_or_default();
+    let Some(unit) = unit.map(str::trim).filter(|u| !u.is_empty()) else {
+        return Ok(1);
+    };
+    let unit = unit.to_lowercase();
     match unit.as_str() {
-        "" | "each" | "unit" | "ea" => Ok(1),
+        "each" | "unit" | "ea" => Ok(1),
         "pair" => Ok(2),
         "dozen" => Ok(12),
         other => other
@@ -59,7 +75,7 @@ impl Plugin for SalesCleaner {
     const NAME: &'static str = "sales-cleaner";
     const KIND: PluginKind = PluginKind::Cleaner;
     const DESCRIPTION: &'static str = "Validates and normalises sales transactions into sale lines";
-    const STATE_VERSION: u32 = 2;
+    const STATE_VERSION: u32 = 3;
 
     fn new(params: &mut Params) -> Result<Self, String> {
         let max_quantity = params.number("max_quantity", 1000.0, 1.0, 1e6)? as i32;
@@ -79,24 +95,39 @@ impl Plugin for SalesCleaner {
     }
 
     fn restore(&mut self, version: u32, data: &[u8]) -> Result<(), String> {
-        self.seen.restore(Self::NAME, version, 2, data)
+        self.seen
+            .restore(Self::NAME, version, Self::STATE_VERSION, data)
     }
 }
 
 impl SalesCleaner {
-    /// [`SalesCleaner::clean_one`], then reject a transaction line seen before.
+    /// [`SalesCleaner::clean_one`], then reject a transaction line seen before. The id is the
+    /// transaction id and its line numbers, `T1#0,1`, hashed as it is spelt.
     fn clean_unique(&mut self, payload: &[u8]) -> Cleaned {
         let events = self.clean_one(payload)?;
-        if let Some(Event::Sale(s)) = events.first() {
-            let lines: Vec<String> = events
-                .iter()
-                .filter_map(|e| match e {
-                    Event::Sale(s) => Some(s.line.to_string()),
-                    _ => None,
-                })
-                .collect();
-            let id = format!("{}#{}", s.transaction_id, lines.join(","));
-            self.seen.reject_repeat(&id, s.timestamp)?;
+        if let Some(Event::Sale(first)) = events.first() {
+            let mut id = hash::Fnv64::default();
+            id.write(first.transaction_id.as_bytes());
+            let mut separator = b'#';
+            let mut digits = [0u8; 10];
+            for event in &events {
+                if let Event::Sale(s) = event {
+                    id.write(&[separator]);
+                    id.write(decimal(s.line, &mut digits));
+                    separator = b',';
+                }
+            }
+            self.seen
+                .reject_repeat_hash(id.finish(), first.timestamp, || {
+                    let lines: Vec<String> = events
+                        .iter()
+                        .filter_map(|e| match e {
+                            Event::Sale(s) => Some(s.line.to_string()),
+                            _ => None,
+                        })
+                        .collect();
+                    format!("{}#{}", first.transaction_id, lines.join(","))
+                })?;
         }
         Ok(events)
     }
@@ -106,30 +137,32 @@ impl SalesCleaner {
             serde_json::from_slice(payload).map_err(|e| format!("invalid JSON: {e}"))?;
         let transaction_id = required(tx.transaction_id, "transaction_id")?;
         let store_id = clean::store_id(&required(tx.store_id, "store_id")?)?;
-        let timestamp = clean::timestamp(tx.timestamp.as_ref())?;
+        let timestamp = clean::Time::get(tx.timestamp)?;
         let items = tx.items.ok_or("items: missing")?;
         if items.is_empty() {
             return Err("items: empty transaction".into());
         }
-        let customer_id = tx.customer_id.filter(|c| !c.trim().is_empty());
-        let sign = match tx
-            .transaction_type
-            .as_deref()
-            .map(str::to_lowercase)
-            .as_deref()
-        {
-            None | Some("sale") => 1,
-            Some("return" | "refund") => -1,
+        let customer_id = tx
+            .customer_id
+            .filter(|c| !c.trim().is_empty())
+            .map(String::from);
+        let sign = match tx.transaction_type.as_deref() {
+            None => 1,
+            Some(t) if t.eq_ignore_ascii_case("sale") => 1,
+            Some(t) if t.eq_ignore_ascii_case("return") || t.eq_ignore_ascii_case("refund") => -1,
             Some(other) => {
                 return Err(format!(
-                    "transaction_type: {other:?} is not sale, return or refund"
+                    "transaction_type: {:?} is not sale, return or refund",
+                    other.to_lowercase()
                 ))
             }
         };
         let payment_method = tx
             .payment_method
-            .unwrap_or_else(|| "unknown".into())
+            .as_deref()
+            .unwrap_or("unknown")
             .to_lowercase();
+        let transaction_id = transaction_id.into_owned();
         items
             .into_iter()
             .enumerate()
@@ -141,7 +174,7 @@ impl SalesCleaner {
                 .map_err(|e| format!("items[{i}].{e}"))?;
                 let quantity = item
                     .quantity
-                    .ok_or(format!("items[{i}].quantity: missing"))?;
+                    .ok_or_else(|| format!("items[{i}].quantity: missing"))?;
                 // A return of 2 is -2 whether the source wrote 2 or -2.
                 let quantity = if sign < 0 { -quantity.abs() } else { quantity };
                 let per = units_per(item.unit.as_deref()).map_err(|e| format!("items[{i}].{e}"))?;
@@ -154,7 +187,7 @@ impl SalesCleaner {
                 let unit_price = item
                     .unit_price
                     .or(item.unit_price_cents.map(|c| c as f64 / 100.0))
-                    .ok_or(format!("items[{i}].unit_price: missing"))?;
+                    .ok_or_else(|| format!("items[{i}].unit_price: missing"))?;
                 if !unit_price.is_finite() || unit_price < 0.0 {
                     return Err(format!(
                         "items[{i}].unit_price: {unit_price} is not a price"
@@ -162,9 +195,9 @@ impl SalesCleaner {
                 }
                 let unit_price = clean::cents(unit_price);
                 let total_amount = clean::cents(unit_price * quantity as f64);
-                let quantity = quantity.checked_mul(per).ok_or(format!(
-                    "items[{i}].quantity: {quantity} x {per} is too many"
-                ))?;
+                let quantity = quantity.checked_mul(per).ok_or_else(|| {
+                    format!("items[{i}].quantity: {quantity} x {per} is too many")
+                })?;
                 let unit_price = clean::cents(unit_price / per as f64);
                 Ok(Event::Sale(Sale {
                     transaction_id: transaction_id.clone(),
@@ -187,7 +220,20 @@ impl SalesCleaner {
     }
 }
 
-fn required(value: Option<String>, field: &str) -> Result<String, String> {
+/// `n` in decimal, written into `buf`.
+fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+fn required<'a>(value: Option<Cow<'a, str>>, field: &str) -> Result<Cow<'a, str>, String> {
     match value {
         Some(v) if !v.trim().is_empty() => Ok(v),
         Some(_) => Err(format!("{field}: empty")),

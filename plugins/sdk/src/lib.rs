@@ -28,6 +28,10 @@
 //! export_plugin!(Doubler);
 //! ```
 
+#[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
 pub mod dedup;
 pub mod hash;
 pub mod params;
@@ -276,28 +280,118 @@ pub mod clean {
         prefix: &str,
         width: usize,
     ) -> Result<String, String> {
-        let upper = raw.trim().to_ascii_uppercase();
-        let mut rest = upper.as_str();
+        let invalid = || format!("{raw:?} is not a valid identifier");
+        let mut rest = raw.trim().as_bytes();
         for p in prefixes {
-            if let Some(r) = rest.strip_prefix(p) {
-                rest = r;
+            if rest.len() >= p.len() && rest[..p.len()].eq_ignore_ascii_case(p.as_bytes()) {
+                rest = &rest[p.len()..];
                 break;
             }
         }
-        let digits = rest.trim_start_matches(['-', '_', ' ']);
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 9 {
-            return Err(format!("{raw:?} is not a valid identifier"));
+        while let [b'-' | b'_' | b' ', tail @ ..] = rest {
+            rest = tail;
         }
-        let n: u64 = digits
-            .parse()
-            .map_err(|_| format!("{raw:?} is not a valid identifier"))?;
-        Ok(format!("{prefix}{n:0width$}"))
+        if rest.is_empty() || rest.len() > 9 || !rest.iter().all(u8::is_ascii_digit) {
+            return Err(invalid());
+        }
+        let n = rest.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+        // Written by hand: `format!` costs more than the whole parse on this hot path.
+        let mut digits = [0u8; 20];
+        let (mut i, mut v) = (digits.len(), n);
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        let written = digits.len() - i;
+        let mut id = String::with_capacity(prefix.len() + width.max(written));
+        id.push_str(prefix);
+        id.extend(std::iter::repeat_n('0', width.saturating_sub(written)));
+        id.push_str(std::str::from_utf8(&digits[i..]).expect("ascii digits"));
+        Ok(id)
     }
 
     /// Round money to cents, half away from zero.
     pub fn cents(amount: f64) -> f64 {
         // The epsilon absorbs binary representation error (1.005 is stored as 1.00499...).
         ((amount * 100.0) + amount.signum() * 1e-7).round() / 100.0
+    }
+
+    /// A timestamp field read straight from JSON (`#[derive(Deserialize)]` on a cleaner's input):
+    /// RFC 3339 text or epoch milliseconds, to UTC milliseconds, or why it is not a time.
+    /// [`Time::get`] gives the same results and messages as [`timestamp`] without building a
+    /// `serde_json::Value` first.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct Time(Result<Timestamp, String>);
+
+    impl Time {
+        /// The time, or `timestamp: <why>` (also when the field is missing: pass `None`).
+        pub fn get(field: Option<Time>) -> Result<Timestamp, String> {
+            match field {
+                None => Err("timestamp: missing".into()),
+                Some(Time(result)) => result,
+            }
+        }
+    }
+
+    impl<'de> serde::Deserialize<'de> for Time {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Visit;
+            impl<'de> serde::de::Visitor<'de> for Visit {
+                type Value = Time;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("RFC 3339 text or epoch milliseconds")
+                }
+                fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Time, E> {
+                    Ok(Time(
+                        parse_rfc3339_ms(s).map_err(|e| format!("timestamp: {e}")),
+                    ))
+                }
+                fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Time, E> {
+                    Ok(Time(Ok(n)))
+                }
+                fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Time, E> {
+                    Ok(Time(i64::try_from(n).map_err(|_| {
+                        format!("timestamp: {n} is not whole milliseconds")
+                    })))
+                }
+                fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Time, E> {
+                    Ok(Time(Err(format!(
+                        "timestamp: {n} is not whole milliseconds"
+                    ))))
+                }
+                fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Time, E> {
+                    Ok(Time(Err(format!("timestamp: {b} is not a time"))))
+                }
+                fn visit_unit<E: serde::de::Error>(self) -> Result<Time, E> {
+                    Ok(Time(Err("timestamp: missing".into())))
+                }
+                fn visit_none<E: serde::de::Error>(self) -> Result<Time, E> {
+                    self.visit_unit()
+                }
+                fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                    self,
+                    mut a: A,
+                ) -> Result<Time, A::Error> {
+                    while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                    Ok(Time(Err("timestamp: a list is not a time".into())))
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut a: A,
+                ) -> Result<Time, A::Error> {
+                    while a
+                        .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                        .is_some()
+                    {}
+                    Ok(Time(Err("timestamp: an object is not a time".into())))
+                }
+            }
+            d.deserialize_any(Visit)
+        }
     }
 
     /// A timestamp field: RFC 3339 text or epoch milliseconds, to UTC milliseconds.
@@ -327,6 +421,45 @@ pub mod clean {
             assert_eq!(sku("42").unwrap(), "SKU-00042");
             assert!(sku("SKU-").is_err());
             assert!(store_id("north").is_err());
+            assert_eq!(store_id(" store 7 ").unwrap(), "S007");
+            assert_eq!(
+                store_id("s1234").unwrap(),
+                "S1234",
+                "wider than the padding"
+            );
+            assert_eq!(sku("p0").unwrap(), "SKU-00000");
+            assert!(sku("SKU-1234567890").is_err(), "more than 9 digits");
+            assert!(sku("SKU-1a").is_err());
+            assert!(store_id("ßtore1").is_err());
+        }
+
+        #[test]
+        fn time_fields_read_from_json_like_timestamp_reads_values() {
+            #[derive(serde::Deserialize)]
+            struct Row {
+                timestamp: Option<Time>,
+            }
+            let cases = [
+                r#"{"timestamp":"2026-11-22T10:00:00+01:00"}"#,
+                r#"{"timestamp":1000}"#,
+                r#"{"timestamp":1.5}"#,
+                r#"{"timestamp":"soon"}"#,
+                r#"{"timestamp":null}"#,
+                r#"{"timestamp":true}"#,
+                r#"{"timestamp":18446744073709551615}"#,
+                r#"{}"#,
+            ];
+            for json in cases {
+                let row: Row = serde_json::from_str(json).unwrap();
+                let value: serde_json::Value = serde_json::from_str(json).unwrap();
+                assert_eq!(
+                    Time::get(row.timestamp),
+                    timestamp(value.get("timestamp")),
+                    "{json}"
+                );
+            }
+            let row: Row = serde_json::from_str(r#"{"timestamp":[1]}"#).unwrap();
+            assert!(Time::get(row.timestamp).unwrap_err().contains("not a time"));
         }
 
         #[test]
