@@ -31,6 +31,11 @@ pub struct ShardCheckpoint {
     pub offsets: BTreeMap<String, i64>,
     /// Stage name -> its state after every message before `offsets`.
     pub stages: BTreeMap<String, StageCheckpoint>,
+    /// `topic:partition` -> the newest record timestamp (ms) before `offsets`: raw objects
+    /// written after this checkpoint are dated from about then on, which bounds what a new
+    /// owner looks through to remove them (absent in older checkpoints: it looks through all).
+    #[serde(default)]
+    pub newest_record_ms: BTreeMap<String, i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +138,7 @@ pub fn start_at(
                 p,
                 &ShardCheckpoint {
                     offsets,
-                    stages: BTreeMap::new(),
+                    ..ShardCheckpoint::default()
                 },
             );
             set += 1;
@@ -186,7 +191,7 @@ mod tests {
         assert!(store.load(1).unwrap().is_none());
         let checkpoint = ShardCheckpoint {
             offsets: BTreeMap::from([("t:1".to_string(), 42)]),
-            stages: BTreeMap::new(),
+            ..ShardCheckpoint::default()
         };
         store.store(1, &checkpoint);
         assert_eq!(store.load(1).unwrap().unwrap().offsets["t:1"], 42);

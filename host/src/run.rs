@@ -81,6 +81,10 @@ pub struct RunReport {
     pub swaps: u64,
     pub failures: u64,
     pub elapsed_secs: f64,
+    /// Seconds from the start of the run to the first batch and to the end of the last batch
+    /// (the run's busy span: without start-up, joining a consumer group and idle waits).
+    pub first_batch_secs: Option<f64>,
+    pub last_batch_secs: Option<f64>,
     pub source_errors: Vec<String>,
 }
 
@@ -292,6 +296,7 @@ pub async fn run(
         every: Duration::from_secs(1),
         sources: saved.sources,
         offsets: BTreeMap::new(),
+        record_times: BTreeMap::new(),
         dirty: BTreeSet::new(),
         raw,
         shard_store,
@@ -352,6 +357,8 @@ struct Checkpoints {
     sources: BTreeMap<String, u64>,
     /// Per Kafka partition (shard): `topic:partition` -> the next offset to read.
     offsets: BTreeMap<i32, BTreeMap<String, i64>>,
+    /// Per Kafka partition: `topic:partition` -> the newest record timestamp processed.
+    record_times: BTreeMap<i32, BTreeMap<String, i64>>,
     /// Partitions that processed a batch since their last checkpoint.
     dirty: BTreeSet<i32>,
     /// Raw batches of partitioned sources, stored before any checkpoint covers them.
@@ -363,13 +370,28 @@ struct Checkpoints {
 
 impl Checkpoints {
     /// A source batch went through the pipeline: its source may resume after it.
-    fn record(&mut self, source: &str, position: u64, offset: Option<(String, i64)>) {
+    fn record(
+        &mut self,
+        source: &str,
+        position: u64,
+        offset: Option<(String, i64)>,
+        newest_ms: Option<i64>,
+    ) {
         match offset {
             Some((key, next)) => {
                 let partition = key
                     .rsplit_once(':')
                     .and_then(|(_, p)| p.parse().ok())
                     .unwrap_or_default();
+                if let Some(ms) = newest_ms {
+                    let newest = self
+                        .record_times
+                        .entry(partition)
+                        .or_default()
+                        .entry(key.clone())
+                        .or_insert(ms);
+                    *newest = (*newest).max(ms);
+                }
                 self.offsets.entry(partition).or_default().insert(key, next);
                 self.dirty.insert(partition);
             }
@@ -409,8 +431,9 @@ impl Checkpoints {
                     let Some((topic, _)) = key.rsplit_once(':') else {
                         continue;
                     };
+                    let since = checkpoint.newest_record_ms.get(key).copied();
                     let deleted = raw
-                        .discard_after_blocking(topic, p, next)
+                        .discard_after_blocking(topic, p, next, since)
                         .with_context(|| format!("removing raw batches of {key} after {next}"))?;
                     if deleted > 0 {
                         tracing::info!(
@@ -431,6 +454,7 @@ impl Checkpoints {
             }
             resume.extend(checkpoint.offsets.clone());
             self.offsets.insert(p, checkpoint.offsets);
+            self.record_times.insert(p, checkpoint.newest_record_ms);
         }
         Ok(resume)
     }
@@ -452,6 +476,7 @@ impl Checkpoints {
             shards.close(ShardId::Partition(p));
             self.dirty.remove(&p);
             offsets.extend(self.offsets.remove(&p).unwrap_or_default());
+            self.record_times.remove(&p);
         }
         Ok(offsets)
     }
@@ -470,6 +495,7 @@ impl Checkpoints {
         };
         let checkpoint = ShardCheckpoint {
             offsets: self.offsets.get(&p).cloned().unwrap_or_default(),
+            newest_record_ms: self.record_times.get(&p).cloned().unwrap_or_default(),
             stages: pipeline
                 .save()
                 .with_context(|| format!("saving the plugin state of partition {p}"))?,
@@ -610,6 +636,9 @@ fn pipeline_loop(
                     continue;
                 };
                 report.records_in += records.len() as u64;
+                report
+                    .first_batch_secs
+                    .get_or_insert_with(|| started.elapsed().as_secs_f64());
                 if let (Some(raw), Some(_)) = (&mut checkpoints.raw, &offset) {
                     raw.write(&records);
                 }
@@ -633,10 +662,12 @@ fn pipeline_loop(
                         "batch"
                     );
                 }
+                let newest_ms = records.iter().map(|r| r.timestamp).max();
                 pipeline
                     .push_lane(&topic, Batch::Raw(records), lane)
                     .context("writing pipeline outputs")?;
-                checkpoints.record(&source, position, offset);
+                checkpoints.record(&source, position, offset, newest_ms);
+                report.last_batch_secs = Some(started.elapsed().as_secs_f64());
             }
             Command::SourceDone { source, error } => {
                 sources_running -= 1;

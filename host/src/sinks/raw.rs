@@ -109,9 +109,10 @@ impl RawStore {
         topic: &str,
         partition: i32,
         next: i64,
+        since_ms: Option<i64>,
     ) -> Result<usize, RawStoreError> {
         self.runtime
-            .block_on(self.discard_after(topic, partition, next))
+            .block_on(self.discard_after(topic, partition, next, since_ms))
     }
 
     /// The object name of a batch of one topic-partition.
@@ -214,31 +215,57 @@ impl RawStore {
 
     /// Delete objects of `topic`/`partition` whose first offset is `>= next` (written after the
     /// last checkpoint, before a crash). Returns how many were deleted.
+    ///
+    /// Objects are dated by their first record's timestamp. `since_ms` (the newest record the
+    /// checkpoint covers) limits the search to dates from the day before it on, so a restart
+    /// looks through a day or two of the partition's objects, not the topic's history; without
+    /// it every date is searched. Within a date only names after `{next:020}` are listed.
     pub async fn discard_after(
         &self,
         topic: &str,
         partition: i32,
         next: i64,
+        since_ms: Option<i64>,
     ) -> Result<usize, RawStoreError> {
-        let prefix = Path::from(format!("{}/{topic}", self.prefix));
-        let objects: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
+        let topic_prefix = Path::from(format!("{}/{topic}", self.prefix));
+        let dates = self
+            .store
+            .list_with_delimiter(Some(&topic_prefix))
+            .await?
+            .common_prefixes;
+        let from = since_ms.map(|ms| crate::sinks::clickhouse::date(ms - DAY_MS));
         let mut deleted = 0;
-        for meta in objects {
-            let name = meta.location.as_ref();
-            let in_partition = name.contains(&format!("/partition={partition}/"));
-            let first = name
-                .rsplit('/')
-                .next()
-                .and_then(|f| f.split('-').next())
-                .and_then(|n| n.parse::<i64>().ok());
-            if in_partition && first.is_some_and(|f| f >= next) {
-                self.store.delete(&meta.location).await?;
-                deleted += 1;
+        for date_prefix in dates {
+            let Some(date) = date_prefix.filename().and_then(|d| d.strip_prefix("date=")) else {
+                continue;
+            };
+            if from.as_deref().is_some_and(|from| date < from) {
+                continue;
+            }
+            let dir = date_prefix.clone().join(format!("partition={partition}"));
+            let after = dir.clone().join(format!("{next:020}"));
+            let objects: Vec<_> = self
+                .store
+                .list_with_offset(Some(&dir), &after)
+                .try_collect()
+                .await?;
+            for meta in objects {
+                let first = meta
+                    .location
+                    .filename()
+                    .and_then(|f| f.split('-').next())
+                    .and_then(|n| n.parse::<i64>().ok());
+                if first.is_some_and(|f| f >= next) {
+                    self.store.delete(&meta.location).await?;
+                    deleted += 1;
+                }
             }
         }
         Ok(deleted)
     }
 }
+
+const DAY_MS: i64 = 86_400_000;
 
 /// The object store a config names: a local folder (default `<data_dir>/raw`) or S3.
 pub fn open_store(
@@ -346,5 +373,55 @@ mod tests {
             })
             .collect();
         assert_eq!(offsets, vec![5, 6, 7]);
+    }
+
+    #[test]
+    fn discard_removes_only_the_partitions_objects_from_the_offset_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let store =
+            RawStore::new(&RawStoreConfig::default(), dir.path(), rt.handle().clone()).unwrap();
+        const DAY: i64 = DAY_MS;
+        // (partition, first, last, day): day 0 is long ago, days 10 and 11 are recent.
+        let objects = [
+            (0, 0, 9, 0),
+            (0, 10, 19, 0), // after the checkpoint but dated long before it
+            (0, 10, 19, 10),
+            (0, 20, 29, 11),
+            (1, 10, 19, 11), // another partition
+            (0, 5, 9, 10),   // before the checkpoint
+        ];
+        for (p, first, last, day) in objects {
+            let path = store.object_path("t", p, first, last, day * DAY);
+            rt.block_on(store.store.put(&path, b"x".to_vec().into()))
+                .unwrap();
+        }
+        let names = |store: &RawStore| -> Vec<String> {
+            let mut v: Vec<String> = rt
+                .block_on(store.store.list(None).try_collect::<Vec<_>>())
+                .unwrap()
+                .into_iter()
+                .map(|m| m.location.to_string())
+                .collect();
+            v.sort();
+            v
+        };
+        let all = names(&store);
+        // The checkpoint covers offsets < 10, its newest record on day 10: days 9 on are searched.
+        let deleted = store
+            .discard_after_blocking("t", 0, 10, Some(10 * DAY + 5))
+            .unwrap();
+        assert_eq!(deleted, 2);
+        let left = names(&store);
+        let gone: Vec<String> = all.into_iter().filter(|n| !left.contains(n)).collect();
+        let expected = [
+            store.object_path("t", 0, 10, 19, 10 * DAY).to_string(),
+            store.object_path("t", 0, 20, 29, 11 * DAY).to_string(),
+        ];
+        assert_eq!(gone, expected);
+        // Without a bound every date is searched.
+        assert_eq!(store.discard_after_blocking("t", 0, 10, None).unwrap(), 1);
+        assert_eq!(store.discard_after_blocking("t", 1, 10, None).unwrap(), 1);
+        assert_eq!(names(&store).len(), 2);
     }
 }

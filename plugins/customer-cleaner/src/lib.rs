@@ -4,15 +4,19 @@
 use serde::Deserialize;
 use shelfstream_sdk::*;
 
+use std::borrow::Cow;
+
 #[derive(Deserialize)]
-struct Raw {
+struct Raw<'a> {
     event_id: Option<String>,
     customer_id: Option<String>,
-    store_id: Option<String>,
-    event_type: Option<String>,
-    #[serde(default)]
-    product_ids: Vec<String>,
-    timestamp: Option<serde_json::Value>,
+    #[serde(borrow)]
+    store_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    event_type: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    product_ids: Vec<Cow<'a, str>>,
+    timestamp: Option<clean::Time>,
 }
 
 const TYPES: [&str; 4] = ["visit", "view", "basket", "checkout"];
@@ -67,7 +71,7 @@ impl CustomerCleaner {
                 "product_ids: a {event_type} needs at least one product"
             ));
         }
-        let timestamp = clean::timestamp(e.timestamp.as_ref())?;
+        let timestamp = clean::Time::get(e.timestamp)?;
         let id = e
             .event_id
             .unwrap_or_else(|| format!("{customer_id}:{event_type}@{timestamp}"));

@@ -3,16 +3,21 @@
 use serde::Deserialize;
 use shelfstream_sdk::*;
 
+use std::borrow::Cow;
+
 #[derive(Deserialize)]
-struct Update {
+struct Update<'a> {
     update_id: Option<String>,
-    store_id: Option<String>,
-    product_id: Option<String>,
+    #[serde(borrow)]
+    store_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    product_id: Option<Cow<'a, str>>,
     quantity_change: Option<i32>,
     stock_level: Option<i32>,
     capacity: Option<i32>,
-    reason: Option<String>,
-    timestamp: Option<serde_json::Value>,
+    #[serde(borrow)]
+    reason: Option<Cow<'a, str>>,
+    timestamp: Option<clean::Time>,
 }
 
 const REASONS: [&str; 5] = ["sale", "restock", "shrinkage", "adjustment", "return"];
@@ -81,7 +86,7 @@ pub fn clean_one(payload: &[u8]) -> Cleaned {
         stock_level,
         capacity,
         reason,
-        timestamp: clean::timestamp(u.timestamp.as_ref())?,
+        timestamp: clean::Time::get(u.timestamp)?,
     })])
 }
 

@@ -4,13 +4,17 @@
 use serde::Deserialize;
 use shelfstream_sdk::*;
 
+use std::borrow::Cow;
+
 #[derive(Deserialize)]
-struct Change {
-    store_id: Option<String>,
-    product_id: Option<String>,
+struct Change<'a> {
+    #[serde(borrow)]
+    store_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    product_id: Option<Cow<'a, str>>,
     old_price: Option<f64>,
     new_price: Option<f64>,
-    timestamp: Option<serde_json::Value>,
+    timestamp: Option<clean::Time>,
 }
 
 pub struct PriceCleaner {
@@ -69,7 +73,7 @@ pub fn clean_one(payload: &[u8]) -> Result<PriceChange, String> {
         product_id: clean::sku(c.product_id.as_deref().ok_or("product_id: missing")?)?,
         old_price: price(c.old_price, "old_price")?,
         new_price: price(c.new_price, "new_price")?,
-        timestamp: clean::timestamp(c.timestamp.as_ref())?,
+        timestamp: clean::Time::get(c.timestamp)?,
     })
 }
 
