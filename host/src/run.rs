@@ -81,8 +81,10 @@ pub struct RunReport {
     pub swaps: u64,
     pub failures: u64,
     pub elapsed_secs: f64,
-    /// Seconds from the start of the run to the first batch and to the end of the last batch
-    /// (the run's busy span: without start-up, joining a consumer group and idle waits).
+    /// Seconds from the start of the run to the first partition assignment (shards open, the
+    /// consumer may fetch), to the first batch and to the end of the last batch: the busy span
+    /// is without start-up, joining a consumer group and idle waits.
+    pub assigned_secs: Option<f64>,
     pub first_batch_secs: Option<f64>,
     pub last_batch_secs: Option<f64>,
     pub source_errors: Vec<String>,
@@ -685,6 +687,9 @@ fn pipeline_loop(
                 if let Err(error) = &result {
                     tracing::error!(%source, ?partitions, error = format!("{error:#}"), "opening assigned partitions failed");
                 }
+                report
+                    .assigned_secs
+                    .get_or_insert_with(|| started.elapsed().as_secs_f64());
                 let _ = reply.send(result.map_err(|e| format!("{e:#}")));
             }
             Command::Revoke {

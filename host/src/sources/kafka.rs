@@ -50,7 +50,18 @@ pub struct KafkaSourceConfig {
     pub stop_when_idle: Option<String>,
     /// How long the group waits for a silent host before moving its partitions to the others.
     pub session_timeout: String,
+    /// More librdkafka consumer properties (security, fetch sizes, ...), applied after the
+    /// host's own; the ones the delivery guarantee depends on cannot be changed.
+    pub properties: std::collections::BTreeMap<String, String>,
 }
+
+/// Consumer properties the host sets for its offset handling and rebalancing.
+const FIXED_PROPERTIES: [&str; 4] = [
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "partition.assignment.strategy",
+];
 
 impl Default for KafkaSourceConfig {
     fn default() -> Self {
@@ -64,12 +75,41 @@ impl Default for KafkaSourceConfig {
                 .collect(),
             stop_when_idle: None,
             session_timeout: "10s".into(),
+            properties: Default::default(),
         }
     }
 }
 
 /// How long a partial batch waits for more records before it is sent.
 const LINGER: Duration = Duration::from_millis(100);
+
+/// The consumer's librdkafka settings: the host's, then the source's `properties` (which may
+/// not touch the ones offset handling and rebalancing depend on).
+fn consumer_config(c: &KafkaSourceConfig) -> anyhow::Result<ClientConfig> {
+    let session_ms = crate::config::parse_duration(&c.session_timeout)
+        .map_err(anyhow::Error::msg)?
+        .as_millis()
+        .max(1_000);
+    if let Some(fixed) = (c.properties.keys()).find(|k| FIXED_PROPERTIES.contains(&k.as_str())) {
+        anyhow::bail!(
+            "source {}: property {fixed:?} is set by the host (offsets are committed after the sinks hold the data; the range assignor keeps topics co-partitioned)",
+            c.name
+        );
+    }
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &c.brokers)
+        .set("group.id", &c.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("partition.assignment.strategy", "range")
+        .set("session.timeout.ms", session_ms.to_string())
+        .set("heartbeat.interval.ms", (session_ms / 4).to_string());
+    for (key, value) in &c.properties {
+        client.set(key, value);
+    }
+    Ok(client)
+}
 
 /// `topic:partition`, the key of saved offsets.
 pub fn partition_key(topic: &str, partition: i32) -> String {
@@ -276,18 +316,8 @@ pub fn run(
         tx: tx.clone(),
         state: Mutex::new(GroupState::default()),
     };
-    let session_ms = crate::config::parse_duration(&c.session_timeout)
-        .map_err(anyhow::Error::msg)?
-        .as_millis()
-        .max(1_000);
-    let consumer: BaseConsumer<GroupContext> = ClientConfig::new()
-        .set("bootstrap.servers", &c.brokers)
-        .set("group.id", &c.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("partition.assignment.strategy", "range")
-        .set("session.timeout.ms", session_ms.to_string())
-        .set("heartbeat.interval.ms", (session_ms / 4).to_string())
+    let client = consumer_config(c)?;
+    let consumer: BaseConsumer<GroupContext> = client
         .create_with_context(context)
         .with_context(|| format!("creating a Kafka consumer for {}", c.brokers))?;
     partitions_of(&consumer, c)?;
@@ -681,6 +711,26 @@ pub fn end_offsets(brokers: &str, topics: &[String]) -> anyhow::Result<BTreeMap<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn properties_add_to_the_consumer_settings_but_not_to_the_fixed_ones() {
+        let mut c = KafkaSourceConfig::default();
+        c.properties
+            .insert("fetch.wait.max.ms".into(), "100".into());
+        c.properties
+            .insert("session.timeout.ms".into(), "30000".into());
+        let client = consumer_config(&c).unwrap();
+        assert_eq!(client.get("fetch.wait.max.ms"), Some("100"));
+        assert_eq!(client.get("session.timeout.ms"), Some("30000"));
+        assert_eq!(client.get("enable.auto.commit"), Some("false"));
+        c.properties
+            .insert("enable.auto.commit".into(), "true".into());
+        let err = consumer_config(&c).unwrap_err().to_string();
+        assert!(err.contains("enable.auto.commit"), "{err}");
+        let toml = "properties = { \"security.protocol\" = \"ssl\" }";
+        let parsed: KafkaSourceConfig = toml::from_str(toml).unwrap();
+        assert_eq!(parsed.properties["security.protocol"], "ssl");
+    }
 
     #[test]
     fn a_skipped_offset_is_read_again_and_nothing_is_taken_twice() {

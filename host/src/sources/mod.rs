@@ -63,7 +63,7 @@ pub fn spawn(
                     kafka::run(c, batch_size, &tx, &stop, commits)
                 }
             };
-            let error = result.err().map(|e| e.to_string());
+            let error = result.err().map(|e| format!("{e:#}"));
             if let Some(error) = &error {
                 tracing::error!(source = %name, %error, "source failed");
             }

@@ -162,8 +162,10 @@ impl SalesCleaner {
             .as_deref()
             .unwrap_or("unknown")
             .to_lowercase();
-        let transaction_id = transaction_id.into_owned();
-        items
+        let mut transaction_id = transaction_id.into_owned();
+        let (mut store_id, mut customer_id, mut payment_method) =
+            (store_id, customer_id, payment_method);
+        let mut sales = items
             .into_iter()
             .enumerate()
             .map(|(i, item)| {
@@ -199,10 +201,11 @@ impl SalesCleaner {
                     format!("items[{i}].quantity: {quantity} x {per} is too many")
                 })?;
                 let unit_price = clean::cents(unit_price / per as f64);
-                Ok(Event::Sale(Sale {
-                    transaction_id: transaction_id.clone(),
+                // The transaction's fields are filled in below.
+                Ok(Sale {
+                    transaction_id: String::new(),
                     line: item.line.unwrap_or(i as u32),
-                    store_id: store_id.clone(),
+                    store_id: String::new(),
                     product_id,
                     category: item
                         .category
@@ -211,12 +214,29 @@ impl SalesCleaner {
                     quantity,
                     unit_price,
                     total_amount,
-                    customer_id: customer_id.clone(),
-                    payment_method: payment_method.clone(),
+                    customer_id: None,
+                    payment_method: String::new(),
                     timestamp,
-                }))
+                })
             })
-            .collect()
+            .collect::<Result<Vec<Sale>, String>>()?;
+        // Copies for every line but the last, which takes the originals (most have one line).
+        let last = sales.pop().map(|mut s| {
+            s.transaction_id = std::mem::take(&mut transaction_id);
+            s.store_id = std::mem::take(&mut store_id);
+            s.customer_id = customer_id.take();
+            s.payment_method = std::mem::take(&mut payment_method);
+            s
+        });
+        if let Some(l) = &last {
+            for s in &mut sales {
+                s.transaction_id.clone_from(&l.transaction_id);
+                s.store_id.clone_from(&l.store_id);
+                s.customer_id.clone_from(&l.customer_id);
+                s.payment_method.clone_from(&l.payment_method);
+            }
+        }
+        Ok(sales.into_iter().chain(last).map(Event::Sale).collect())
     }
 }
 
