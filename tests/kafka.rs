@@ -435,6 +435,25 @@ fn checkpointed_offsets(s3: &S3) -> std::collections::BTreeMap<String, i64> {
     offsets
 }
 
+/// The offsets in the shard checkpoints under an s3s-fs data directory as they are now
+/// (checkpoints being rewritten at this moment are skipped).
+fn checkpoint_offsets_in(dir: &std::path::Path) -> Vec<(String, i64)> {
+    let dir = dir.join("retail-data/checkpoints/shelfstream");
+    let mut offsets = Vec::new();
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let Ok(bytes) = std::fs::read(entry.path()) else {
+            continue;
+        };
+        let Ok(checkpoint) = serde_json::from_reader::<_, shelfstream::checkpoint::ShardCheckpoint>(
+            flate2::read::GzDecoder::new(&bytes[..]),
+        ) else {
+            continue;
+        };
+        offsets.extend(checkpoint.offsets);
+    }
+    offsets
+}
+
 /// Every offset the hosts consumed, from their checkpoints: what the raw objects must cover once.
 fn consumed_offsets(s3: &S3) -> Vec<(String, i32, i64)> {
     let mut expected: Vec<(String, i32, i64)> = Vec::new();
@@ -964,13 +983,135 @@ fn two_hosts_in_one_group_share_partitions_across_rebalances() {
     clickhouse_query(&database, &format!("DROP DATABASE {database}"));
 }
 
+/// A host frozen (SIGSTOP) past the session timeout has lost its partitions when it runs again:
+/// it must close them without a checkpoint (on Apache Kafka the group has given them to another
+/// host, whose checkpoints a stale one would go behind) and rejoin the group. tansu keeps the
+/// frozen member's partitions for it instead of moving them, so here the test shows that the host
+/// notices the loss, that no checkpoint ever goes back, and that outputs may repeat what came
+/// after its last checkpoint but lose nothing: the hosts' rows together, without repeats, equal a
+/// clean run's, and ClickHouse holds every sale once.
+#[test]
+fn a_host_frozen_past_the_session_timeout_drops_its_partitions_and_loses_nothing() {
+    let broker = broker();
+    let s3 = s3();
+    let database = format!("shelfstream_zombie_{}", std::process::id());
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config = a.path().join("pipeline.toml");
+    write_config(&config, &broker.address, &s3, &database);
+    // About 22 s of production: both hosts join, one freezes for 12 s, and work is left after.
+    let steps = 130_000u64;
+
+    let reference = tempfile::tempdir().unwrap();
+    run_to_end(
+        &repo().join("plugins"),
+        pipeline_config(reference.path(), 6_000.0, Some(steps), true),
+        false,
+    );
+
+    let producer = produce_live(&broker.address, steps);
+    let mut frozen = host_run(&config, a.path(), true).spawn().unwrap();
+    assert!(
+        wait_for(30, || log_of(a.path())
+            .contains("first batch of the partition")),
+        "{}",
+        log_of(a.path())
+    );
+    let mut other = host_run(&config, b.path(), true).spawn().unwrap();
+    assert!(
+        wait_for(30, || log_of(b.path())
+            .contains("first batch of the partition")),
+        "the second host never got a partition:\n{}",
+        log_of(b.path())
+    );
+    signal(&frozen, "-STOP");
+    // Well past the 6 s session timeout.
+    std::thread::sleep(std::time::Duration::from_secs(11));
+    // While the frozen host wakes up, no checkpoint may go back: a stale one from the frozen host
+    // would show lower offsets than the new owner's, until the new owner's next checkpoint.
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let (dir, watching) = (s3.dir.path().to_path_buf(), watching.clone());
+        std::thread::spawn(move || {
+            let mut highest = std::collections::BTreeMap::<String, i64>::new();
+            let mut regressions = Vec::new();
+            while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                for (key, offset) in checkpoint_offsets_in(&dir) {
+                    let high = highest.entry(key.clone()).or_insert(offset);
+                    if offset < *high {
+                        regressions.push(format!("{key}: {high} -> {offset}"));
+                    }
+                    *high = (*high).max(offset);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            regressions
+        })
+    };
+    signal(&frozen, "-CONT");
+    assert!(
+        wait_for(30, || log_of(a.path()).contains("partitions lost")),
+        "the frozen host notices it lost its partitions:\n{}",
+        log_of(a.path())
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    watching.store(false, std::sync::atomic::Ordering::Relaxed);
+    let regressions = watcher.join().unwrap();
+    assert!(
+        regressions.is_empty(),
+        "checkpoints went back: {regressions:?}"
+    );
+    producer.join().unwrap();
+    assert!(frozen.wait().unwrap().success(), "{}", log_of(a.path()));
+    assert!(other.wait().unwrap().success(), "{}", log_of(b.path()));
+    for (host, dir) in [("a", a.path()), ("b", b.path())] {
+        let _ = std::fs::copy(
+            dir.join("host.log"),
+            std::env::temp_dir().join(format!("shelfstream-zombie-test-host-{host}.log")),
+        );
+    }
+
+    for stream in STREAMS {
+        let mut got = stream_rows(a.path(), stream);
+        got.extend(stream_rows(b.path(), stream));
+        got.sort();
+        got.dedup();
+        let mut want = stream_rows(reference.path(), stream);
+        want.dedup();
+        assert!(!want.is_empty(), "{stream}");
+        assert_eq!(got.len(), want.len(), "{stream}: distinct rows");
+        assert!(
+            got == want,
+            "{stream}: the hosts' rows together equal a clean run's"
+        );
+    }
+    let sales = stream_rows(reference.path(), "sales").len();
+    assert_eq!(
+        clickhouse_query(
+            &database,
+            "SELECT count(), uniqExact(sale_id) FROM fact_sales FINAL"
+        ),
+        format!("{sales}\t{sales}")
+    );
+    // The checkpoints cover everything produced: none went back behind the new owner's.
+    let mut covered = consumed_offsets(&s3);
+    covered.dedup();
+    let mut raw = raw_offsets(&s3.dir.path().join("retail-data"));
+    raw.dedup();
+    assert_eq!(raw, covered, "raw objects cover every checkpointed offset");
+    clickhouse_query(&database, &format!("DROP DATABASE {database}"));
+}
+
 fn log_of(data: &std::path::Path) -> String {
     std::fs::read_to_string(data.join("host.log")).unwrap_or_default()
 }
 
 fn signal_term(child: &Child) {
+    signal(child, "-TERM")
+}
+
+fn signal(child: &Child, signal: &str) {
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());

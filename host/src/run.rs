@@ -51,11 +51,14 @@ pub enum Command {
     },
     /// The consumer group takes `partitions` away: flush, checkpoint and close their shards and
     /// reply with their offsets (to commit). `end_of_input`: the source ended on its own, so
-    /// windows may close first (`close_windows_at_end`).
+    /// windows may close first (`close_windows_at_end`). `lost`: the group already gave them to
+    /// another host (this one was silent longer than the session timeout): close them without
+    /// a checkpoint, which would overwrite the new owner's, and reply with no offsets.
     Revoke {
         source: String,
         partitions: Vec<i32>,
         end_of_input: bool,
+        lost: bool,
         reply: std::sync::mpsc::Sender<BTreeMap<String, i64>>,
     },
 }
@@ -483,6 +486,20 @@ impl Checkpoints {
         Ok(offsets)
     }
 
+    /// Close the shards of partitions another host owns now, without saving anything: their
+    /// state and offsets are stale. (A checkpoint already being written is waited for first; it
+    /// was taken before the loss.)
+    fn drop_lost(&mut self, shards: &mut Shards, partitions: &[i32]) -> anyhow::Result<()> {
+        self.settle()?;
+        for &p in partitions {
+            shards.close(ShardId::Partition(p));
+            self.dirty.remove(&p);
+            self.offsets.remove(&p);
+            self.record_times.remove(&p);
+        }
+        Ok(())
+    }
+
     fn save_partition(&mut self, shards: &mut Shards, p: i32) -> anyhow::Result<()> {
         if let (Some(store), Some(checkpoint)) = (&self.shard_store, self.snapshot(shards, p)?) {
             store.store(p, &checkpoint);
@@ -695,7 +712,20 @@ fn pipeline_loop(
             Command::Revoke {
                 source,
                 partitions,
+                lost: true,
+                reply,
+                ..
+            } => {
+                checkpoints.drop_lost(&mut shards, &partitions)?;
+                tracing::warn!(%source, ?partitions,
+                    "partitions lost to another host (silent past the session timeout): closed without a checkpoint; the new owner resumes from the last one");
+                let _ = reply.send(BTreeMap::new());
+            }
+            Command::Revoke {
+                source,
+                partitions,
                 end_of_input,
+                lost: false,
                 reply,
             } => {
                 if end_of_input && close_windows_at_end && !stop.is_stopped() {

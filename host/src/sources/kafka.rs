@@ -80,6 +80,9 @@ impl Default for KafkaSourceConfig {
     }
 }
 
+/// A read-loop turn longer than this does not count as idle time (see the read loop).
+const STALL: Duration = Duration::from_secs(2);
+
 /// How long a partial batch waits for more records before it is sent.
 const LINGER: Duration = Duration::from_millis(100);
 
@@ -151,7 +154,11 @@ impl ConsumerContext for GroupContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let partitions: BTreeSet<i32> =
                     tpl.elements().iter().map(|e| e.partition()).collect();
-                self.revoke(consumer, &partitions, false);
+                if consumer.assignment_lost() {
+                    self.lose(&partitions);
+                } else {
+                    self.revoke(consumer, &partitions, false);
+                }
                 if let Err(error) = consumer.unassign() {
                     tracing::warn!(source = %self.source, %error, "unassigning revoked partitions failed");
                 }
@@ -222,6 +229,39 @@ impl GroupContext {
         state.events.push(GroupEvent::Assigned(started));
     }
 
+    /// The group gave `partitions` to another member while this one was silent: close their
+    /// shards without a checkpoint or a commit (both would go behind the new owner's).
+    fn lose(&self, partitions: &BTreeSet<i32>) {
+        let held: BTreeSet<i32> = self
+            .lock()
+            .assigned
+            .intersection(partitions)
+            .copied()
+            .collect();
+        if held.is_empty() {
+            return;
+        }
+        let (reply, answer) = std::sync::mpsc::channel();
+        let command = Command::Revoke {
+            source: self.source.clone(),
+            partitions: held.iter().copied().collect(),
+            end_of_input: false,
+            lost: true,
+            reply,
+        };
+        let _ = self
+            .tx
+            .blocking_send(command)
+            .ok()
+            .and_then(|_| answer.recv().ok());
+        tracing::warn!(source = %self.source, partitions = ?held, "partitions lost");
+        let mut state = self.lock();
+        for p in &held {
+            state.assigned.remove(p);
+        }
+        state.events.push(GroupEvent::Revoked(held));
+    }
+
     /// Checkpoint and close the shards of `partitions` this member holds, then commit their
     /// offsets. `end_of_input`: the source is done, so the pipeline may close their windows.
     fn revoke(
@@ -244,6 +284,7 @@ impl GroupContext {
             source: self.source.clone(),
             partitions: held.iter().copied().collect(),
             end_of_input,
+            lost: false,
             reply,
         };
         match self
@@ -339,6 +380,7 @@ pub fn run(
     let mut gaps = GapGuard::new();
     let mut assigned: BTreeSet<i32> = BTreeSet::new();
     while !stop.is_stopped() {
+        let turn_started = Instant::now();
         while let Ok(offsets) = commits.try_recv() {
             commit(&consumer, &offsets);
         }
@@ -413,6 +455,14 @@ pub fn run(
             oldest = None;
             last_message = Instant::now(); // time blocked on backpressure is not idle time
         }
+        // A long turn of this loop (a rebalance, backpressure, or the process frozen: paused,
+        // swapped out) is not idleness: after a freeze the group may have moved the partitions,
+        // and the consumer has yet to hear of it.
+        if turn_started.elapsed() >= STALL {
+            tracing::debug!(source = %c.name, turn_ms = turn_started.elapsed().as_millis() as u64,
+                "long read-loop turn; not counted as idle time");
+            last_message = Instant::now();
+        }
         // Idle only counts while partitions are assigned (not while the group rebalances).
         if buffers.is_empty()
             && !assigned.is_empty()
@@ -430,9 +480,13 @@ pub fn run(
     // Hand every partition back with a final checkpoint; at the end of input (not on a stop
     // signal) the pipeline may close their windows first.
     let held = consumer.context().lock().assigned.clone();
-    consumer
-        .context()
-        .revoke(&consumer, &held, !stop.is_stopped());
+    if consumer.assignment_lost() {
+        consumer.context().lose(&held);
+    } else {
+        consumer
+            .context()
+            .revoke(&consumer, &held, !stop.is_stopped());
+    }
     let _ = consumer.unassign();
     Ok(())
 }
