@@ -886,6 +886,83 @@ fn a_clickhouse_outage_holds_the_pipeline_and_loses_nothing() {
     );
 }
 
+/// Two hosts (data directories `a` and `b`) for one consumer group on a broker, S3 and a
+/// ClickHouse database of their own, with a clean run of the same `steps` to compare with.
+struct GroupTest {
+    broker: Broker,
+    s3: S3,
+    database: String,
+    a: tempfile::TempDir,
+    b: tempfile::TempDir,
+    config: std::path::PathBuf,
+    reference: tempfile::TempDir,
+    steps: u64,
+}
+
+impl GroupTest {
+    fn new(name: &str, steps: u64) -> Self {
+        let (broker, s3) = (broker(), s3());
+        let database = format!("shelfstream_{name}_{}", std::process::id());
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let config = a.path().join("pipeline.toml");
+        write_config(&config, &broker.address, &s3, &database);
+        let reference = tempfile::tempdir().unwrap();
+        run_to_end(
+            &repo().join("plugins"),
+            pipeline_config(reference.path(), 6_000.0, Some(steps), true),
+            false,
+        );
+        GroupTest {
+            broker,
+            s3,
+            database,
+            a,
+            b,
+            config,
+            reference,
+            steps,
+        }
+    }
+
+    /// Start host `dir` of the group.
+    fn host(&self, dir: &std::path::Path, close_windows_at_end: bool) -> Child {
+        host_run(&self.config, dir, close_windows_at_end)
+            .spawn()
+            .unwrap()
+    }
+
+    /// Keep both hosts' logs in the temp folder as `shelfstream-{name}-host-{a,b}.log`.
+    fn keep_logs(&self, name: &str) {
+        for (host, dir) in [("a", self.a.path()), ("b", self.b.path())] {
+            let _ = std::fs::copy(
+                dir.join("host.log"),
+                std::env::temp_dir().join(format!("shelfstream-{name}-host-{host}.log")),
+            );
+        }
+    }
+
+    /// A stream's rows from both hosts, sorted, and the clean run's.
+    fn rows(&self, stream: &str) -> (Vec<String>, Vec<String>) {
+        let mut got = stream_rows(self.a.path(), stream);
+        got.extend(stream_rows(self.b.path(), stream));
+        got.sort();
+        (got, stream_rows(self.reference.path(), stream))
+    }
+
+    /// ClickHouse holds every sale of the clean run once; then the database goes.
+    fn assert_sales_once_and_drop(&self) {
+        let sales = stream_rows(self.reference.path(), "sales").len();
+        assert_eq!(
+            clickhouse_query(
+                &self.database,
+                "SELECT count(), uniqExact(sale_id) FROM fact_sales FINAL"
+            ),
+            format!("{sales}\t{sales}")
+        );
+        clickhouse_query(&self.database, &format!("DROP DATABASE {}", self.database));
+    }
+}
+
 /// Two hosts in one consumer group share the partitions: a second host joins mid-stream (the
 /// group moves partitions to it), then leaves on SIGTERM (they move back). Each partition's
 /// state and offsets travel through its shard checkpoint, so the two hosts' outputs together
@@ -893,27 +970,15 @@ fn a_clickhouse_outage_holds_the_pipeline_and_loses_nothing() {
 /// every sale once.
 #[test]
 fn two_hosts_in_one_group_share_partitions_across_rebalances() {
-    let broker = broker();
-    let s3 = s3();
-    let database = format!("shelfstream_group_{}", std::process::id());
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let config = a.path().join("pipeline.toml");
-    write_config(&config, &broker.address, &s3, &database);
     // Long enough (about 13 s of production) for the second host to join, work and leave while
     // the first one is still reading.
-    let steps = 80_000u64;
+    let t = GroupTest::new("group", 80_000);
+    let (a, b) = (&t.a, &t.b);
 
-    let reference = tempfile::tempdir().unwrap();
-    run_to_end(
-        &repo().join("plugins"),
-        pipeline_config(reference.path(), 6_000.0, Some(steps), true),
-        false,
-    );
-
-    let producer = produce_live(&broker.address, steps);
-    let mut first = host_run(&config, a.path(), true).spawn().unwrap();
+    let producer = produce_live(&t.broker.address, t.steps);
+    let mut first = t.host(a.path(), true);
     std::thread::sleep(std::time::Duration::from_secs(2));
-    let mut second = host_run(&config, b.path(), false).spawn().unwrap();
+    let mut second = t.host(b.path(), false);
     // The second host gets partitions, processes some, then leaves gracefully.
     assert!(
         wait_for(30, || log_of(b.path())
@@ -938,14 +1003,7 @@ fn two_hosts_in_one_group_share_partitions_across_rebalances() {
     );
     producer.join().unwrap();
     assert!(first.wait().unwrap().success(), "{}", log_of(a.path()));
-    let _ = std::fs::copy(
-        a.path().join("host.log"),
-        std::env::temp_dir().join("shelfstream-group-test-host-a.log"),
-    );
-    let _ = std::fs::copy(
-        b.path().join("host.log"),
-        std::env::temp_dir().join("shelfstream-group-test-host-b.log"),
-    );
+    t.keep_logs("group-test");
 
     // Both hosts saw the group move partitions: to the second host and back.
     let (log_a, log_b) = (log_of(a.path()), log_of(b.path()));
@@ -953,10 +1011,7 @@ fn two_hosts_in_one_group_share_partitions_across_rebalances() {
     assert!(log_a.matches("partitions assigned").count() >= 3, "{log_a}");
 
     for stream in STREAMS {
-        let mut got = stream_rows(a.path(), stream);
-        got.extend(stream_rows(b.path(), stream));
-        got.sort();
-        let want = stream_rows(reference.path(), stream);
+        let (got, want) = t.rows(stream);
         assert!(!want.is_empty(), "{stream}");
         assert!(
             !stream_rows(b.path(), stream).is_empty() || stream == "dead_letters",
@@ -968,19 +1023,11 @@ fn two_hosts_in_one_group_share_partitions_across_rebalances() {
             "{stream}: the hosts' rows together equal a clean run's"
         );
     }
-    let sales = stream_rows(reference.path(), "sales").len();
     assert_eq!(
-        clickhouse_query(
-            &database,
-            "SELECT count(), uniqExact(sale_id) FROM fact_sales FINAL"
-        ),
-        format!("{sales}\t{sales}")
+        raw_offsets(&t.s3.dir.path().join("retail-data")),
+        consumed_offsets(&t.s3)
     );
-    assert_eq!(
-        raw_offsets(&s3.dir.path().join("retail-data")),
-        consumed_offsets(&s3)
-    );
-    clickhouse_query(&database, &format!("DROP DATABASE {database}"));
+    t.assert_sales_once_and_drop();
 }
 
 /// A host frozen (SIGSTOP) past the session timeout has lost its partitions when it runs again:
@@ -992,31 +1039,19 @@ fn two_hosts_in_one_group_share_partitions_across_rebalances() {
 /// clean run's, and ClickHouse holds every sale once.
 #[test]
 fn a_host_frozen_past_the_session_timeout_drops_its_partitions_and_loses_nothing() {
-    let broker = broker();
-    let s3 = s3();
-    let database = format!("shelfstream_zombie_{}", std::process::id());
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let config = a.path().join("pipeline.toml");
-    write_config(&config, &broker.address, &s3, &database);
-    // About 22 s of production: both hosts join, one freezes for 12 s, and work is left after.
-    let steps = 130_000u64;
+    // About 22 s of production: both hosts join, one freezes for 11 s, and work is left after.
+    let t = GroupTest::new("zombie", 130_000);
+    let (a, b) = (&t.a, &t.b);
 
-    let reference = tempfile::tempdir().unwrap();
-    run_to_end(
-        &repo().join("plugins"),
-        pipeline_config(reference.path(), 6_000.0, Some(steps), true),
-        false,
-    );
-
-    let producer = produce_live(&broker.address, steps);
-    let mut frozen = host_run(&config, a.path(), true).spawn().unwrap();
+    let producer = produce_live(&t.broker.address, t.steps);
+    let mut frozen = t.host(a.path(), true);
     assert!(
         wait_for(30, || log_of(a.path())
             .contains("first batch of the partition")),
         "{}",
         log_of(a.path())
     );
-    let mut other = host_run(&config, b.path(), true).spawn().unwrap();
+    let mut other = t.host(b.path(), true);
     assert!(
         wait_for(30, || log_of(b.path())
             .contains("first batch of the partition")),
@@ -1030,7 +1065,7 @@ fn a_host_frozen_past_the_session_timeout_drops_its_partitions_and_loses_nothing
     // would show lower offsets than the new owner's, until the new owner's next checkpoint.
     let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let watcher = {
-        let (dir, watching) = (s3.dir.path().to_path_buf(), watching.clone());
+        let (dir, watching) = (t.s3.dir.path().to_path_buf(), watching.clone());
         std::thread::spawn(move || {
             let mut highest = std::collections::BTreeMap::<String, i64>::new();
             let mut regressions = Vec::new();
@@ -1063,19 +1098,11 @@ fn a_host_frozen_past_the_session_timeout_drops_its_partitions_and_loses_nothing
     producer.join().unwrap();
     assert!(frozen.wait().unwrap().success(), "{}", log_of(a.path()));
     assert!(other.wait().unwrap().success(), "{}", log_of(b.path()));
-    for (host, dir) in [("a", a.path()), ("b", b.path())] {
-        let _ = std::fs::copy(
-            dir.join("host.log"),
-            std::env::temp_dir().join(format!("shelfstream-zombie-test-host-{host}.log")),
-        );
-    }
+    t.keep_logs("zombie-test");
 
     for stream in STREAMS {
-        let mut got = stream_rows(a.path(), stream);
-        got.extend(stream_rows(b.path(), stream));
-        got.sort();
+        let (mut got, mut want) = t.rows(stream);
         got.dedup();
-        let mut want = stream_rows(reference.path(), stream);
         want.dedup();
         assert!(!want.is_empty(), "{stream}");
         assert_eq!(got.len(), want.len(), "{stream}: distinct rows");
@@ -1084,21 +1111,14 @@ fn a_host_frozen_past_the_session_timeout_drops_its_partitions_and_loses_nothing
             "{stream}: the hosts' rows together equal a clean run's"
         );
     }
-    let sales = stream_rows(reference.path(), "sales").len();
-    assert_eq!(
-        clickhouse_query(
-            &database,
-            "SELECT count(), uniqExact(sale_id) FROM fact_sales FINAL"
-        ),
-        format!("{sales}\t{sales}")
-    );
-    // The checkpoints cover everything produced: none went back behind the new owner's.
-    let mut covered = consumed_offsets(&s3);
+    // The raw objects cover every offset the final checkpoints cover (repeats allowed: what the
+    // frozen host stored after its last checkpoint may be stored again).
+    let mut covered = consumed_offsets(&t.s3);
     covered.dedup();
-    let mut raw = raw_offsets(&s3.dir.path().join("retail-data"));
+    let mut raw = raw_offsets(&t.s3.dir.path().join("retail-data"));
     raw.dedup();
     assert_eq!(raw, covered, "raw objects cover every checkpointed offset");
-    clickhouse_query(&database, &format!("DROP DATABASE {database}"));
+    t.assert_sales_once_and_drop();
 }
 
 fn log_of(data: &std::path::Path) -> String {

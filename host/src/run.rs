@@ -493,6 +493,14 @@ impl Checkpoints {
         self.settle()?;
         for &p in partitions {
             shards.close(ShardId::Partition(p));
+            if let Some(raw) = &mut self.raw {
+                let dropped = raw.forget(p);
+                tracing::debug!(
+                    partition = p,
+                    records = dropped,
+                    "raw records of a lost partition dropped before upload"
+                );
+            }
             self.dirty.remove(&p);
             self.offsets.remove(&p);
             self.record_times.remove(&p);

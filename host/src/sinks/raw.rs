@@ -188,6 +188,19 @@ impl RawStore {
     }
 
     /// Upload every open object; the returned wait is for everything written so far.
+    /// Drop what was read from `partition` and not uploaded yet (the partition was lost to
+    /// another host, which reads it again from the last checkpoint). Returns how many records.
+    pub fn forget(&mut self, partition: i32) -> usize {
+        let mut dropped = 0;
+        self.open.retain(|(_, p), object| {
+            if *p == partition {
+                dropped += (object.last - object.first + 1) as usize;
+            }
+            *p != partition
+        });
+        dropped
+    }
+
     pub fn start_wait(&mut self) -> crate::sinks::Pending {
         let keys: Vec<(String, i32)> = self.open.keys().cloned().collect();
         for key in &keys {
@@ -373,6 +386,34 @@ mod tests {
             })
             .collect();
         assert_eq!(offsets, vec![5, 6, 7]);
+    }
+
+    #[test]
+    fn a_forgotten_partition_uploads_nothing_of_what_it_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let mut store =
+            RawStore::new(&RawStoreConfig::default(), dir.path(), rt.handle().clone()).unwrap();
+        let records: Vec<RawRecord> = (0..6)
+            .map(|o| RawRecord {
+                topic: "t".into(),
+                partition: (o % 2) as i32,
+                offset: o / 2,
+                key: None,
+                payload: b"{}".to_vec(),
+                timestamp: 0,
+            })
+            .collect();
+        store.write(&records);
+        assert_eq!(store.forget(0), 3);
+        store.wait();
+        let names: Vec<String> = rt
+            .block_on(store.store.list(None).try_collect::<Vec<_>>())
+            .unwrap()
+            .into_iter()
+            .map(|m| m.location.to_string())
+            .collect();
+        assert_eq!(names, vec![store.object_path("t", 1, 0, 2, 0).to_string()]);
     }
 
     #[test]

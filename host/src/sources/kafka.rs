@@ -154,11 +154,7 @@ impl ConsumerContext for GroupContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let partitions: BTreeSet<i32> =
                     tpl.elements().iter().map(|e| e.partition()).collect();
-                if consumer.assignment_lost() {
-                    self.lose(&partitions);
-                } else {
-                    self.revoke(consumer, &partitions, false);
-                }
+                self.revoke(consumer, &partitions, false, consumer.assignment_lost());
                 if let Err(error) = consumer.unassign() {
                     tracing::warn!(source = %self.source, %error, "unassigning revoked partitions failed");
                 }
@@ -166,7 +162,7 @@ impl ConsumerContext for GroupContext {
             other => {
                 tracing::error!(source = %self.source, error = ?other, "consumer group rebalance failed");
                 let all = self.lock().assigned.clone();
-                self.revoke(consumer, &all, false);
+                self.revoke(consumer, &all, false, consumer.assignment_lost());
                 let _ = consumer.unassign();
             }
         }
@@ -229,46 +225,16 @@ impl GroupContext {
         state.events.push(GroupEvent::Assigned(started));
     }
 
-    /// The group gave `partitions` to another member while this one was silent: close their
-    /// shards without a checkpoint or a commit (both would go behind the new owner's).
-    fn lose(&self, partitions: &BTreeSet<i32>) {
-        let held: BTreeSet<i32> = self
-            .lock()
-            .assigned
-            .intersection(partitions)
-            .copied()
-            .collect();
-        if held.is_empty() {
-            return;
-        }
-        let (reply, answer) = std::sync::mpsc::channel();
-        let command = Command::Revoke {
-            source: self.source.clone(),
-            partitions: held.iter().copied().collect(),
-            end_of_input: false,
-            lost: true,
-            reply,
-        };
-        let _ = self
-            .tx
-            .blocking_send(command)
-            .ok()
-            .and_then(|_| answer.recv().ok());
-        tracing::warn!(source = %self.source, partitions = ?held, "partitions lost");
-        let mut state = self.lock();
-        for p in &held {
-            state.assigned.remove(p);
-        }
-        state.events.push(GroupEvent::Revoked(held));
-    }
-
     /// Checkpoint and close the shards of `partitions` this member holds, then commit their
     /// offsets. `end_of_input`: the source is done, so the pipeline may close their windows.
+    /// `lost`: the group gave them to another member while this one was silent, so they close
+    /// without a checkpoint or a commit (both would go behind the new owner's).
     fn revoke(
         &self,
         consumer: &BaseConsumer<Self>,
         partitions: &BTreeSet<i32>,
         end_of_input: bool,
+        lost: bool,
     ) {
         let held: BTreeSet<i32> = self
             .lock()
@@ -284,7 +250,7 @@ impl GroupContext {
             source: self.source.clone(),
             partitions: held.iter().copied().collect(),
             end_of_input,
-            lost: false,
+            lost,
             reply,
         };
         match self
@@ -293,6 +259,9 @@ impl GroupContext {
             .ok()
             .and_then(|_| answer.recv().ok())
         {
+            Some(_) if lost => {
+                tracing::warn!(source = %self.source, partitions = ?held, "partitions lost")
+            }
             Some(offsets) => {
                 if !offsets.is_empty() {
                     if let Err(error) = consumer.commit(&offset_list(&offsets), CommitMode::Sync) {
@@ -480,13 +449,10 @@ pub fn run(
     // Hand every partition back with a final checkpoint; at the end of input (not on a stop
     // signal) the pipeline may close their windows first.
     let held = consumer.context().lock().assigned.clone();
-    if consumer.assignment_lost() {
-        consumer.context().lose(&held);
-    } else {
-        consumer
-            .context()
-            .revoke(&consumer, &held, !stop.is_stopped());
-    }
+    let lost = consumer.assignment_lost();
+    consumer
+        .context()
+        .revoke(&consumer, &held, !stop.is_stopped(), lost);
     let _ = consumer.unassign();
     Ok(())
 }
