@@ -281,6 +281,18 @@ fn main() {
         black_box(native_window.on_watermark(wm));
     }
     let native_agg = started.elapsed();
+    // The boundary alone: the same sales into a plugin that skips them (sales-spike-alert reads
+    // only metric rows): copying each sale's strings in, and dropping them.
+    let alert = engine
+        .load(&repo().join("plugins/sales-spike-alert.wasm"))
+        .unwrap();
+    let mut skipping = alert.instantiate(&Limits::default()).unwrap();
+    skipping.configure(&[]).unwrap();
+    let started = Instant::now();
+    for chunk in sales.chunks(1024) {
+        black_box(skipping.process(chunk).unwrap());
+    }
+    let boundary = started.elapsed();
     println!();
     println!("per stage at batch 1024 (200,000 sales; native includes the batch copy the host does not need):");
     println!(
@@ -294,6 +306,11 @@ fn main() {
         rate(200_000, wasm_agg),
         rate(200_000, native_agg),
         wasm_agg.as_secs_f64() / native_agg.as_secs_f64()
+    );
+    println!(
+        "  boundary:   {:>9.0} sales/s into a plugin that skips them ({:.0} ns per sale)",
+        rate(sales.len(), boundary),
+        boundary.as_nanos() as f64 / sales.len() as f64
     );
 
     // Per-call overhead: an empty batch into the aggregator, wasm vs a native call.
