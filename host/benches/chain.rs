@@ -23,6 +23,14 @@ fn repo() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The components measured: `plugins/`, or `CHAIN_PLUGINS` (to compare two builds).
+fn plugin(name: &str) -> std::path::PathBuf {
+    std::env::var_os("CHAIN_PLUGINS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo().join("plugins"))
+        .join(format!("{name}.wasm"))
+}
+
 fn sales_records(n: usize) -> Vec<RawRecord> {
     let config = SimulatorConfig {
         malformed_rate: 0.0,
@@ -57,7 +65,7 @@ fn spec(name: &str, plugin: &str, input: &str, output: &str) -> StageSpec {
 fn wasm_pipeline(engine: &PluginEngine) -> (Pipeline, MemorySink) {
     let load = |name: &str| {
         engine
-            .load(&repo().join("plugins").join(format!("{name}.wasm")))
+            .load(&plugin(name))
             .expect("run plugins/build.sh first")
     };
     let stages = vec![
@@ -171,6 +179,19 @@ fn rate(n: usize, elapsed: Duration) -> f64 {
 
 fn main() {
     let engine = PluginEngine::new(None).unwrap();
+    if std::env::var("CHAIN_PROFILE").is_ok_and(|v| v == "native") {
+        // Only the native chain at batch 1024, several rounds: for `perf record`.
+        let records: Vec<sdk::RawRecord> = sales_records(200_000).iter().map(to_sdk).collect();
+        let started = Instant::now();
+        for _ in 0..10 {
+            let mut native = NativeChain::new();
+            for c in records.chunks(1024) {
+                native.push(c.to_vec());
+            }
+        }
+        println!("native ev/s: {:.0}", rate(2_000_000, started.elapsed()));
+        return;
+    }
     if std::env::var_os("CHAIN_PROFILE").is_some() {
         // Only the WebAssembly chain at batch 1024, several rounds: for `perf record`.
         let records = sales_records(200_000);
@@ -237,9 +258,7 @@ fn main() {
 
     // Per stage, batch 1024: where the chain's time goes.
     let records = sales_records(200_000);
-    let cleaner = engine
-        .load(&repo().join("plugins/sales-cleaner.wasm"))
-        .unwrap();
+    let cleaner = engine.load(&plugin("sales-cleaner")).unwrap();
     let mut wasm_cleaner = cleaner.instantiate(&Limits::default()).unwrap();
     wasm_cleaner.configure(&[]).unwrap();
     let started = Instant::now();
@@ -260,9 +279,7 @@ fn main() {
         }
     }
     let native_clean = started.elapsed();
-    let aggregator = engine
-        .load(&repo().join("plugins/revenue-aggregator.wasm"))
-        .unwrap();
+    let aggregator = engine.load(&plugin("revenue-aggregator")).unwrap();
     let mut wasm_window = aggregator.instantiate(&Limits::default()).unwrap();
     wasm_window.configure(&[]).unwrap();
     let started = Instant::now();
@@ -283,9 +300,7 @@ fn main() {
     let native_agg = started.elapsed();
     // The boundary alone: the same sales into a plugin that skips them (sales-spike-alert reads
     // only metric rows): copying each sale's strings in, and dropping them.
-    let alert = engine
-        .load(&repo().join("plugins/sales-spike-alert.wasm"))
-        .unwrap();
+    let alert = engine.load(&plugin("sales-spike-alert")).unwrap();
     let mut skipping = alert.instantiate(&Limits::default()).unwrap();
     skipping.configure(&[]).unwrap();
     let started = Instant::now();
@@ -314,9 +329,7 @@ fn main() {
     );
 
     // Per-call overhead: an empty batch into the aggregator, wasm vs a native call.
-    let aggregator = engine
-        .load(&repo().join("plugins/revenue-aggregator.wasm"))
-        .unwrap();
+    let aggregator = engine.load(&plugin("revenue-aggregator")).unwrap();
     let mut instance = aggregator.instantiate(&Limits::default()).unwrap();
     instance.configure(&[]).unwrap();
     let calls = 200_000;
@@ -361,7 +374,7 @@ fn main() {
         })
         .collect();
     stage.process(Batch::events(events), &mut dead);
-    let mut bytes = std::fs::read(repo().join("plugins/revenue-aggregator.wasm")).unwrap();
+    let mut bytes = std::fs::read(plugin("revenue-aggregator")).unwrap();
     bytes.extend_from_slice(&[0, 5, 4, b'b', b'e', b'n', b'c']); // a custom section: a new version hash
     let v2 = engine
         .load_bytes(std::path::Path::new("revenue-aggregator.wasm"), &bytes)

@@ -30,8 +30,10 @@
 
 #[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
 #[global_allocator]
-static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+static ALLOCATOR: alloc::SizeClasses<talc::wasm::WasmDynamicTalc> =
+    alloc::SizeClasses::new(talc::wasm::new_wasm_dynamic_allocator());
 
+pub mod alloc;
 pub mod dedup;
 pub mod hash;
 pub mod params;
