@@ -298,6 +298,35 @@ fn main() {
         black_box(native_window.on_watermark(wm));
     }
     let native_agg = started.elapsed();
+    // The alert rule on the aggregator's metric rows (made again, untimed: keeping them while
+    // timing the aggregator would time the host's heap growth too).
+    let (mut metrics, mut native_metrics) = (Vec::new(), Vec::new());
+    let mut window = aggregator.instantiate(&Limits::default()).unwrap();
+    window.configure(&[]).unwrap();
+    let mut native_window: revenue_aggregator::RevenueAggregator =
+        sdk::rt::new_plugin(Vec::new()).unwrap();
+    for (chunk, native_chunk) in sales.chunks(1024).zip(native_sales.chunks(1024)) {
+        window.process(chunk).unwrap();
+        native_window.process(native_chunk.to_vec());
+        let wm = shelfstream::plugin::event_time(chunk.last().unwrap()) - LATENESS_MS;
+        metrics.extend(window.on_watermark(wm).unwrap());
+        native_metrics.extend(native_window.on_watermark(wm));
+    }
+    let alert = engine.load(&plugin("sales-spike-alert")).unwrap();
+    let mut wasm_alert = alert.instantiate(&Limits::default()).unwrap();
+    wasm_alert.configure(&[]).unwrap();
+    let started = Instant::now();
+    for chunk in metrics.chunks(1024) {
+        black_box(wasm_alert.process(chunk).unwrap());
+    }
+    let wasm_rule = started.elapsed();
+    let mut native_alert: sales_spike_alert::SalesSpikeAlert =
+        sdk::rt::new_plugin(Vec::new()).unwrap();
+    let started = Instant::now();
+    for chunk in native_metrics.chunks(1024) {
+        black_box(native_alert.process(chunk.to_vec()));
+    }
+    let native_rule = started.elapsed();
     // The boundary alone: the same sales into a plugin that skips them (sales-spike-alert reads
     // only metric rows): copying each sale's strings in, and dropping them.
     let alert = engine.load(&plugin("sales-spike-alert")).unwrap();
@@ -321,6 +350,14 @@ fn main() {
         rate(200_000, wasm_agg),
         rate(200_000, native_agg),
         wasm_agg.as_secs_f64() / native_agg.as_secs_f64()
+    );
+    println!(
+        "  alert rule: wasm {:>9.0} ev/s  native {:>9.0} ev/s  ratio {:.2}x  ({} metric rows, {:.2} per sale)",
+        rate(metrics.len(), wasm_rule),
+        rate(metrics.len(), native_rule),
+        wasm_rule.as_secs_f64() / native_rule.as_secs_f64(),
+        metrics.len(),
+        metrics.len() as f64 / sales.len() as f64
     );
     println!(
         "  boundary:   {:>9.0} sales/s into a plugin that skips them ({:.0} ns per sale)",
