@@ -145,7 +145,7 @@ fn the_seed_sample_queries_run_unmodified_and_return_rows() {
     let data = tempfile::tempdir().unwrap();
     let mut config = pipeline_config(data.path(), 0.0, Some(8_000), true);
     for s in &mut config.sources {
-        if let shelfstream::config::SourceConfig::Simulator(sim) = s {
+        if let shelfstream::sources::SourceConfig::Simulator(sim) = s {
             sim.start = None; // event time starts now: "today" and "the last hour" hold data
         }
     }
@@ -154,7 +154,7 @@ fn the_seed_sample_queries_run_unmodified_and_return_rows() {
 
     let version = query(&ch, "SELECT version()");
     let queries =
-        shelfstream::sinks::clickhouse::named_queries(shelfstream::sinks::clickhouse::SEED_SAMPLES);
+        shelfstream::tools::queries::named_queries(shelfstream::tools::queries::SEED_SAMPLES);
     assert_eq!(queries.len(), 8);
     for (name, sql) in &queries {
         if name == "product_performance" && version.starts_with("18.") {
@@ -194,7 +194,7 @@ fn the_exercise_queries_answer_from_three_simulated_weeks() {
     let data = tempfile::tempdir().unwrap();
     let mut config = pipeline_config(data.path(), 0.0, Some(50_000), true);
     for s in &mut config.sources {
-        if let shelfstream::config::SourceConfig::Simulator(sim) = s {
+        if let shelfstream::sources::SourceConfig::Simulator(sim) = s {
             sim.time_scale = 30_000.0; // 30 simulated seconds per step: about 17 days
             sim.stop_selling_share = 0.05;
         }
@@ -202,7 +202,7 @@ fn the_exercise_queries_answer_from_three_simulated_weeks() {
     config.clickhouse = Some(ch.clone());
     run_to_end(&repo().join("plugins"), config, false);
     let queries =
-        shelfstream::sinks::clickhouse::named_queries(shelfstream::sinks::clickhouse::EXERCISES);
+        shelfstream::tools::queries::named_queries(shelfstream::tools::queries::EXERCISES);
     assert_eq!(queries.len(), 10);
     for (name, sql) in &queries {
         let rows = query(&ch, sql);

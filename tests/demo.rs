@@ -25,7 +25,7 @@ fn the_demo_runs_the_whole_stack_and_answers_the_sample_queries() {
         String::from_utf8_lossy(&out.stderr)
     );
     let queries =
-        shelfstream::sinks::clickhouse::named_queries(shelfstream::sinks::clickhouse::SEED_SAMPLES);
+        shelfstream::tools::queries::named_queries(shelfstream::tools::queries::SEED_SAMPLES);
     for (name, _) in &queries {
         let section = stdout
             .split(&format!("-- {name}\n"))

@@ -9,10 +9,11 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::*;
-use shelfstream::config::{PipelineConfig, SimulatorConfig, DEFAULT_PIPELINE};
+use shelfstream::config::{PipelineConfig, DEFAULT_PIPELINE};
 use shelfstream::pipeline::dead_letter::event_from_json;
 use shelfstream::plugin::bindings::{Alert, Event, MetricRow};
-use shelfstream::sources::simulator::{GroundTruth, IncidentKind, Simulator};
+use shelfstream::sim::SimulatorConfig;
+use shelfstream::sim::{GroundTruth, IncidentKind, Simulator};
 
 const START: &str = "2026-10-05T00:00:00Z"; // a Monday
 const STEPS: u64 = 55_000; // about three simulated weeks at 30 s per step
@@ -91,10 +92,10 @@ fn score(
     truth: &GroundTruth,
     kind: IncidentKind,
     alerts: &[Alert],
-    matches: impl Fn(&Alert, &shelfstream::sources::simulator::Incident) -> bool,
+    matches: impl Fn(&Alert, &shelfstream::sim::Incident) -> bool,
 ) -> (f64, f64, usize, usize) {
     let incidents: Vec<_> = truth.of_kind(kind).collect();
-    let same_shelf = |a: &Alert, i: &&shelfstream::sources::simulator::Incident| {
+    let same_shelf = |a: &Alert, i: &&shelfstream::sim::Incident| {
         a.store_id == i.store_id && a.product_id == i.product_id && matches(a, i)
     };
     let true_alerts = alerts
@@ -140,7 +141,7 @@ fn rules_find_what_the_simulator_injected() {
 
     // The same simulation again, in process, for its ground truth.
     let parsed = PipelineConfig::parse(&config_text(&out)).unwrap();
-    let shelfstream::config::SourceConfig::Simulator(sim_config) = &parsed.sources[0] else {
+    let shelfstream::sources::SourceConfig::Simulator(sim_config) = &parsed.sources[0] else {
         panic!()
     };
     let sim_config: SimulatorConfig = sim_config.clone();

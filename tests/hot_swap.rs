@@ -10,7 +10,7 @@ use common::*;
 use shelfstream::harness::{shared_engine, HarnessSwapError, PluginHarness};
 use shelfstream::pipeline::{Batch, DeadLetterKind, Pipeline, Stage, StageSpec, Status, SwapError};
 use shelfstream::plugin::Limits;
-use shelfstream::sinks::MemorySink;
+use shelfstream::sinks::{MemorySink, Sink};
 
 #[test]
 fn a_live_swap_loses_nothing_doubles_nothing_and_keeps_window_state() {
@@ -147,21 +147,18 @@ fn removing_a_plugin_unloads_it_and_putting_it_back_resumes_with_its_state() {
     };
     let v1 = shared_engine().load(&plugin("revenue-aggregator")).unwrap();
     let sink = MemorySink::new(true);
-    let mut p = Pipeline::new(
-        vec![Stage::start(spec, v1, None).unwrap()],
-        Box::new(sink.clone()),
-    );
-    p.push(
+    let mut p = Pipeline::new(vec![Stage::start(spec, v1, None).unwrap()]);
+    let out = p.push(
         "sales",
         Batch::events(vec![sale("T1", "S001", "SKU-00001", 2, 1.0, 1_000)]),
-    )
-    .unwrap();
+    );
+    sink.clone().write_outputs(&out).unwrap();
     assert_eq!(p.unload("revenue-aggregator"), vec!["agg".to_string()]);
-    p.push(
+    let out = p.push(
         "sales",
         Batch::events(vec![sale("T2", "S001", "SKU-00001", 5, 1.0, 2_000)]),
-    )
-    .unwrap();
+    );
+    sink.clone().write_outputs(&out).unwrap();
     let dead = sink.take().dead_letters;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].kind, DeadLetterKind::Unloaded);
@@ -172,11 +169,11 @@ fn removing_a_plugin_unloads_it_and_putting_it_back_resumes_with_its_state() {
     let v2 = shared_engine().load(&path).unwrap();
     let outcomes = p.swap(&v2);
     assert!(outcomes[0].result.is_ok(), "{outcomes:?}");
-    p.push(
+    let out = p.push(
         "sales",
         Batch::events(vec![sale("T3", "S001", "SKU-00001", 1, 1.0, 3 * MIN)]),
-    )
-    .unwrap();
+    );
+    sink.clone().write_outputs(&out).unwrap();
     let rows = sink.take().streams.remove("sales_1m").unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(

@@ -12,7 +12,7 @@ use shelfstream::harness::{shared_engine, PluginHarness};
 use shelfstream::pipeline::{Batch, DeadLetterKind, Pipeline, Stage, StageSpec, Status};
 use shelfstream::plugin::bindings::Event;
 use shelfstream::plugin::{Limits, LoadError};
-use shelfstream::sinks::MemorySink;
+use shelfstream::sinks::{MemorySink, Sink};
 
 const TRIGGER: &str = "SKU-66666";
 
@@ -202,11 +202,12 @@ fn other_plugins_keep_processing_while_one_misbehaves() {
     )
     .unwrap();
     let sink = MemorySink::new(true);
-    let mut pipeline = Pipeline::new(vec![bad, good], Box::new(sink.clone()));
+    let mut pipeline = Pipeline::new(vec![bad, good]);
     for minute in 0..5 {
         let mut batch = normal(3, minute * MIN);
         batch.push(sale("BOOM", "S001", TRIGGER, 1, 1.0, minute * MIN));
-        pipeline.push("sales", Batch::events(batch)).unwrap();
+        let out = pipeline.push("sales", Batch::events(batch));
+        sink.clone().write_outputs(&out).unwrap();
     }
     let got = sink.take();
     let rows: Vec<&Event> = got.streams["good-out"]

@@ -9,8 +9,8 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 
 use common::*;
-use shelfstream::config::SourceConfig;
-use shelfstream::sources::kafka::KafkaSourceConfig;
+use shelfstream::sources::KafkaSourceConfig;
+use shelfstream::sources::SourceConfig;
 
 struct Broker {
     child: Child,
@@ -237,7 +237,7 @@ fn kafka_config(
         brokers: brokers.into(),
         ..Default::default()
     });
-    c.raw_store = Some(shelfstream::sinks::raw::RawStoreConfig {
+    c.raw_store = Some(shelfstream::archive::RawStoreConfig {
         kind: "s3".into(),
         endpoint: Some(s3.endpoint.clone()),
         access_key_id: Some("minioadmin".into()),
@@ -301,7 +301,7 @@ fn kafka_in_equals_the_same_events_read_directly_and_restarts_resume() {
         .collect();
     std::fs::write(
         orphan_dir.join(format!("{next:020}-{:020}.ndjson.gz", next + 4)),
-        shelfstream::sinks::raw::encode(&orphan),
+        shelfstream::archive::encode(&orphan),
     )
     .unwrap();
 
@@ -430,7 +430,12 @@ fn checkpointed_offsets(s3: &S3) -> std::collections::BTreeMap<String, i64> {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
         let checkpoint: shelfstream::checkpoint::ShardCheckpoint =
             serde_json::from_reader(flate2::read::GzDecoder::new(&bytes[..])).unwrap();
-        offsets.extend(checkpoint.offsets);
+        offsets.extend(
+            checkpoint
+                .offsets
+                .into_iter()
+                .map(|(tp, o)| (tp.to_string(), o)),
+        );
     }
     offsets
 }
@@ -449,7 +454,12 @@ fn checkpoint_offsets_in(dir: &std::path::Path) -> Vec<(String, i64)> {
         ) else {
             continue;
         };
-        offsets.extend(checkpoint.offsets);
+        offsets.extend(
+            checkpoint
+                .offsets
+                .into_iter()
+                .map(|(tp, o)| (tp.to_string(), o)),
+        );
     }
     offsets
 }

@@ -7,7 +7,7 @@ mod common;
 use std::process::{Command, Stdio};
 
 use common::*;
-use shelfstream::run::SavedState;
+use shelfstream::checkpoint::SavedState;
 
 fn host() -> Command {
     Command::new(env!("CARGO_BIN_EXE_host"))
@@ -156,7 +156,7 @@ fn sigterm_drains_saves_state_and_the_next_run_completes_the_same_output() {
     let once = tempfile::tempdir().unwrap();
     let mut c = pipeline_config(once.path(), 4_000.0, Some(total), true);
     for s in &mut c.sources {
-        if let shelfstream::config::SourceConfig::Simulator(sim) = s {
+        if let shelfstream::sources::SourceConfig::Simulator(sim) = s {
             sim.stores = 10;
             sim.products = 100;
         }

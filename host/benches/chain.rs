@@ -9,11 +9,11 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use shelfstream::config::SimulatorConfig;
 use shelfstream::pipeline::{Batch, Pipeline, Stage, StageSpec};
 use shelfstream::plugin::{Limits, PluginEngine, RawRecord};
-use shelfstream::sinks::MemorySink;
-use shelfstream::sources::simulator::{Simulator, SALES};
+use shelfstream::sim::{Simulator, SimulatorConfig};
+use shelfstream::sinks::{MemorySink, Sink};
+use shelfstream::topics::SALES;
 use shelfstream_sdk as sdk;
 use shelfstream_sdk::Plugin;
 
@@ -89,7 +89,7 @@ fn wasm_pipeline(engine: &PluginEngine) -> (Pipeline, MemorySink) {
         .unwrap(),
     ];
     let sink = MemorySink::new(false);
-    (Pipeline::new(stages, Box::new(sink.clone())), sink)
+    (Pipeline::new(stages), sink)
 }
 
 /// The stage semantics (lateness, watermark, on-watermark) around a natively compiled plugin.
@@ -197,9 +197,10 @@ fn main() {
         let records = sales_records(200_000);
         let started = Instant::now();
         for _ in 0..5 {
-            let (mut pipeline, _sink) = wasm_pipeline(&engine);
+            let (mut pipeline, mut sink) = wasm_pipeline(&engine);
             for c in records.chunks(1024) {
-                pipeline.push(SALES, Batch::Raw(c.to_vec())).unwrap();
+                let out = pipeline.push(SALES, Batch::Raw(c.to_vec()));
+                sink.write_outputs(&out).unwrap();
             }
         }
         println!("wasm ev/s: {:.0}", rate(1_000_000, started.elapsed()));
@@ -227,10 +228,11 @@ fn main() {
             .map(|c| c.iter().map(to_sdk).collect())
             .collect();
 
-        let (mut pipeline, sink) = wasm_pipeline(&engine);
+        let (mut pipeline, mut sink) = wasm_pipeline(&engine);
         let started = Instant::now();
         for b in wasm_batches {
-            pipeline.push(SALES, b).unwrap();
+            let out = pipeline.push(SALES, b);
+            sink.write_outputs(&out).unwrap();
         }
         let wasm = started.elapsed();
         let counts = sink.take().counts;

@@ -11,14 +11,13 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use shelfstream::config::{PipelineConfig, SimulatorConfig, SourceConfig, TOPICS};
-use shelfstream::sinks::{
-    clickhouse::ClickHouseConfig, kafka::KafkaSinkConfig, raw::RawStoreConfig,
-};
-use shelfstream::sources::kafka::{
-    create_topics, partition_key, KafkaSourceConfig, RecordProducer,
-};
-use shelfstream::sources::simulator::Simulator;
+use shelfstream::archive::RawStoreConfig;
+use shelfstream::config::PipelineConfig;
+use shelfstream::sim::{Simulator, SimulatorConfig};
+use shelfstream::sinks::{clickhouse::ClickHouseConfig, kafka::KafkaSinkConfig};
+use shelfstream::sources::{KafkaSourceConfig, SourceConfig, TopicPartition};
+use shelfstream::tools::kafka::{create_topics, RecordProducer};
+use shelfstream::topics::RETAIL as TOPICS;
 
 const BROKERS: &str = "127.0.0.1:9092";
 
@@ -206,7 +205,7 @@ fn main() {
     // Start exactly at the slice: a fresh group whose shard checkpoints hold the slice's start.
     let ends = before
         .iter()
-        .map(|(t, p, o)| (partition_key(t, *p), *o))
+        .map(|(t, p, o)| (TopicPartition::new(t.as_str(), *p), *o))
         .collect();
     let store = shelfstream::checkpoint::ShardStore::new(
         config.raw_store.as_ref().unwrap(),
@@ -218,7 +217,7 @@ fn main() {
     shelfstream::checkpoint::start_at(&store, &ends).unwrap();
 
     let config_file_outputs = config.runtime.file_outputs;
-    let opts = shelfstream::run::RunOptions {
+    let opts = shelfstream::runtime::RunOptions {
         plugins_dir: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins"),
         config,
         watch: false,
@@ -228,7 +227,7 @@ fn main() {
     // Compile the plugins into the run's cache first: CPU per event is the pipeline's, not
     // Cranelift's.
     let engine = shelfstream::plugin::PluginEngine::new(Some(data.path().join("cache"))).unwrap();
-    shelfstream::run::load_plugins(&engine, &opts.plugins_dir).unwrap();
+    shelfstream::plugin::registry::load_plugins(&engine, &opts.plugins_dir).unwrap();
     drop(engine);
     // CPU of the host and the services sampled every 50 ms, so that per-event figures cover the
     // busy span only (not start-up, the group join or the final checkpoints).
@@ -250,7 +249,7 @@ fn main() {
         })
     };
     let report = rt
-        .block_on(shelfstream::run::run(opts, std::future::pending()))
+        .block_on(shelfstream::runtime::run(opts, std::future::pending()))
         .unwrap();
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);
     let samples = sampler.join().unwrap();

@@ -11,6 +11,8 @@ use serde::Deserialize;
 
 use crate::pipeline::StageSpec;
 use crate::plugin::Limits;
+use crate::sources::SourceConfig;
+use crate::units::{parse_duration, parse_size};
 
 /// The default pipeline: simulator -> cleaners -> aggregator/alert rule -> forecaster.
 pub const DEFAULT_PIPELINE: &str = include_str!("../pipeline.toml");
@@ -45,7 +47,7 @@ pub struct PipelineConfig {
     /// Also produce alerts and dead letters to Kafka topics.
     pub kafka_sink: Option<crate::sinks::kafka::KafkaSinkConfig>,
     /// Where raw batches from Kafka are kept (default: a local folder `<data_dir>/raw`).
-    pub raw_store: Option<crate::sinks::raw::RawStoreConfig>,
+    pub raw_store: Option<crate::archive::RawStoreConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -93,105 +95,6 @@ pub struct StageLimits {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum SourceConfig {
-    /// The built-in retail simulator (see `sources::simulator`).
-    Simulator(SimulatorConfig),
-    /// Newline-delimited JSON payloads from a file or stdin (`path = "-"`), all of one topic.
-    Ndjson(NdjsonConfig),
-    /// Kafka topics (see `sources::kafka`).
-    Kafka(crate::sources::kafka::KafkaSourceConfig),
-}
-
-impl SourceConfig {
-    pub fn name(&self) -> &str {
-        match self {
-            SourceConfig::Simulator(c) => &c.name,
-            SourceConfig::Ndjson(c) => &c.name,
-            SourceConfig::Kafka(c) => &c.name,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SimulatorConfig {
-    pub name: String,
-    pub seed: u64,
-    /// Messages per second of wall time, over all topics; 0 means as fast as possible.
-    pub rate: f64,
-    pub stores: u32,
-    pub products: u32,
-    /// Stop after this long (e.g. `"60s"`); absent means run until stopped.
-    pub duration: Option<String>,
-    /// Stop after this many simulation steps (customer actions; each writes one or two messages).
-    pub max_events: Option<u64>,
-    /// Simulated seconds per wall-clock second (60: one simulated minute per second).
-    pub time_scale: f64,
-    /// Event time of the first event (RFC 3339); default: now minus the simulated span.
-    pub start: Option<String>,
-    /// Share of sales messages that are deliberately malformed.
-    pub malformed_rate: f64,
-    /// Partitions per topic (keys are store:product, so one key stays in one partition).
-    pub partitions: i32,
-    /// Share of messages sent twice (the cleaners' de-duplication drops the repeat).
-    pub duplicate_rate: f64,
-    /// Signals with ground truth (see `sources::simulator::GroundTruth`), as expected counts per
-    /// simulated day over the whole chain: sales bursts on one shelf for an hour,
-    pub sales_anomalies_per_day: f64,
-    /// mistyped prices (x10 or /10) corrected later,
-    pub price_errors_per_day: f64,
-    /// stock that disappears without a record (revealed by the shelf's next stock update),
-    pub thefts_per_day: f64,
-    /// and promotions (a price cut of 20-30% for some hours that doubles demand).
-    pub promotions_per_day: f64,
-    /// Share of shelves (store x product) that stop selling one to three days after the start.
-    pub stop_selling_share: f64,
-    /// Product pairs often bought together (the second joins the basket half the time).
-    pub affinity_pairs: u32,
-}
-
-impl Default for SimulatorConfig {
-    fn default() -> Self {
-        SimulatorConfig {
-            name: "simulator".into(),
-            seed: 42,
-            rate: 2_000.0,
-            stores: 10,
-            products: 100,
-            duration: None,
-            max_events: None,
-            time_scale: 60.0,
-            start: None,
-            malformed_rate: 0.005,
-            partitions: 3,
-            duplicate_rate: 0.0,
-            sales_anomalies_per_day: 0.0,
-            price_errors_per_day: 0.0,
-            thefts_per_day: 0.0,
-            promotions_per_day: 0.0,
-            stop_selling_share: 0.0,
-            affinity_pairs: 0,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NdjsonConfig {
-    #[serde(default = "ndjson_name")]
-    pub name: String,
-    /// A file path, or `-` for stdin.
-    pub path: PathBuf,
-    /// The topic (stream) the lines belong to, e.g. `retail-sales-transactions`.
-    pub topic: String,
-}
-
-fn ndjson_name() -> String {
-    "ndjson".into()
-}
-
-#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StageConfig {
     pub name: String,
@@ -212,13 +115,6 @@ pub struct StageConfig {
     /// Overrides `plugin_defaults.allowed_lateness` for this stage.
     pub allowed_lateness: Option<String>,
 }
-
-pub const TOPICS: [&str; 4] = [
-    "retail-sales-transactions",
-    "retail-inventory-updates",
-    "retail-price-changes",
-    "retail-customer-events",
-];
 
 impl PipelineConfig {
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
@@ -246,7 +142,10 @@ impl PipelineConfig {
         self.sources
             .iter()
             .flat_map(|s| match s {
-                SourceConfig::Simulator(_) => TOPICS.iter().map(|t| t.to_string()).collect(),
+                SourceConfig::Simulator(_) => crate::topics::RETAIL
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect(),
                 SourceConfig::Ndjson(n) => vec![n.topic.clone()],
                 SourceConfig::Kafka(k) => k.topics.clone(),
             })
@@ -406,33 +305,6 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
     }
 }
 
-/// `500ms`, `30s`, `5m`, `1h`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| format!("{text:?}: {e}"))
-}
-
-/// `65536`, `512KiB`, `64MiB`, `1GiB` (also `KB`/`MB`/`GB` as powers of 1000).
-pub fn parse_size(text: &str) -> Result<usize, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (n, unit) = t.split_at(split);
-    let n: usize = n
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size (try 64MiB)"))?;
-    let scale: usize = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "KB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        other => return Err(format!("unknown size unit {other:?} in {text:?}")),
-    };
-    n.checked_mul(scale)
-        .ok_or_else(|| format!("{text:?} is too large"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -525,7 +397,7 @@ mod tests {
     #[test]
     fn stages_without_input_can_be_pruned() {
         let mut config = PipelineConfig::parse(DEFAULT_PIPELINE).unwrap();
-        config.sources = vec![SourceConfig::Ndjson(NdjsonConfig {
+        config.sources = vec![SourceConfig::Ndjson(crate::sources::NdjsonConfig {
             name: "in".into(),
             path: "-".into(),
             topic: "retail-inventory-updates".into(),

@@ -11,12 +11,22 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crossbeam_channel::Sender;
 use notify::RecursiveMode;
 use notify_debouncer_full::{new_debouncer, DebounceEventResult};
-use tokio::sync::mpsc::Sender;
 
-use crate::plugin::PluginEngine;
-use crate::run::Command;
+use crate::pipeline::StageSpec;
+use crate::plugin::{LoadedPlugin, PluginEngine};
+
+/// What changed, for the pipeline to apply at its next batch boundary.
+pub enum Change {
+    /// A new, compiled and validated plugin version to swap in.
+    Swap(Arc<LoadedPlugin>),
+    /// A plugin file was removed.
+    Unload(String),
+    /// The pipeline config file changed: the stages it now describes.
+    Reconfigure(Vec<StageSpec>),
+}
 
 /// How long the folder must be quiet before changes are acted on.
 pub const DEBOUNCE: Duration = Duration::from_millis(250);
@@ -27,11 +37,7 @@ pub type Watcher = notify_debouncer_full::Debouncer<
 >;
 
 /// Watch `dir` until the returned watcher is dropped.
-pub fn watch(
-    dir: &Path,
-    engine: Arc<PluginEngine>,
-    tx: Sender<Command>,
-) -> anyhow::Result<Watcher> {
+pub fn watch(dir: &Path, engine: Arc<PluginEngine>, tx: Sender<Change>) -> anyhow::Result<Watcher> {
     let watched = dir.canonicalize()?;
     let in_dir = watched.clone();
     let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
@@ -60,7 +66,7 @@ pub fn watch(
                 match engine.load(&path) {
                     Ok(plugin) => {
                         tracing::info!(plugin = %plugin.name, version = %plugin.version, "new plugin version compiled and validated");
-                        Command::Swap(plugin)
+                        Change::Swap(plugin)
                     }
                     Err(error) => {
                         tracing::error!(plugin = %name, %error, "new plugin file rejected; the running version stays");
@@ -68,9 +74,9 @@ pub fn watch(
                     }
                 }
             } else {
-                Command::Unload(name)
+                Change::Unload(name)
             };
-            if tx.blocking_send(command).is_err() {
+            if tx.send(command).is_err() {
                 return;
             }
         }
@@ -81,7 +87,7 @@ pub fn watch(
 
 /// Watch the pipeline config file; on a change, parse and validate it here and hand the stage
 /// specs to the pipeline. A config that does not parse is reported and ignored.
-pub fn watch_config(path: &Path, tx: Sender<Command>) -> anyhow::Result<Watcher> {
+pub fn watch_config(path: &Path, tx: Sender<Change>) -> anyhow::Result<Watcher> {
     let file = path.canonicalize()?;
     let dir = file
         .parent()
@@ -99,7 +105,7 @@ pub fn watch_config(path: &Path, tx: Sender<Command>) -> anyhow::Result<Watcher>
         match specs {
             Ok(specs) => {
                 tracing::info!(config = %watched.display(), "pipeline config changed");
-                let _ = tx.blocking_send(Command::Reconfigure(specs));
+                let _ = tx.send(Change::Reconfigure(specs));
             }
             Err(error) => {
                 tracing::error!(config = %watched.display(), %error, "changed pipeline config rejected; nothing applied")

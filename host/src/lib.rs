@@ -2,21 +2,33 @@
 //! hot-swappable WebAssembly plugins.
 //!
 //! # Layout
-//! The host reads as sources -> plugin chain -> sinks:
+//! The host reads as sources -> plugin chain -> sinks, wired by the runtime:
 //!
-//! - [`sources`]: where records come from (the retail simulator, NDJSON files or stdin).
+//! - [`sources`]: where records come from, behind the [`sources::Source`] trait: the Kafka
+//!   consumer group ([`sources::kafka`], with its group events on their own channel), NDJSON
+//!   files or stdin, and the retail simulator; typed positions ([`sources::TopicPartition`],
+//!   [`sources::Position`]).
+//! - [`plugin`]: the plugin runtime: the WIT bindings (the one `bindgen!`), loading and caching
+//!   components, the plugins folder ([`plugin::registry`]), instances under memory and CPU
+//!   limits.
 //! - [`pipeline`]: stages wired by named streams; each [`pipeline::Stage`] runs one plugin with
-//!   event time (watermarks, lateness), isolation (re-create from last good state,
-//!   quarantine) and hot swap. Dead letters live here too.
-//! - [`plugin`]: the WIT bindings (the one `bindgen!`), loading and caching components, and
-//!   running instances under memory and CPU limits.
-//! - [`sinks`]: where results go (NDJSON files per stream; in memory for tests).
-//! - [`run`]: `host run`: threads, the command channel, shutdown and saved state.
-//! - [`shards`]: one pipeline per Kafka partition (or one local one), so partitions can move
-//!   between hosts of a consumer group; [`checkpoint`]: their checkpoints in the object store.
-//! - [`hotswap`]: watching the plugins folder.
-//! - [`config`]: the strict pipeline config.
+//!   event time (watermarks, lateness), isolation (re-create from last good state, quarantine)
+//!   and hot swap; dead letters; one pipeline per shard ([`pipeline::shards`]). A push returns
+//!   its [`pipeline::Outputs`]; the pipeline writes nothing itself.
+//! - [`sinks`]: where results go: NDJSON files, ClickHouse ([`sinks::clickhouse`]), Kafka
+//!   alerts and dead letters, memory (tests).
+//! - [`archive`]: raw batches of partitioned sources to object storage (S3/MinIO or a folder).
+//! - [`checkpoint`]: the coordinator (sinks and archive durable, then state with positions,
+//!   then offsets committed), the local saved state, shard checkpoints in the object store.
+//! - [`runtime`]: `host run`: wires the above, runs the pipeline thread, stops cleanly.
+//! - [`hotswap`]: watching the plugins folder and the config file.
+//! - [`config`]: the strict pipeline config; [`units`]: durations and sizes; [`topics`]: the
+//!   retail topic names.
 //! - [`harness`]: unit-testing a plugin in isolation.
+//!
+//! Beside the runtime, never used by it: [`sim`], the retail simulator with ground truth, and
+//! [`tools`], what `host simulate`, `host demo` and the benchmarks use (a Kafka producer, topic
+//! admin, the demo, the sample queries).
 
 /// mimalloc for every binary linking the host library (the `host` binary, tests, benchmarks): the
 /// pipeline allocates and frees many small strings per event (lifting plugin outputs), where it
@@ -24,13 +36,24 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+pub mod sources;
+
+pub mod plugin;
+
+pub mod pipeline;
+
+pub mod sinks;
+
+pub mod archive;
 pub mod checkpoint;
+
+pub mod runtime;
+
 pub mod config;
 pub mod harness;
 pub mod hotswap;
-pub mod pipeline;
-pub mod plugin;
-pub mod run;
-pub mod shards;
-pub mod sinks;
-pub mod sources;
+pub mod topics;
+pub mod units;
+
+pub mod sim;
+pub mod tools;

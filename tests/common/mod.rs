@@ -117,7 +117,8 @@ pub fn pipeline_config(
     max_events: Option<u64>,
     close_at_end: bool,
 ) -> shelfstream::config::PipelineConfig {
-    use shelfstream::config::{PipelineConfig, SourceConfig};
+    use shelfstream::config::PipelineConfig;
+    use shelfstream::sources::SourceConfig;
     let mut c = PipelineConfig::parse(shelfstream::config::DEFAULT_PIPELINE).unwrap();
     c.runtime.data_dir = data_dir.to_path_buf();
     c.runtime.close_windows_at_end = close_at_end;
@@ -187,8 +188,8 @@ pub fn run_to_end(
     plugins: &std::path::Path,
     config: shelfstream::config::PipelineConfig,
     watch: bool,
-) -> shelfstream::run::RunReport {
-    let opts = shelfstream::run::RunOptions {
+) -> shelfstream::runtime::RunReport {
+    let opts = shelfstream::runtime::RunOptions {
         plugins_dir: plugins.to_path_buf(),
         config,
         watch,
@@ -196,7 +197,7 @@ pub fn run_to_end(
         summary: false,
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(shelfstream::run::run(opts, std::future::pending()))
+    rt.block_on(shelfstream::runtime::run(opts, std::future::pending()))
         .unwrap()
 }
 

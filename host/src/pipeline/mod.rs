@@ -1,11 +1,16 @@
 //! The plugin chain: stages wired by named streams, in dependency order.
 //!
 //! A batch pushed into a stream goes to every stage reading that stream; each stage's output is
-//! written to the sink under the stage's output stream and pushed on to the stages reading that
-//! one, so `cleaner -> aggregator -> alert rule` is three stages and two streams. Everything a
-//! stage could not process is written to the sink's dead letters.
+//! returned under the stage's output stream ([`Outputs`]) and pushed on to the stages reading
+//! that one, so `cleaner -> aggregator -> alert rule` is three stages and two streams.
+//! Everything a stage could not process is returned as a dead letter. The pipeline writes
+//! nothing itself: the caller hands the outputs to the sinks.
+//!
+//! [`shards`] keeps one pipeline per shard (Kafka partition, or the local one).
 
 pub mod dead_letter;
+mod output;
+pub mod shards;
 pub mod stage;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -13,10 +18,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use dead_letter::{event_json, DeadLetter, DeadLetterKind, SourceRef};
+pub use output::{Output, Outputs, Provenance};
+pub use shards::{ShardId, Shards};
 pub use stage::{Stage, StageCheckpoint, StageSpec, StageStats, StartError, Status, SwapError};
 
 use crate::plugin::{Event, LoadedPlugin, RawRecord};
-use crate::sinks::{Producer, Sink, SinkError};
+use crate::sources::TopicPartition;
 
 /// The lane of events emitted on watermark advances (already in event-time order).
 pub const DERIVED_LANE: i32 = -1;
@@ -65,20 +72,18 @@ pub struct Pipeline {
     stages: Vec<Stage>,
     /// Stream -> (stage, which of the stage's inputs it is).
     consumers: HashMap<String, Vec<(usize, usize)>>,
-    sink: Box<dyn Sink>,
     pub dead_letters: u64,
     /// Alert events emitted, over all stages.
     pub alerts: u64,
-    /// The highest offset read per `topic:partition`, and the same as JSON for the sinks.
-    positions: BTreeMap<String, i64>,
-    positions_json: String,
+    /// The highest offset read per topic-partition (shared with the outputs' provenance).
+    positions: Arc<BTreeMap<TopicPartition, i64>>,
     /// The source partition this pipeline is the shard of (`None`: unpartitioned sources).
     partition: Option<i32>,
 }
 
 impl Pipeline {
     /// `stages` must be in dependency order (see `config::PipelineConfig::validate`).
-    pub fn new(mut stages: Vec<Stage>, sink: Box<dyn Sink>) -> Self {
+    pub fn new(mut stages: Vec<Stage>) -> Self {
         let mut consumers: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
         for (i, stage) in stages.iter().enumerate() {
             for (k, input) in stage.spec().inputs.iter().enumerate() {
@@ -101,11 +106,9 @@ impl Pipeline {
         Pipeline {
             stages,
             consumers,
-            sink,
             dead_letters: 0,
             alerts: 0,
-            positions: BTreeMap::new(),
-            positions_json: "{}".into(),
+            positions: Arc::default(),
             partition: None,
         }
     }
@@ -125,16 +128,17 @@ impl Pipeline {
     }
 
     /// Run a batch from `stream` through every stage downstream of it.
-    pub fn push(&mut self, stream: &str, batch: Batch) -> Result<(), SinkError> {
+    pub fn push(&mut self, stream: &str, batch: Batch) -> Outputs {
         self.push_lane(stream, batch, 0)
     }
 
     /// Run a batch from one lane (source partition) of `stream`. Cleaners keep the lane (their
     /// output is as ordered as their input); other stages emit in watermark order, one lane.
-    pub fn push_lane(&mut self, stream: &str, batch: Batch, lane: i32) -> Result<(), SinkError> {
+    pub fn push_lane(&mut self, stream: &str, batch: Batch, lane: i32) -> Outputs {
         if let Batch::Raw(records) = &batch {
             self.track_positions(records);
         }
+        let mut outputs = Outputs::default();
         let mut dead = Vec::new();
         let mut queue = VecDeque::from([(stream.to_string(), batch, lane)]);
         while let Some((stream, batch, lane)) = queue.pop_front() {
@@ -154,15 +158,16 @@ impl Pipeline {
                     crate::plugin::PluginKind::Cleaner => lane,
                     _ => DERIVED_LANE,
                 };
-                self.emit(i, out, out_lane, &mut queue)?;
+                self.emit(i, out, out_lane, &mut queue, &mut outputs);
             }
         }
-        self.write_dead(dead)
+        self.count_dead(&dead);
+        outputs.dead_letters.extend(dead);
+        outputs
     }
 
     fn track_positions(&mut self, records: &[RawRecord]) {
         // Batches hold runs of one topic-partition: one map update per run, not per record.
-        let mut changed = false;
         let mut i = 0;
         while i < records.len() {
             let (topic, partition) = (&records[i].topic, records[i].partition);
@@ -177,17 +182,13 @@ impl Pipeline {
             }
             let at = self
                 .positions
-                .entry(format!("{topic}:{partition}"))
-                .or_insert(-1);
-            if newest > *at {
-                *at = newest;
-                changed = true;
+                .get(&TopicPartition::new(topic.as_str(), partition));
+            if at.is_none_or(|&at| newest > at) {
+                // Copied on write: outputs already returned keep the positions they had.
+                Arc::make_mut(&mut self.positions)
+                    .insert(TopicPartition::new(topic.as_str(), partition), newest);
             }
             i = j;
-        }
-        if changed {
-            self.positions_json =
-                serde_json::to_string(&self.positions).expect("offsets serialise");
         }
     }
 
@@ -208,18 +209,21 @@ impl Pipeline {
     }
 
     /// End of input: close every window, upstream stages first.
-    pub fn flush_windows(&mut self) -> Result<(), SinkError> {
+    pub fn flush_windows(&mut self) -> Outputs {
+        let mut outputs = Outputs::default();
         for i in 0..self.stages.len() {
             let mut dead = Vec::new();
             let out = self.stages[i].flush(&mut dead);
-            self.write_dead(dead)?;
+            self.count_dead(&dead);
+            outputs.dead_letters.extend(dead);
             let mut queue = VecDeque::new();
-            self.emit(i, out, DERIVED_LANE, &mut queue)?;
+            self.emit(i, out, DERIVED_LANE, &mut queue, &mut outputs);
             for (stream, batch, lane) in queue {
-                self.push_lane(&stream, batch, lane)?;
+                let more = self.push_lane(&stream, batch, lane);
+                outputs.extend(more);
             }
         }
-        Ok(())
+        outputs
     }
 
     fn emit(
@@ -228,36 +232,38 @@ impl Pipeline {
         out: Vec<Event>,
         lane: i32,
         queue: &mut VecDeque<(String, Batch, i32)>,
-    ) -> Result<(), SinkError> {
+        outputs: &mut Outputs,
+    ) {
         if out.is_empty() {
-            return Ok(());
+            return;
         }
-        let s = &self.stages[stage];
-        let origins = s.origins();
-        let producer = Producer {
-            stage: &s.spec().name,
-            plugin: &s.plugin().name,
-            version: &s.plugin().version,
+        let s = &mut self.stages[stage];
+        let origins = s.take_origins();
+        let provenance = Provenance {
+            stage: s.spec().name.as_str().into(),
+            plugin: s.plugin().name.as_str().into(),
+            version: s.plugin().version.as_str().into(),
             origins: if origins.len() == out.len() {
                 origins
             } else {
-                &[]
+                Vec::new()
             },
-            positions: &self.positions_json,
+            positions: self.positions.clone(),
             partition: self.partition,
         };
-        self.sink.write(&s.spec().output, &producer, &out)?;
         self.alerts += out.iter().filter(|e| matches!(e, Event::Alert(_))).count() as u64;
-        queue.push_back((s.spec().output.clone(), Batch::events(out), lane));
-        Ok(())
+        let stream = s.spec().output.clone();
+        let events = Arc::new(out);
+        outputs.batches.push(Output {
+            stream: stream.as_str().into(),
+            provenance,
+            events: events.clone(),
+        });
+        queue.push_back((stream, Batch::Events(events), lane));
     }
 
-    fn write_dead(&mut self, dead: Vec<DeadLetter>) -> Result<(), SinkError> {
-        if dead.is_empty() {
-            return Ok(());
-        }
+    fn count_dead(&mut self, dead: &[DeadLetter]) {
         self.dead_letters += dead.len() as u64;
-        self.sink.dead_letters(&dead)
     }
 
     /// Offer a new version of a plugin to every stage running it.
@@ -326,10 +332,6 @@ impl Pipeline {
                 s.spec().name.clone()
             })
             .collect()
-    }
-
-    pub fn flush_sink(&mut self) -> Result<(), SinkError> {
-        self.sink.flush()
     }
 
     /// Every stage's state, for persisting at shutdown.

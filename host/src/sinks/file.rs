@@ -7,7 +7,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::{Producer, Sink, SinkError};
+use super::{Sink, SinkError};
+use crate::pipeline::Provenance;
 use crate::pipeline::{event_json, DeadLetter};
 use crate::plugin::Event;
 
@@ -63,15 +64,15 @@ impl Sink for FileSink {
     fn write(
         &mut self,
         stream: &str,
-        producer: &Producer<'_>,
+        provenance: &Provenance,
         events: &[Event],
     ) -> Result<(), SinkError> {
         for event in events {
             let mut value = event_json(event);
             if let serde_json::Value::Object(map) = &mut value {
-                map.insert("_stage".into(), producer.stage.into());
-                map.insert("_plugin".into(), producer.plugin.into());
-                map.insert("_plugin_version".into(), producer.version.into());
+                map.insert("_stage".into(), (&*provenance.stage).into());
+                map.insert("_plugin".into(), (&*provenance.plugin).into());
+                map.insert("_plugin_version".into(), (&*provenance.version).into());
             }
             self.line(stream, &value)?;
         }

@@ -10,7 +10,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 
-use super::{Producer, Sink, SinkError};
+use super::{Sink, SinkError};
+use crate::pipeline::Provenance;
 use crate::pipeline::{event_json, DeadLetter};
 use crate::plugin::Event;
 
@@ -82,16 +83,16 @@ impl Sink for KafkaSink {
     fn write(
         &mut self,
         _stream: &str,
-        producer: &Producer<'_>,
+        provenance: &Provenance,
         events: &[Event],
     ) -> Result<(), SinkError> {
         for event in events {
             if let Event::Alert(a) = event {
                 let mut value = event_json(event);
                 if let serde_json::Value::Object(map) = &mut value {
-                    map.insert("_stage".into(), producer.stage.into());
-                    map.insert("_plugin".into(), producer.plugin.into());
-                    map.insert("_plugin_version".into(), producer.version.into());
+                    map.insert("_stage".into(), (&*provenance.stage).into());
+                    map.insert("_plugin".into(), (&*provenance.plugin).into());
+                    map.insert("_plugin_version".into(), (&*provenance.version).into());
                 }
                 let key = format!("{}:{}", a.store_id, a.product_id);
                 self.send(&self.config.alerts_topic.clone(), &key, &value.to_string())?;

@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use super::{Producer, Sink, SinkError};
+use super::{Sink, SinkError};
 use crate::pipeline::DeadLetter;
+use crate::pipeline::Provenance;
 use crate::plugin::Event;
 
 #[derive(Debug, Default)]
@@ -45,7 +46,7 @@ impl Sink for MemorySink {
     fn write(
         &mut self,
         stream: &str,
-        _producer: &Producer<'_>,
+        _provenance: &Provenance,
         events: &[Event],
     ) -> Result<(), SinkError> {
         let mut c = self.0.lock().expect("sink lock");

@@ -1,33 +1,22 @@
-//! Where results go. A sink receives each stage's output under its stream name, with the
-//! producing plugin and version (provenance), and the dead letters.
+//! Where results go. A sink receives each stage's output under its stream name with its
+//! [`Provenance`] (stage, plugin and version, source records or positions), and the dead
+//! letters. Sinks never see the pipeline: the runner hands them what the chain returned.
+//!
+//! - [`file`]: NDJSON files per stream (the embedded default);
+//! - [`clickhouse`]: the analytics tables of `sql/schema.sql`;
+//! - [`kafka`]: alerts and dead letters to Kafka topics;
+//! - [`memory`]: kept in memory (tests, the harness, benchmarks).
 
 pub mod clickhouse;
 pub mod file;
 pub mod kafka;
 pub mod memory;
-pub mod raw;
 
-use crate::pipeline::DeadLetter;
+use crate::pipeline::{DeadLetter, Outputs, Provenance};
 use crate::plugin::Event;
 
 pub use file::FileSink;
 pub use memory::MemorySink;
-
-/// Who produced a batch of outputs.
-#[derive(Debug, Clone, Copy)]
-pub struct Producer<'a> {
-    pub stage: &'a str,
-    pub plugin: &'a str,
-    pub version: &'a str,
-    /// The source record of each event, for a cleaner's output; empty for derived events.
-    pub origins: &'a [crate::pipeline::SourceRef],
-    /// The highest offset read so far per `topic:partition` (a JSON object): what derived
-    /// events (windows, alerts, forecasts) were computed from.
-    pub positions: &'a str,
-    /// The source partition whose shard produced the events (`None`: unpartitioned sources).
-    /// Aggregates over several stores or products are partial per partition.
-    pub partition: Option<i32>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -42,7 +31,7 @@ pub trait Sink: Send {
     fn write(
         &mut self,
         stream: &str,
-        producer: &Producer<'_>,
+        provenance: &Provenance,
         events: &[Event],
     ) -> Result<(), SinkError>;
     fn dead_letters(&mut self, dead: &[DeadLetter]) -> Result<(), SinkError>;
@@ -53,6 +42,18 @@ pub trait Sink: Send {
     fn start_flush(&mut self) -> Result<Vec<Pending>, SinkError> {
         self.flush()?;
         Ok(Vec::new())
+    }
+
+    /// Write everything a push through the chain returned: each output batch in order, then
+    /// the dead letters.
+    fn write_outputs(&mut self, outputs: &Outputs) -> Result<(), SinkError> {
+        for o in &outputs.batches {
+            self.write(&o.stream, &o.provenance, &o.events)?;
+        }
+        if !outputs.dead_letters.is_empty() {
+            self.dead_letters(&outputs.dead_letters)?;
+        }
+        Ok(())
     }
 }
 
@@ -66,12 +67,12 @@ impl Sink for Fanout {
     fn write(
         &mut self,
         stream: &str,
-        producer: &Producer<'_>,
+        provenance: &Provenance,
         events: &[Event],
     ) -> Result<(), SinkError> {
         self.0
             .iter_mut()
-            .try_for_each(|s| s.write(stream, producer, events))
+            .try_for_each(|s| s.write(stream, provenance, events))
     }
 
     fn dead_letters(&mut self, dead: &[DeadLetter]) -> Result<(), SinkError> {

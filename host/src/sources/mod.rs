@@ -1,20 +1,30 @@
-//! Where records come from. Each source runs on its own thread and sends batches of raw records
-//! of one topic, each with the source's resume position after it, into the pipeline's channel.
-//! A full channel blocks the source: that is the backpressure.
+//! Where records come from. A [`Source`] runs on its own thread and sends [`SourceEvent`]s:
+//! batches of raw records of one topic, each with the [`Position`] the source resumes at after
+//! it, and finally that it is done. A full channel blocks the source: that is the backpressure.
+//!
+//! Partitioned sources (Kafka) also have a [`Group`]: their consumer group's assignments and
+//! revocations on a channel of their own, answered by whoever owns the shards.
+//!
+//! A source never sees the pipeline or the runner: it only sends on the channels it is given.
 
 pub mod kafka;
 pub mod ndjson;
+mod position;
 pub mod simulator;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use tokio::sync::mpsc::Sender;
+use crossbeam_channel::{Receiver, Sender};
+use serde::Deserialize;
 
-use crate::config::SourceConfig;
+pub use kafka::{GroupEvent, KafkaSourceConfig};
+pub use ndjson::NdjsonConfig;
+pub use position::{BadTopicPartition, Offsets, Position, TopicPartition};
+
 use crate::plugin::RawRecord;
-use crate::run::Command;
+use crate::sim::SimulatorConfig;
 
 /// Raw records of one topic from one source.
 #[derive(Debug)]
@@ -22,10 +32,107 @@ pub struct SourceBatch {
     pub source: String,
     pub topic: String,
     pub records: Vec<RawRecord>,
-    /// Where to resume after this batch (simulator steps, file lines).
-    pub position: u64,
-    /// For partitioned sources: `topic:partition` and the offset after this batch.
-    pub offset: Option<(String, i64)>,
+    /// Where the source resumes after this batch.
+    pub position: Position,
+}
+
+/// What a source thread says, in order.
+#[derive(Debug)]
+pub enum SourceEvent {
+    Batch(SourceBatch),
+    /// The source ended (input exhausted, stopped, or failed with `error`).
+    Done {
+        source: String,
+        error: Option<String>,
+    },
+}
+
+/// The consumer group of a partitioned source, as its owner sees it.
+pub struct Group {
+    /// Assignments and revocations, each waiting for its reply.
+    pub events: Receiver<GroupEvent>,
+    /// Offsets to commit to the group once a checkpoint covers them.
+    pub commits: Sender<Offsets>,
+}
+
+/// The entities a source's events refer to (dimension tables), when the source knows them.
+#[derive(Debug, Clone, Default)]
+pub struct Dimensions {
+    pub stores: Vec<StoreRow>,
+    pub products: Vec<ProductRow>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreRow {
+    pub id: String,
+    pub city: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProductRow {
+    pub sku: String,
+    pub name: String,
+    pub category: String,
+    pub base_price: f64,
+}
+
+pub trait Source: Send {
+    fn name(&self) -> &str;
+
+    /// Partitioned sources hand out their consumer group once (before [`Source::run`]).
+    fn group(&mut self) -> Option<Group> {
+        None
+    }
+
+    /// Store and product rows for the dimension tables, if this source generates them.
+    fn dimensions(&self) -> Option<Dimensions> {
+        None
+    }
+
+    /// Read until the input ends or `stop` is set, sending batches on `out`.
+    fn run(self: Box<Self>, out: &Sender<SourceEvent>, stop: &StopFlag) -> anyhow::Result<()>;
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// The built-in retail simulator (see [`crate::sim`]).
+    Simulator(SimulatorConfig),
+    /// Newline-delimited JSON payloads from a file or stdin (`path = "-"`), all of one topic.
+    Ndjson(NdjsonConfig),
+    /// Kafka topics (see [`kafka`]).
+    Kafka(KafkaSourceConfig),
+}
+
+impl SourceConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            SourceConfig::Simulator(c) => &c.name,
+            SourceConfig::Ndjson(c) => &c.name,
+            SourceConfig::Kafka(c) => &c.name,
+        }
+    }
+
+    /// Whether the source reads partitions (and resumes from shard checkpoints).
+    pub fn is_partitioned(&self) -> bool {
+        matches!(self, SourceConfig::Kafka(_))
+    }
+
+    /// The source, resuming count-based sources after `resume` (offset-based sources resume
+    /// from their group's assignments).
+    pub fn open(&self, batch_size: usize, resume: u64) -> anyhow::Result<Box<dyn Source>> {
+        Ok(match self {
+            SourceConfig::Simulator(c) => Box::new(simulator::SimulatorSource::new(
+                c.clone(),
+                batch_size,
+                resume,
+            )?),
+            SourceConfig::Ndjson(c) => {
+                Box::new(ndjson::NdjsonSource::new(c.clone(), batch_size, resume))
+            }
+            SourceConfig::Kafka(c) => Box::new(kafka::KafkaSource::new(c.clone(), batch_size)),
+        })
+    }
 }
 
 /// Tells sources to stop at their next batch boundary.
@@ -41,109 +148,23 @@ impl StopFlag {
     }
 }
 
-/// Start a source thread resuming at `position` (Kafka sources resume from shard checkpoints). It sends `Command::Batch` and finally
-/// `Command::SourceDone`.
+/// Run a source on its own thread: its batches, then [`SourceEvent::Done`].
 pub fn spawn(
-    config: SourceConfig,
-    batch_size: usize,
-    position: u64,
-    tx: Sender<Command>,
+    source: Box<dyn Source>,
+    out: Sender<SourceEvent>,
     stop: StopFlag,
-    commits: Option<std::sync::mpsc::Receiver<std::collections::BTreeMap<String, i64>>>,
 ) -> std::io::Result<JoinHandle<()>> {
-    let name = config.name().to_string();
+    let name = source.name().to_string();
     std::thread::Builder::new()
         .name(format!("source-{name}"))
         .spawn(move || {
-            let result = match &config {
-                SourceConfig::Simulator(c) => simulator_loop(c, batch_size, position, &tx, &stop),
-                SourceConfig::Ndjson(c) => ndjson::run(c, batch_size, position, &tx, &stop),
-                SourceConfig::Kafka(c) => {
-                    let commits = commits.unwrap_or_else(|| std::sync::mpsc::channel().1);
-                    kafka::run(c, batch_size, &tx, &stop, commits)
-                }
-            };
-            let error = result.err().map(|e| format!("{e:#}"));
+            let error = source.run(&out, &stop).err().map(|e| format!("{e:#}"));
             if let Some(error) = &error {
                 tracing::error!(source = %name, %error, "source failed");
             }
-            let _ = tx.blocking_send(Command::SourceDone {
+            let _ = out.send(SourceEvent::Done {
                 source: name,
                 error,
             });
         })
-}
-
-fn simulator_loop(
-    c: &crate::config::SimulatorConfig,
-    batch_size: usize,
-    position: u64,
-    tx: &Sender<Command>,
-    stop: &StopFlag,
-) -> anyhow::Result<()> {
-    use std::collections::BTreeMap;
-    use std::time::{Duration, Instant};
-
-    let duration = c
-        .duration
-        .as_deref()
-        .map(crate::config::parse_duration)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
-    let start_ms = match &c.start {
-        Some(s) => humantime::parse_rfc3339_weak(s)
-            .map_err(|e| anyhow::anyhow!("simulator start {s:?}: {e}"))?
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_millis() as i64,
-        None => {
-            // End the simulated span around now, so "the last hour" queries find the data.
-            let span_ms = duration.map_or(0.0, |d| d.as_secs_f64() * c.time_scale * 1_000.0);
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_millis() as i64;
-            (now - span_ms as i64) / 60_000 * 60_000
-        }
-    };
-    let mut sim = simulator::Simulator::new(c, start_ms);
-    sim.skip(position);
-    let max_steps = c.max_events.unwrap_or(u64::MAX);
-    let started = Instant::now();
-    let mut buffers: BTreeMap<String, Vec<RawRecord>> = BTreeMap::new();
-    let mut messages: u64 = 0;
-    while !stop.is_stopped() && sim.steps() < max_steps {
-        if duration.is_some_and(|d| started.elapsed() >= d) {
-            break;
-        }
-        // Generate the messages due by now (paced by `rate`), at most about one batch.
-        let due = if c.rate > 0.0 {
-            (started.elapsed().as_secs_f64() * c.rate) as u64
-        } else {
-            u64::MAX
-        };
-        let mut produced = 0;
-        while messages < due && sim.steps() < max_steps && produced < batch_size {
-            for r in sim.step() {
-                buffers.entry(r.topic.clone()).or_default().push(r);
-                produced += 1;
-                messages += 1;
-            }
-        }
-        let position = sim.steps();
-        for (topic, records) in std::mem::take(&mut buffers) {
-            let batch = SourceBatch {
-                source: c.name.clone(),
-                topic,
-                records,
-                position,
-                offset: None,
-            };
-            if tx.blocking_send(Command::Batch(batch)).is_err() {
-                return Ok(());
-            }
-        }
-        if produced == 0 {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-    Ok(())
 }

@@ -13,120 +13,19 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use serde::{Deserialize, Serialize};
 
 use super::dead_letter::{DeadLetter, DeadLetterKind, SourceRef};
 use super::Batch;
 use crate::plugin::{
-    event_time, Event, Limits, LoadedPlugin, PluginError, PluginInstance, PluginKind, State,
-    Timestamp,
+    event_time, Event, LoadedPlugin, PluginError, PluginInstance, State, Timestamp,
 };
 
-/// Static description of a stage, from the pipeline config.
-#[derive(Debug, Clone)]
-pub struct StageSpec {
-    pub name: String,
-    /// Plugin name: the component file stem in the plugins folder.
-    pub plugin: String,
-    /// The streams it reads (one for most stages).
-    pub inputs: Vec<String>,
-    pub output: String,
-    pub params: Vec<(String, String)>,
-    pub limits: Limits,
-    pub allowed_lateness_ms: i64,
-    /// Take a checkpoint (snapshot) once the replay log holds this many events (each call also
-    /// counts one). Bounds the memory of the log and the replay after a failure.
-    pub checkpoint_every: usize,
-    /// Consecutive failures before quarantine.
-    pub max_failures: u32,
-}
+mod spec;
+mod swap;
 
-/// What a stage persists across restarts.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StageCheckpoint {
-    pub plugin_version: String,
-    pub state_version: u32,
-    /// The plugin's state bytes (base64 in JSON; a JSON array of bytes is read too).
-    #[serde(with = "state_bytes")]
-    pub state: Vec<u8>,
-    /// Newest event time accepted, per input lane (source partition).
-    #[serde(default)]
-    pub lanes: BTreeMap<i32, Timestamp>,
-    pub watermark: Timestamp,
-}
+use swap::build;
 
-/// State bytes as base64 text: a third of the size of a JSON array of numbers, and faster.
-mod state_bytes {
-    use base64::Engine;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Stored {
-            Base64(String),
-            Bytes(Vec<u8>),
-        }
-        match Stored::deserialize(d)? {
-            Stored::Base64(text) => base64::engine::general_purpose::STANDARD
-                .decode(text)
-                .map_err(serde::de::Error::custom),
-            Stored::Bytes(bytes) => Ok(bytes),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SwapError {
-    #[error("{new} is a {new_kind:?} but stage {stage} runs a {old_kind:?}")]
-    KindMismatch {
-        stage: String,
-        new: String,
-        new_kind: PluginKind,
-        old_kind: PluginKind,
-    },
-    #[error("new version {version} of {plugin} {step}: {error}")]
-    Rejected {
-        plugin: String,
-        version: String,
-        step: &'static str,
-        error: PluginError,
-    },
-    #[error("the running version of {plugin} failed to export its state: {error}")]
-    Snapshot { plugin: String, error: PluginError },
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("stage {stage}: plugin {plugin} {step}: {error}")]
-pub struct StartError {
-    pub stage: String,
-    pub plugin: String,
-    pub step: &'static str,
-    pub error: PluginError,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Running,
-    Quarantined,
-    Unloaded,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct StageStats {
-    pub batches: u64,
-    pub events_in: u64,
-    pub events_out: u64,
-    pub failures: u64,
-    pub dead_letters: u64,
-    pub swaps: u64,
-}
+pub use spec::{StageCheckpoint, StageSpec, StageStats, StartError, Status, SwapError};
 
 enum Call {
     Batch(Batch, Timestamp),
@@ -204,6 +103,11 @@ impl Stage {
     /// The source record of each event the last call emitted (cleaners only; empty otherwise).
     pub fn origins(&self) -> &[SourceRef] {
         &self.origins
+    }
+
+    /// The source records of the last output (taken: the next call collects anew).
+    pub fn take_origins(&mut self) -> Vec<SourceRef> {
+        std::mem::take(&mut self.origins)
     }
 
     pub fn spec(&self) -> &StageSpec {
@@ -549,133 +453,4 @@ impl Stage {
         self.instance = None;
         self.status = status;
     }
-
-    /// The current state, for a swap or a shutdown. Falls back to the last checkpoint plus
-    /// replay when the stage is not running.
-    fn current_state(&mut self) -> Result<State, SwapError> {
-        if self.instance.is_none() {
-            let _ = self.rebuild();
-        }
-        let snapshot_err = |error| SwapError::Snapshot {
-            plugin: self.plugin.name.clone(),
-            error,
-        };
-        match self.instance.as_mut() {
-            Some(instance) => instance.snapshot().map_err(snapshot_err),
-            None => Ok(self.checkpoint.clone()),
-        }
-    }
-
-    /// Replace the plugin with `new`, carrying the state over. On error the running version
-    /// stays. Returns how long the stage was paused.
-    pub fn swap(&mut self, new: Arc<LoadedPlugin>) -> Result<Duration, SwapError> {
-        let started = Instant::now();
-        if new.info.kind != self.plugin.info.kind {
-            return Err(SwapError::KindMismatch {
-                stage: self.spec.name.clone(),
-                new: new.name.clone(),
-                new_kind: new.info.kind,
-                old_kind: self.plugin.info.kind,
-            });
-        }
-        let was = self.status;
-        let state = self.current_state()?;
-        match build(&self.spec, &new, &state, self.watermark) {
-            Ok(instance) => {
-                let old = std::mem::replace(&mut self.plugin, new);
-                self.previous = Some(old);
-                self.instance = Some(instance);
-                self.status = Status::Running;
-                self.checkpoint = state;
-                self.clear_log();
-                self.consecutive_failures = 0;
-                self.stats.swaps += 1;
-                Ok(started.elapsed())
-            }
-            Err((step, error)) => {
-                if was != Status::Running {
-                    self.instance = None;
-                }
-                Err(SwapError::Rejected {
-                    plugin: new.name.clone(),
-                    version: new.version.clone(),
-                    step,
-                    error,
-                })
-            }
-        }
-    }
-
-    /// New parameters for the running plugin: a fresh instance configured with them takes over
-    /// the current state at this batch boundary. Rejected parameters leave everything as it was.
-    pub fn reconfigure(&mut self, params: Vec<(String, String)>) -> Result<Duration, SwapError> {
-        let started = Instant::now();
-        if self.status != Status::Running {
-            self.spec.params = params; // used when the plugin runs again
-            return Ok(started.elapsed());
-        }
-        let state = self.current_state()?;
-        let spec = StageSpec {
-            params,
-            ..self.spec.clone()
-        };
-        let instance =
-            build(&spec, &self.plugin, &state, self.watermark).map_err(|(step, error)| {
-                SwapError::Rejected {
-                    plugin: self.plugin.name.clone(),
-                    version: self.plugin.version.clone(),
-                    step,
-                    error,
-                }
-            })?;
-        self.spec = spec;
-        self.instance = Some(instance);
-        self.checkpoint = state;
-        self.clear_log();
-        self.consecutive_failures = 0;
-        Ok(started.elapsed())
-    }
-
-    /// The plugin file was removed: keep the state, stop calling the plugin.
-    pub fn unload(&mut self) {
-        if let Ok(state) = self.current_state() {
-            self.checkpoint = state;
-            self.clear_log();
-        }
-        self.stop(Status::Unloaded);
-    }
-
-    /// State to persist at shutdown.
-    pub fn save(&mut self) -> Result<StageCheckpoint, SwapError> {
-        let state = self.current_state()?;
-        Ok(StageCheckpoint {
-            plugin_version: self.plugin.version.clone(),
-            state_version: state.version,
-            state: state.data,
-            lanes: self.lanes.clone(),
-            watermark: self.watermark,
-        })
-    }
-}
-
-/// A configured instance holding `state`.
-fn build(
-    spec: &StageSpec,
-    plugin: &LoadedPlugin,
-    state: &State,
-    watermark: Timestamp,
-) -> Result<PluginInstance, (&'static str, PluginError)> {
-    let mut instance = plugin
-        .instantiate(&spec.limits)
-        .map_err(|e| ("failed to instantiate", e))?;
-    instance.set_watermark(watermark);
-    instance
-        .configure(&spec.params)
-        .map_err(|e| ("rejected its parameters", e))?;
-    if !state.data.is_empty() {
-        instance
-            .restore(state)
-            .map_err(|e| ("refused the state", e))?;
-    }
-    Ok(instance)
 }

@@ -5,16 +5,12 @@
 //! [`crate::checkpoint`]). Other sources (simulator, NDJSON) feed the one local shard. Every
 //! shard runs the same stages: [`Shards`] keeps the current stage specs and plugin versions, so a
 //! shard opened after a hot swap or a parameter change starts with what the others run now.
-//! All shards write to one shared sink.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use crate::pipeline::{
-    DeadLetter, Pipeline, Stage, StageCheckpoint, StageSpec, StartError, SwapOutcome,
-};
-use crate::plugin::{Event, LoadedPlugin};
-use crate::sinks::{Producer, Sink, SinkError};
+use super::{Pipeline, Stage, StageCheckpoint, StageSpec, StartError, SwapOutcome};
+use crate::plugin::LoadedPlugin;
 
 /// Which pipeline a batch belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -34,45 +30,6 @@ impl std::fmt::Display for ShardId {
     }
 }
 
-/// One sink shared by every shard's pipeline (all run on the pipeline thread).
-#[derive(Clone)]
-pub struct SharedSink(Arc<Mutex<Box<dyn Sink>>>);
-
-impl SharedSink {
-    pub fn new(sink: Box<dyn Sink>) -> Self {
-        SharedSink(Arc::new(Mutex::new(sink)))
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Box<dyn Sink>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-impl Sink for SharedSink {
-    fn write(
-        &mut self,
-        stream: &str,
-        producer: &Producer<'_>,
-        events: &[Event],
-    ) -> Result<(), SinkError> {
-        self.lock().write(stream, producer, events)
-    }
-
-    fn dead_letters(&mut self, dead: &[DeadLetter]) -> Result<(), SinkError> {
-        self.lock().dead_letters(dead)
-    }
-
-    fn flush(&mut self) -> Result<(), SinkError> {
-        self.lock().flush()
-    }
-
-    fn start_flush(&mut self) -> Result<Vec<crate::sinks::Pending>, SinkError> {
-        self.lock().start_flush()
-    }
-}
-
 /// Counters of shards that were closed (revoked), so a run's report covers them.
 #[derive(Debug, Default, Clone)]
 pub struct Retired {
@@ -87,23 +44,17 @@ pub struct Shards {
     specs: Vec<StageSpec>,
     plugins: BTreeMap<String, Arc<LoadedPlugin>>,
     unloaded: BTreeSet<String>,
-    sink: SharedSink,
     pipelines: BTreeMap<ShardId, Pipeline>,
     pub retired: Retired,
 }
 
 impl Shards {
     /// `specs` in dependency order; `plugins` holds every plugin they name.
-    pub fn new(
-        specs: Vec<StageSpec>,
-        plugins: BTreeMap<String, Arc<LoadedPlugin>>,
-        sink: SharedSink,
-    ) -> Self {
+    pub fn new(specs: Vec<StageSpec>, plugins: BTreeMap<String, Arc<LoadedPlugin>>) -> Self {
         Shards {
             specs,
             plugins,
             unloaded: BTreeSet::new(),
-            sink,
             pipelines: BTreeMap::new(),
             retired: Retired::default(),
         }
@@ -133,7 +84,7 @@ impl Shards {
             ShardId::Local => None,
             ShardId::Partition(p) => Some(p),
         };
-        let pipeline = Pipeline::new(stages, Box::new(self.sink.clone())).with_partition(partition);
+        let pipeline = Pipeline::new(stages).with_partition(partition);
         self.pipelines.insert(shard, pipeline);
         Ok(self.pipelines.get_mut(&shard).expect("just inserted"))
     }
@@ -166,15 +117,6 @@ impl Shards {
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&ShardId, &mut Pipeline)> {
         self.pipelines.iter_mut()
-    }
-
-    pub fn flush_sink(&mut self) -> Result<(), SinkError> {
-        self.sink.flush()
-    }
-
-    /// See [`Sink::start_flush`].
-    pub fn start_flush_sink(&mut self) -> Result<Vec<crate::sinks::Pending>, SinkError> {
-        self.sink.start_flush()
     }
 
     /// Offer a new plugin version to every shard. Shards opened later start with it unless some

@@ -124,7 +124,7 @@ impl RawStore {
         last: i64,
         first_ts: i64,
     ) -> Path {
-        let date = &crate::sinks::clickhouse::date(first_ts);
+        let date = &crate::units::date(first_ts);
         Path::from(format!(
             "{}/{topic}/date={date}/partition={partition}/{first:020}-{last:020}.ndjson.gz",
             self.prefix
@@ -246,7 +246,7 @@ impl RawStore {
             .list_with_delimiter(Some(&topic_prefix))
             .await?
             .common_prefixes;
-        let from = since_ms.map(|ms| crate::sinks::clickhouse::date(ms - DAY_MS));
+        let from = since_ms.map(|ms| crate::units::date(ms - DAY_MS));
         let mut deleted = 0;
         for date_prefix in dates {
             let Some(date) = date_prefix.filename().and_then(|d| d.strip_prefix("date=")) else {

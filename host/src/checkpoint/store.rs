@@ -1,17 +1,5 @@
-//! Shard checkpoints: what lets another host of the same consumer group take a partition over.
-//!
-//! A Kafka source's partitions are the shards of the pipeline: every message of one store and
-//! product lands in the same partition number of every retail topic (the topics are
-//! co-partitioned), so partition `p` of all topics goes through its own chain of plugin instances,
-//! and its state is partition-local. A shard's checkpoint holds the next offset of each of its
-//! topic-partitions and the state of each of its stages, saved together after every sink flushed.
-//! It lives in the object store (the same as the raw batches, S3 when hosts share work) at
-//!
-//! `checkpoints/{group_id}/partition-{p}.json.gz` (gzip-compressed JSON)
-//!
-//! so whichever host the group assigns `p` to resumes it exactly where the last owner stopped:
-//! the state and the offsets always match. Writes are retried until they succeed (an object
-//! store outage slows the pipeline, it never loses a checkpoint).
+//! Shard checkpoints in the object store: `checkpoints/{group_id}/partition-{p}.json.gz`,
+//! written with retries until stored.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,21 +9,22 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
+use crate::archive::{open_store, RawStoreConfig, RawStoreError};
 use crate::pipeline::StageCheckpoint;
-use crate::sinks::raw::{open_store, RawStoreConfig, RawStoreError};
+use crate::sources::Offsets;
 
 /// One shard's resume point: offsets and stage state, consistent with each other.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ShardCheckpoint {
-    /// `topic:partition` -> the next offset to read.
-    pub offsets: BTreeMap<String, i64>,
+    /// The next offset to read per topic-partition (written `"topic:partition"`).
+    pub offsets: Offsets,
     /// Stage name -> its state after every message before `offsets`.
     pub stages: BTreeMap<String, StageCheckpoint>,
-    /// `topic:partition` -> the newest record timestamp (ms) before `offsets`: raw objects
+    /// The newest record timestamp (ms) before `offsets` per topic-partition: raw objects
     /// written after this checkpoint are dated from about then on, which bounds what a new
     /// owner looks through to remove them (absent in older checkpoints: it looks through all).
     #[serde(default)]
-    pub newest_record_ms: BTreeMap<String, i64>,
+    pub newest_record_ms: Offsets,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,21 +104,15 @@ impl ShardStore {
     }
 }
 
-/// Give every partition of `ends` (`topic:partition` -> offset) without a checkpoint an empty
-/// one at that offset: its shard then starts there instead of at the beginning. Returns how many
-/// partitions were set.
-pub fn start_at(
-    store: &ShardStore,
-    ends: &BTreeMap<String, i64>,
-) -> Result<usize, CheckpointError> {
-    let mut by_partition: BTreeMap<i32, BTreeMap<String, i64>> = BTreeMap::new();
-    for (key, &offset) in ends {
-        if let Some(p) = key.rsplit_once(':').and_then(|(_, p)| p.parse().ok()) {
-            by_partition
-                .entry(p)
-                .or_default()
-                .insert(key.clone(), offset);
-        }
+/// Give every partition of `ends` without a checkpoint an empty one at that offset: its shard
+/// then starts there instead of at the beginning. Returns how many partitions were set.
+pub fn start_at(store: &ShardStore, ends: &Offsets) -> Result<usize, CheckpointError> {
+    let mut by_partition: BTreeMap<i32, Offsets> = BTreeMap::new();
+    for (tp, &offset) in ends {
+        by_partition
+            .entry(tp.partition)
+            .or_default()
+            .insert(tp.clone(), offset);
     }
     let mut set = 0;
     for (p, offsets) in by_partition {
@@ -176,6 +159,7 @@ fn retry<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sources::TopicPartition;
 
     #[test]
     fn a_checkpoint_round_trips_and_a_missing_one_is_none() {
@@ -190,11 +174,12 @@ mod tests {
         .unwrap();
         assert!(store.load(1).unwrap().is_none());
         let checkpoint = ShardCheckpoint {
-            offsets: BTreeMap::from([("t:1".to_string(), 42)]),
+            offsets: Offsets::from([(TopicPartition::new("t", 1), 42)]),
             ..ShardCheckpoint::default()
         };
         store.store(1, &checkpoint);
-        assert_eq!(store.load(1).unwrap().unwrap().offsets["t:1"], 42);
+        let loaded = store.load(1).unwrap().unwrap();
+        assert_eq!(loaded.offsets[&TopicPartition::new("t", 1)], 42);
         assert!(store.load(0).unwrap().is_none());
         assert!(dir
             .path()
