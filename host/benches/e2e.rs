@@ -15,8 +15,8 @@ use shelfstream::archive::RawStoreConfig;
 use shelfstream::config::PipelineConfig;
 use shelfstream::sim::{Simulator, SimulatorConfig};
 use shelfstream::sinks::{clickhouse::ClickHouseConfig, kafka::KafkaSinkConfig};
-use shelfstream::sources::{KafkaSourceConfig, SourceConfig, TopicPartition};
-use shelfstream::tools::kafka::{create_topics, RecordProducer};
+use shelfstream::sources::{KafkaSourceConfig, SourceConfig};
+use shelfstream::tools::kafka::{create_topics, end_offsets, RecordProducer};
 use shelfstream::topics::RETAIL as TOPICS;
 
 const BROKERS: &str = "127.0.0.1:9092";
@@ -78,23 +78,6 @@ struct Sample {
     services: Vec<(&'static str, f64)>,
 }
 
-/// The end offset of every partition of the retail topics now.
-fn end_offsets(consumer: &BaseConsumer) -> Vec<(String, i32, i64)> {
-    let mut out = Vec::new();
-    for topic in TOPICS {
-        let md = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .unwrap();
-        for p in md.topics()[0].partitions() {
-            let (_, high) = consumer
-                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-                .unwrap();
-            out.push((topic.to_string(), p.id(), high));
-        }
-    }
-    out
-}
-
 fn main() {
     // RUST_LOG=shelfstream=debug shows the host's log on stderr.
     tracing_subscriber::fmt()
@@ -107,12 +90,8 @@ fn main() {
         .unwrap_or(300_000);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(create_topics(BROKERS, 3)).unwrap();
-    let probe: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", BROKERS)
-        .set("group.id", "e2e-probe")
-        .create()
-        .unwrap();
-    let before = end_offsets(&probe);
+    let topics: Vec<String> = TOPICS.iter().map(|t| t.to_string()).collect();
+    let before = end_offsets(BROKERS, &topics).unwrap();
 
     // Produce a fresh slice of simulated traffic.
     let sim_config = SimulatorConfig {
@@ -148,8 +127,8 @@ fn main() {
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();
-    for (topic, p, start) in &before {
-        tpl.add_partition_offset(topic, *p, Offset::Offset(*start))
+    for (tp, start) in &before {
+        tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*start))
             .unwrap();
     }
     bare.assign(&tpl).unwrap();
@@ -203,10 +182,7 @@ fn main() {
         ..RawStoreConfig::default()
     });
     // Start exactly at the slice: a fresh group whose shard checkpoints hold the slice's start.
-    let ends = before
-        .iter()
-        .map(|(t, p, o)| (TopicPartition::new(t.as_str(), *p), *o))
-        .collect();
+    let ends = before.clone();
     let store = shelfstream::checkpoint::ShardStore::new(
         config.raw_store.as_ref().unwrap(),
         data.path(),

@@ -102,6 +102,13 @@ impl GroupContext {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Send the shards' owner an event and wait for its answer (`None`: it stopped).
+    fn ask<T>(&self, event: impl FnOnce(Sender<T>) -> GroupEvent) -> Option<T> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.events.send(event(reply)).ok()?;
+        answer.recv().ok()
+    }
+
     /// Open the shards in the pipeline, then start each partition at its checkpoint's offset.
     fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
         let elements: Vec<(String, i32)> = tpl
@@ -111,19 +118,13 @@ impl GroupContext {
             .collect();
         let partitions: BTreeSet<i32> = elements.iter().map(|(_, p)| *p).collect();
         let topics: BTreeSet<String> = elements.iter().map(|(t, _)| t.clone()).collect();
-        let (reply, answer) = crossbeam_channel::bounded(1);
-        let event = GroupEvent::Assigned {
+        let answer = self.ask(|reply| GroupEvent::Assigned {
             source: self.source.clone(),
             partitions: partitions.iter().copied().collect(),
             topics: topics.into_iter().collect(),
             reply,
-        };
-        let offsets = match self
-            .events
-            .send(event)
-            .ok()
-            .and_then(|_| answer.recv().ok())
-        {
+        });
+        let offsets = match answer {
             Some(Ok(offsets)) => offsets,
             Some(Err(error)) => {
                 self.lock().failure = Some(format!("opening assigned partitions: {error}"));
@@ -176,18 +177,12 @@ impl GroupContext {
         let source = self.source.clone();
         let partitions: Vec<i32> = held.iter().copied().collect();
         if lost {
-            let (reply, answer) = crossbeam_channel::bounded(1);
-            let event = GroupEvent::Lost {
+            let closed = self.ask(|reply| GroupEvent::Lost {
                 source,
                 partitions,
                 reply,
-            };
-            match self
-                .events
-                .send(event)
-                .ok()
-                .and_then(|_| answer.recv().ok())
-            {
+            });
+            match closed {
                 Some(()) => {
                     tracing::warn!(source = %self.source, partitions = ?held, "partitions lost")
                 }
@@ -195,19 +190,13 @@ impl GroupContext {
                     "the pipeline stopped before it closed the lost partitions"),
             }
         } else {
-            let (reply, answer) = crossbeam_channel::bounded(1);
-            let event = GroupEvent::Revoked {
+            let offsets = self.ask(|reply| GroupEvent::Revoked {
                 source,
                 partitions,
                 end_of_input,
                 reply,
-            };
-            match self
-                .events
-                .send(event)
-                .ok()
-                .and_then(|_| answer.recv().ok())
-            {
+            });
+            match offsets {
                 Some(offsets) => {
                     if !offsets.is_empty() {
                         if let Err(error) =

@@ -1,0 +1,267 @@
+//! Helpers of the delivery tests (Kafka in; ClickHouse, S3 and Kafka out): the `host` binary
+//! run and simulating, what the raw objects and the shard checkpoints hold, what a topic holds.
+
+use std::process::{Child, Command, Stdio};
+
+use super::repo;
+use super::services::{shared_clickhouse, S3};
+
+/// (topic, partition, offset) of every record in every raw object under the bucket.
+pub fn raw_offsets(bucket: &std::path::Path) -> Vec<(String, i32, i64)> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let mut stack = vec![bucket.join("raw")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.to_string_lossy().ends_with(".ndjson.gz") {
+                let rel = path
+                    .strip_prefix(bucket.join("raw"))
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                let topic = rel.split('/').next().unwrap().to_string();
+                let mut text = String::new();
+                flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap())
+                    .read_to_string(&mut text)
+                    .unwrap();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                let (first, last) = name.trim_end_matches(".ndjson.gz").split_once('-').unwrap();
+                let offsets: Vec<i64> = text
+                    .lines()
+                    .map(|l| {
+                        serde_json::from_str::<serde_json::Value>(l).unwrap()["offset"]
+                            .as_i64()
+                            .unwrap()
+                    })
+                    .collect();
+                assert_eq!(
+                    (offsets[0], *offsets.last().unwrap()),
+                    (first.parse().unwrap(), last.parse().unwrap()),
+                    "{rel}"
+                );
+                for line in text.lines() {
+                    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                    out.push((
+                        topic.clone(),
+                        v["partition"].as_i64().unwrap() as i32,
+                        v["offset"].as_i64().unwrap(),
+                    ));
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `host simulate` of `steps` steps after the first `skip` (4 stores, 30 products, a fixed
+/// start), as fast as possible.
+pub fn simulate(brokers: &str, steps: u64, skip: u64) {
+    simulate_at(brokers, 0, steps, skip);
+}
+
+/// The same at `rate` messages/s (0: as fast as possible).
+fn simulate_at(brokers: &str, rate: u32, steps: u64, skip: u64) {
+    let status = Command::new(env!("CARGO_BIN_EXE_host"))
+        .args([
+            "simulate",
+            "--brokers",
+            brokers,
+            "--rate",
+            &rate.to_string(),
+        ])
+        .args(["--stores", "4", "--products", "30"])
+        .args(["--start", "2026-11-01T08:00:00Z"])
+        .args(["--max-events", &steps.to_string()])
+        .args(["--skip-steps", &skip.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Every message of a topic (all partitions, from the beginning) as (key, payload).
+pub fn consume_all(brokers: &str, topic: &str) -> Vec<(String, serde_json::Value)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), std::time::Duration::from_secs(10))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in metadata.topics()[0].partitions() {
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let mut idle_since = std::time::Instant::now();
+    while idle_since.elapsed() < std::time::Duration::from_secs(2) {
+        if let Some(Ok(m)) = consumer.poll(std::time::Duration::from_millis(100)) {
+            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+            out.push((key, serde_json::from_slice(m.payload().unwrap()).unwrap()));
+            idle_since = std::time::Instant::now();
+        }
+    }
+    out
+}
+
+/// `host run` over `config` with data in `data`, its log appended to `data/host.log`.
+pub fn host_run(
+    config: &std::path::Path,
+    data: &std::path::Path,
+    close_windows_at_end: bool,
+) -> Command {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data.join("host.log"))
+        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_host"));
+    cmd.args(["run", "--no-watch", "--quiet", "--plugins"])
+        .arg(repo().join("plugins"))
+        .arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .stderr(log);
+    if close_windows_at_end {
+        cmd.arg("--close-windows-at-end");
+    }
+    cmd
+}
+
+/// `host simulate` at `rate` messages/s in the background (a live producer).
+pub fn produce_live(brokers: &str, steps: u64) -> std::thread::JoinHandle<()> {
+    let brokers = brokers.to_string();
+    std::thread::spawn(move || simulate_at(&brokers, 6000, steps, 0))
+}
+
+/// The next offset of every `topic:partition`, from the shard checkpoints the hosts of group
+/// `shelfstream` saved in the object store.
+pub fn checkpointed_offsets(s3: &S3) -> std::collections::BTreeMap<String, i64> {
+    let dir = s3.dir.path().join("retail-data/checkpoints/shelfstream");
+    let mut offsets = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let checkpoint: shelfstream::checkpoint::ShardCheckpoint =
+            serde_json::from_reader(flate2::read::GzDecoder::new(&bytes[..])).unwrap();
+        offsets.extend(
+            checkpoint
+                .offsets
+                .into_iter()
+                .map(|(tp, o)| (tp.to_string(), o)),
+        );
+    }
+    offsets
+}
+
+/// The offsets in the shard checkpoints under an s3s-fs data directory as they are now
+/// (checkpoints being rewritten at this moment are skipped).
+pub fn checkpoint_offsets_in(dir: &std::path::Path) -> Vec<(String, i64)> {
+    let dir = dir.join("retail-data/checkpoints/shelfstream");
+    let mut offsets = Vec::new();
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let Ok(bytes) = std::fs::read(entry.path()) else {
+            continue;
+        };
+        let Ok(checkpoint) = serde_json::from_reader::<_, shelfstream::checkpoint::ShardCheckpoint>(
+            flate2::read::GzDecoder::new(&bytes[..]),
+        ) else {
+            continue;
+        };
+        offsets.extend(
+            checkpoint
+                .offsets
+                .into_iter()
+                .map(|(tp, o)| (tp.to_string(), o)),
+        );
+    }
+    offsets
+}
+
+/// Every offset the hosts consumed, from their checkpoints: what the raw objects must cover once.
+pub fn consumed_offsets(s3: &S3) -> Vec<(String, i32, i64)> {
+    let mut expected: Vec<(String, i32, i64)> = Vec::new();
+    for (key, &next) in &checkpointed_offsets(s3) {
+        let (topic, partition) = key.rsplit_once(':').unwrap();
+        expected.extend((0..next).map(|o| (topic.to_string(), partition.parse().unwrap(), o)));
+    }
+    expected.sort();
+    expected
+}
+
+pub fn write_config(path: &std::path::Path, brokers: &str, s3: &S3, database: &str) {
+    write_config_for(path, brokers, s3, &shared_clickhouse(), database)
+}
+
+pub fn write_config_for(
+    path: &std::path::Path,
+    brokers: &str,
+    s3: &S3,
+    clickhouse_url: &str,
+    database: &str,
+) {
+    let base = std::fs::read_to_string(repo().join("host/pipeline.toml")).unwrap();
+    let stages = &base[base.find("[[stage]]").unwrap()..];
+    let text = format!(
+        r#"
+[runtime]
+batch_size = 256
+
+[[source]]
+kind = "kafka"
+brokers = "{brokers}"
+stop_when_idle = "3s"
+session_timeout = "6s"
+
+[clickhouse]
+url = "{clickhouse_url}"
+database = "{database}"
+batch_rows = 500
+
+[raw_store]
+kind = "s3"
+endpoint = "{endpoint}"
+access_key_id = "minioadmin"
+secret_access_key = "minioadmin"
+
+{stages}"#,
+        endpoint = s3.endpoint
+    );
+    std::fs::write(path, text).unwrap();
+}
+
+pub fn log_of(data: &std::path::Path) -> String {
+    std::fs::read_to_string(data.join("host.log")).unwrap_or_default()
+}
+
+pub fn signal_term(child: &Child) {
+    signal(child, "-TERM")
+}
+
+pub fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// The output streams the delivery tests compare with a clean run.
+pub const STREAMS: [&str; 6] = [
+    "sales",
+    "sales_1m",
+    "inventory_1m",
+    "alerts",
+    "forecasts",
+    "dead_letters",
+];
