@@ -316,15 +316,19 @@ pub fn open_store(
 }
 
 /// One record as an NDJSON line (partition, offset, key, timestamp, payload).
+/// One line of a raw object.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Line<'a> {
+    partition: i32,
+    offset: i64,
+    #[serde(borrow)]
+    key: Option<std::borrow::Cow<'a, str>>,
+    timestamp: i64,
+    #[serde(borrow)]
+    payload: std::borrow::Cow<'a, str>,
+}
+
 fn encode_line(out: &mut Vec<u8>, r: &RawRecord) {
-    #[derive(serde::Serialize)]
-    struct Line<'a> {
-        partition: i32,
-        offset: i64,
-        key: Option<std::borrow::Cow<'a, str>>,
-        timestamp: i64,
-        payload: std::borrow::Cow<'a, str>,
-    }
     let line = Line {
         partition: r.partition,
         offset: r.offset,
@@ -356,10 +360,46 @@ pub fn encode(records: &[RawRecord]) -> Vec<u8> {
     gzip(&ndjson)
 }
 
+/// The records of a raw object of `topic` (what [`encode`] wrote), in order.
+pub fn decode(topic: &str, object: &[u8]) -> Result<Vec<RawRecord>, DecodeError> {
+    use std::io::Read;
+    let mut ndjson = Vec::new();
+    flate2::read::GzDecoder::new(object)
+        .read_to_end(&mut ndjson)
+        .map_err(DecodeError::Gzip)?;
+    ndjson
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            let line: Line<'_> = serde_json::from_slice(l)
+                .map_err(|error| DecodeError::Line { line: i + 1, error })?;
+            Ok(RawRecord {
+                topic: topic.to_string(),
+                partition: line.partition,
+                offset: line.offset,
+                key: line.key.map(|k| k.into_owned().into_bytes()),
+                payload: line.payload.into_owned().into_bytes(),
+                timestamp: line.timestamp,
+            })
+        })
+        .collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not gzip: {0}")]
+    Gzip(std::io::Error),
+    #[error("line {line}: {error}")]
+    Line {
+        line: usize,
+        error: serde_json::Error,
+    },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
 
     #[test]
     fn batches_round_trip_through_gzip_ndjson() {
@@ -373,18 +413,9 @@ mod tests {
                 timestamp: 0,
             })
             .collect();
-        let mut text = String::new();
-        flate2::read::GzDecoder::new(&encode(&records)[..])
-            .read_to_string(&mut text)
-            .unwrap();
-        let offsets: Vec<i64> = text
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["offset"]
-                    .as_i64()
-                    .unwrap()
-            })
-            .collect();
+        let decoded = decode("t", &encode(&records)).unwrap();
+        assert_eq!(decoded, records);
+        let offsets: Vec<i64> = decoded.iter().map(|r| r.offset).collect();
         assert_eq!(offsets, vec![5, 6, 7]);
     }
 

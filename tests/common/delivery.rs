@@ -8,7 +8,6 @@ use super::services::{shared_clickhouse, S3};
 
 /// (topic, partition, offset) of every record in every raw object under the bucket.
 pub fn raw_offsets(bucket: &std::path::Path) -> Vec<(String, i32, i64)> {
-    use std::io::Read;
     let mut out = Vec::new();
     let mut stack = vec![bucket.join("raw")];
     while let Some(dir) = stack.pop() {
@@ -23,33 +22,20 @@ pub fn raw_offsets(bucket: &std::path::Path) -> Vec<(String, i32, i64)> {
                     .to_string_lossy()
                     .into_owned();
                 let topic = rel.split('/').next().unwrap().to_string();
-                let mut text = String::new();
-                flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap())
-                    .read_to_string(&mut text)
-                    .unwrap();
+                let object = std::fs::read(&path).unwrap();
+                let records = shelfstream::archive::decode(&topic, &object).unwrap();
                 let name = path.file_name().unwrap().to_string_lossy().into_owned();
                 let (first, last) = name.trim_end_matches(".ndjson.gz").split_once('-').unwrap();
-                let offsets: Vec<i64> = text
-                    .lines()
-                    .map(|l| {
-                        serde_json::from_str::<serde_json::Value>(l).unwrap()["offset"]
-                            .as_i64()
-                            .unwrap()
-                    })
-                    .collect();
                 assert_eq!(
-                    (offsets[0], *offsets.last().unwrap()),
+                    (records[0].offset, records.last().unwrap().offset),
                     (first.parse().unwrap(), last.parse().unwrap()),
                     "{rel}"
                 );
-                for line in text.lines() {
-                    let v: serde_json::Value = serde_json::from_str(line).unwrap();
-                    out.push((
-                        topic.clone(),
-                        v["partition"].as_i64().unwrap() as i32,
-                        v["offset"].as_i64().unwrap(),
-                    ));
-                }
+                out.extend(
+                    records
+                        .iter()
+                        .map(|r| (topic.clone(), r.partition, r.offset)),
+                );
             }
         }
     }
@@ -148,20 +134,7 @@ pub fn produce_live(brokers: &str, steps: u64) -> std::thread::JoinHandle<()> {
 /// The next offset of every `topic:partition`, from the shard checkpoints the hosts of group
 /// `shelfstream` saved in the object store.
 pub fn checkpointed_offsets(s3: &S3) -> std::collections::BTreeMap<String, i64> {
-    let dir = s3.dir.path().join("retail-data/checkpoints/shelfstream");
-    let mut offsets = std::collections::BTreeMap::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        let checkpoint: shelfstream::checkpoint::ShardCheckpoint =
-            serde_json::from_reader(flate2::read::GzDecoder::new(&bytes[..])).unwrap();
-        offsets.extend(
-            checkpoint
-                .offsets
-                .into_iter()
-                .map(|(tp, o)| (tp.to_string(), o)),
-        );
-    }
-    offsets
+    checkpoint_offsets_in(s3.dir.path()).into_iter().collect()
 }
 
 /// The offsets in the shard checkpoints under an s3s-fs data directory as they are now
