@@ -64,7 +64,7 @@ struct RunArgs {
     #[arg(long)]
     input: Option<PathBuf>,
     /// The topic of --input lines.
-    #[arg(long, default_value = "retail-sales-transactions")]
+    #[arg(long, default_value = shelfstream::topics::SALES)]
     topic: String,
     /// Close all open windows when the input ends.
     #[arg(long)]

@@ -27,8 +27,8 @@ impl Default for KafkaSinkConfig {
     fn default() -> Self {
         KafkaSinkConfig {
             brokers: "127.0.0.1:9092".into(),
-            alerts_topic: "retail-restock-alerts".into(),
-            dead_letter_topic: "retail-dead-letters".into(),
+            alerts_topic: crate::topics::ALERTS.into(),
+            dead_letter_topic: crate::topics::DEAD_LETTERS.into(),
         }
     }
 }
