@@ -7,7 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// One partition of one topic. Written `topic:partition` (in checkpoints, logs and the
 /// `_source_offsets` provenance column), parsed back from the same form.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TopicPartition {
     pub topic: String,
     pub partition: i32,
@@ -25,6 +25,13 @@ impl TopicPartition {
 impl fmt::Display for TopicPartition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.topic, self.partition)
+    }
+}
+
+/// In logs too: `retail-sales-transactions:0`, as checkpoints and the offsets column write it.
+impl fmt::Debug for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
     }
 }
 
@@ -84,6 +91,7 @@ mod tests {
     fn a_topic_partition_is_written_and_read_as_topic_colon_partition() {
         let tp = TopicPartition::new("retail-sales-transactions", 2);
         assert_eq!(tp.to_string(), "retail-sales-transactions:2");
+        assert_eq!(format!("{tp:?}"), "retail-sales-transactions:2");
         assert_eq!(
             "retail-sales-transactions:2"
                 .parse::<TopicPartition>()
