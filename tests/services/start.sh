@@ -26,7 +26,9 @@ start_clickhouse() {
     local d="$dir/clickhouse"
     if listening 8123; then log "clickhouse already listening on 127.0.0.1:8123"; return; fi
     mkdir -p "$d/log"
-    nohup "$(dirname "${BASH_SOURCE[0]}")/clickhouse-instance.sh" "$d" 8123 9000 9009 > "$d/log/stdout.log" 2>&1 &
+    # Services run from their own folder, never from the caller's (a CI clone is deleted later,
+    # and a process whose working directory is gone fails on relative paths).
+    (cd "$d" && exec nohup "$here/clickhouse-instance.sh" "$d" 8123 9000 9009 > "$d/log/stdout.log" 2>&1) &
     echo $! > "$d/pid"
     wait_port 8123 clickhouse "$d/log/clickhouse-server.err.log"
     for _ in $(seq 1 60); do
@@ -53,7 +55,7 @@ start_s3() {
     local d="$dir/s3"
     mkdir -p "$d/data/retail-data"   # a bucket is a folder
     if listening 9010; then log "s3 (s3s-fs) already listening on 127.0.0.1:9010"; return; fi
-    nohup s3s-fs --host 127.0.0.1 --port 9010 --access-key minioadmin --secret-key minioadmin "$d/data" > "$d/s3s-fs.log" 2>&1 &
+    (cd "$d" && exec nohup s3s-fs --host 127.0.0.1 --port 9010 --access-key minioadmin --secret-key minioadmin "$d/data" > "$d/s3s-fs.log" 2>&1) &
     echo $! > "$d/pid"
     wait_port 9010 s3s-fs "$d/s3s-fs.log"
     log "s3 (s3s-fs): http://127.0.0.1:9010 (minioadmin/minioadmin), bucket retail-data in $d/data; log $d/s3s-fs.log"
