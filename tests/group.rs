@@ -21,19 +21,31 @@ struct GroupTest {
     config: std::path::PathBuf,
     reference: tempfile::TempDir,
     steps: u64,
+    /// Messages per second of the producer (and of the clean run: it sets event-time spacing).
+    rate: u32,
+    /// One group test at a time: each runs two hosts, a producer and a clean run, and on two
+    /// cores a second one beside it slows host start-up past the production it must overlap.
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 impl GroupTest {
-    fn new(name: &str, steps: u64) -> Self {
+    fn new(name: &str, steps: u64, rate: u32) -> Self {
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let (broker, s3) = (broker(), s3());
         let database = format!("shelfstream_{name}_{}", std::process::id());
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let config = a.path().join("pipeline.toml");
-        write_config(&config, &broker.address, &s3, &database);
+        // A host that stays for 8 s after the last message: on a busy machine the second host
+        // may leave after production ended, and the first must still be there to take its
+        // partitions back (with 3 s it could stop first).
+        let ch = shared_clickhouse();
+        write_config_for(&config, &broker.address, &s3, &ch, &database, "8s");
         let reference = tempfile::tempdir().unwrap();
         run_to_end(
             &repo().join("plugins"),
-            pipeline_config(reference.path(), 6_000.0, Some(steps), true),
+            pipeline_config(reference.path(), rate as f64, Some(steps), true),
             false,
         );
         GroupTest {
@@ -45,6 +57,8 @@ impl GroupTest {
             config,
             reference,
             steps,
+            rate,
+            _turn: turn,
         }
     }
 
@@ -95,13 +109,27 @@ impl GroupTest {
 #[test]
 #[ignore = "needs tansu, s3s-fs and ClickHouse: run tests/run.sh"]
 fn two_hosts_in_one_group_share_partitions_across_rebalances() {
-    // Long enough (about 13 s of production) for the second host to join, work and leave while
-    // the first one is still reading.
-    let t = GroupTest::new("group", 80_000);
+    // Long enough (about 30 s of production) for the second host to start, join, work and leave
+    // while the first one is still reading.
+    let t = GroupTest::new("group", 80_000, 3_000);
     let (a, b) = (&t.a, &t.b);
 
-    let producer = produce_live(&t.broker.address, t.steps);
+    // Production starts once the first host is in the group (a host spends seconds loading the
+    // plugins), so the second host joins, works and leaves while messages still arrive.
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(shelfstream::tools::kafka::create_topics(
+            &t.broker.address,
+            3,
+        ))
+        .unwrap();
     let mut first = t.host(a.path(), true);
+    assert!(
+        wait_for(60, || log_of(a.path()).contains("partitions assigned")),
+        "the first host never joined:\n{}",
+        log_of(a.path())
+    );
+    let producer = produce_live(&t.broker.address, t.steps, t.rate);
     std::thread::sleep(std::time::Duration::from_secs(2));
     let mut second = t.host(b.path(), false);
     // The second host gets partitions, processes some, then leaves gracefully.
@@ -123,8 +151,9 @@ fn two_hosts_in_one_group_share_partitions_across_rebalances() {
             .matches("partitions assigned")
             .count()
             >= 3),
-        "the first host takes the partitions back:\n{}",
-        log_of(a.path())
+        "the first host takes the partitions back:\n{}\n-- the second host:\n{}",
+        log_of(a.path()),
+        log_of(b.path())
     );
     producer.join().unwrap();
     assert!(first.wait().unwrap().success(), "{}", log_of(a.path()));
@@ -166,10 +195,10 @@ fn two_hosts_in_one_group_share_partitions_across_rebalances() {
 #[ignore = "needs tansu, s3s-fs and ClickHouse: run tests/run.sh"]
 fn a_host_frozen_past_the_session_timeout_drops_its_partitions_and_loses_nothing() {
     // About 22 s of production: both hosts join, one freezes for 11 s, and work is left after.
-    let t = GroupTest::new("zombie", 130_000);
+    let t = GroupTest::new("zombie", 130_000, 6_000);
     let (a, b) = (&t.a, &t.b);
 
-    let producer = produce_live(&t.broker.address, t.steps);
+    let producer = produce_live(&t.broker.address, t.steps, t.rate);
     let mut frozen = t.host(a.path(), true);
     assert!(
         wait_for(30, || log_of(a.path())

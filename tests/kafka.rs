@@ -170,7 +170,7 @@ fn kill_9_mid_stream_loses_and_doubles_nothing_in_clickhouse() {
     );
 
     // The producer runs while the host is killed with SIGKILL three times and restarted.
-    let producer = produce_live(&broker.address, steps);
+    let producer = produce_live(&broker.address, steps, 6000);
     let host = |close: bool| host_run(&config, data.path(), close);
     std::thread::sleep(std::time::Duration::from_millis(500));
     for round in 0..3 {
@@ -324,7 +324,7 @@ fn an_object_store_outage_holds_the_pipeline_and_loses_nothing() {
         false,
     );
 
-    let producer = produce_live(&broker.address, steps);
+    let producer = produce_live(&broker.address, steps, 6000);
     let mut host = host_run(&config, data.path(), true).spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1_200));
     s3.stop();
@@ -360,7 +360,7 @@ fn a_clickhouse_outage_holds_the_pipeline_and_loses_nothing() {
     let database = "shelfstream_ch_outage";
     let data = tempfile::tempdir().unwrap();
     let config = data.path().join("pipeline.toml");
-    write_config_for(&config, &broker.address, &s3, &ch.url, database);
+    write_config_for(&config, &broker.address, &s3, &ch.url, database, "3s");
     let steps = 12_000u64;
     let reference = tempfile::tempdir().unwrap();
     run_to_end(
@@ -369,7 +369,7 @@ fn a_clickhouse_outage_holds_the_pipeline_and_loses_nothing() {
         false,
     );
 
-    let producer = produce_live(&broker.address, steps);
+    let producer = produce_live(&broker.address, steps, 6000);
     let mut host = host_run(&config, data.path(), true).spawn().unwrap();
     // Stop it mid-stream: once rows have arrived.
     let rows_in = || ch.rows(database, "fact_sales").unwrap_or(0) > 0;

@@ -126,9 +126,9 @@ pub fn host_run(
 }
 
 /// `host simulate` at `rate` messages/s in the background (a live producer).
-pub fn produce_live(brokers: &str, steps: u64) -> std::thread::JoinHandle<()> {
+pub fn produce_live(brokers: &str, steps: u64, rate: u32) -> std::thread::JoinHandle<()> {
     let brokers = brokers.to_string();
-    std::thread::spawn(move || simulate_at(&brokers, 6000, steps, 0))
+    std::thread::spawn(move || simulate_at(&brokers, rate, steps, 0))
 }
 
 /// The next offset of every `topic:partition`, from the shard checkpoints the hosts of group
@@ -172,16 +172,20 @@ pub fn consumed_offsets(s3: &S3) -> Vec<(String, i32, i64)> {
     expected
 }
 
+/// A pipeline config file for the `host` binary: Kafka in (a host stops 3 s after the last
+/// message), ClickHouse (the shared one) and raw batches out.
 pub fn write_config(path: &std::path::Path, brokers: &str, s3: &S3, database: &str) {
-    write_config_for(path, brokers, s3, &shared_clickhouse(), database)
+    write_config_for(path, brokers, s3, &shared_clickhouse(), database, "3s")
 }
 
+/// The same with another ClickHouse and idle time before a host stops.
 pub fn write_config_for(
     path: &std::path::Path,
     brokers: &str,
     s3: &S3,
     clickhouse_url: &str,
     database: &str,
+    stop_when_idle: &str,
 ) {
     let base = std::fs::read_to_string(repo().join("host/pipeline.toml")).unwrap();
     let stages = &base[base.find("[[stage]]").unwrap()..];
@@ -193,7 +197,7 @@ batch_size = 256
 [[source]]
 kind = "kafka"
 brokers = "{brokers}"
-stop_when_idle = "3s"
+stop_when_idle = "{stop_when_idle}"
 session_timeout = "6s"
 
 [clickhouse]
