@@ -179,6 +179,7 @@ fn kill_9_mid_stream_loses_and_doubles_nothing_in_clickhouse() {
         let batches_before = log_of(data.path())
             .matches("first batch of the partition")
             .count();
+        let checkpointed_before = checkpointed_total(&s3);
         let mut child = host(false).spawn().unwrap();
         assert!(
             wait_for(60, || log_of(data.path())
@@ -188,8 +189,14 @@ fn kill_9_mid_stream_loses_and_doubles_nothing_in_clickhouse() {
             "run {round} never got a partition:\n{}",
             log_of(data.path())
         );
-        // Past the first checkpoints (every second), before the end of the backlog.
-        std::thread::sleep(std::time::Duration::from_millis(1_600 + 600 * round));
+        // Past a checkpoint of this run (so the next resumes from it; on a busy machine one
+        // second is not always enough for the sinks to be durable), then a little further.
+        assert!(
+            wait_for(60, || checkpointed_total(&s3) > checkpointed_before),
+            "run {round} never checkpointed:\n{}",
+            log_of(data.path())
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300 + 400 * round));
         child.kill().unwrap(); // SIGKILL: no drain, no final checkpoint
         child.wait().unwrap();
     }
@@ -409,4 +416,12 @@ fn a_clickhouse_outage_holds_the_pipeline_and_loses_nothing() {
         q("SELECT count() FROM spark_sales_metrics FINAL"),
         minutes.to_string()
     );
+}
+
+/// The sum of every checkpointed offset: grows with each checkpoint that covers new records.
+fn checkpointed_total(s3: &S3) -> i64 {
+    checkpoint_offsets_in(s3.dir.path())
+        .iter()
+        .map(|(_, o)| o)
+        .sum()
 }
