@@ -68,6 +68,25 @@ pub struct SwapOutcome {
     pub result: Result<Duration, SwapError>,
 }
 
+#[derive(Debug, Clone)]
+struct Labels {
+    stage: Arc<str>,
+    stream: Arc<str>,
+    plugin: Arc<str>,
+    version: Arc<str>,
+}
+
+impl Labels {
+    fn of(stage: &Stage) -> Self {
+        Labels {
+            stage: stage.spec().name.as_str().into(),
+            stream: stage.spec().output.as_str().into(),
+            plugin: stage.plugin().name.as_str().into(),
+            version: stage.plugin().version.as_str().into(),
+        }
+    }
+}
+
 pub struct Pipeline {
     stages: Vec<Stage>,
     /// Stream -> (stage, which of the stage's inputs it is).
@@ -75,6 +94,9 @@ pub struct Pipeline {
     pub dead_letters: u64,
     /// Alert events emitted, over all stages.
     pub alerts: u64,
+    /// Per stage: its name, output stream, plugin and version as shared strings, for the
+    /// provenance of every output batch (refreshed when a swap changes the version).
+    labels: Vec<Labels>,
     /// The highest offset read per topic-partition (shared with the outputs' provenance).
     positions: Arc<BTreeMap<TopicPartition, i64>>,
     /// The source partition this pipeline is the shard of (`None`: unpartitioned sources).
@@ -104,6 +126,7 @@ impl Pipeline {
             }
         }
         Pipeline {
+            labels: stages.iter().map(Labels::of).collect(),
             stages,
             consumers,
             dead_letters: 0,
@@ -180,13 +203,10 @@ impl Pipeline {
                 newest = newest.max(records[j].offset);
                 j += 1;
             }
-            let at = self
-                .positions
-                .get(&TopicPartition::new(topic.as_str(), partition));
-            if at.is_none_or(|&at| newest > at) {
+            let key = TopicPartition::new(topic.as_str(), partition);
+            if self.positions.get(&key).is_none_or(|&at| newest > at) {
                 // Copied on write: outputs already returned keep the positions they had.
-                Arc::make_mut(&mut self.positions)
-                    .insert(TopicPartition::new(topic.as_str(), partition), newest);
+                Arc::make_mut(&mut self.positions).insert(key, newest);
             }
             i = j;
         }
@@ -239,10 +259,14 @@ impl Pipeline {
         }
         let s = &mut self.stages[stage];
         let origins = s.take_origins();
+        if *self.labels[stage].version != s.plugin().version {
+            self.labels[stage] = Labels::of(s); // a new plugin version since the last output
+        }
+        let labels = &self.labels[stage];
         let provenance = Provenance {
-            stage: s.spec().name.as_str().into(),
-            plugin: s.plugin().name.as_str().into(),
-            version: s.plugin().version.as_str().into(),
+            stage: labels.stage.clone(),
+            plugin: labels.plugin.clone(),
+            version: labels.version.clone(),
             origins: if origins.len() == out.len() {
                 origins
             } else {
@@ -252,14 +276,13 @@ impl Pipeline {
             partition: self.partition,
         };
         self.alerts += out.iter().filter(|e| matches!(e, Event::Alert(_))).count() as u64;
-        let stream = s.spec().output.clone();
         let events = Arc::new(out);
         outputs.batches.push(Output {
-            stream: stream.as_str().into(),
+            stream: labels.stream.clone(),
             provenance,
             events: events.clone(),
         });
-        queue.push_back((stream, Batch::Events(events), lane));
+        queue.push_back((labels.stream.to_string(), Batch::Events(events), lane));
     }
 
     fn count_dead(&mut self, dead: &[DeadLetter]) {

@@ -107,7 +107,8 @@ impl Stage {
 
     /// The source records of the last output (taken: the next call collects anew).
     pub fn take_origins(&mut self) -> Vec<SourceRef> {
-        std::mem::take(&mut self.origins)
+        let capacity = self.origins.len();
+        std::mem::replace(&mut self.origins, Vec::with_capacity(capacity))
     }
 
     pub fn spec(&self) -> &StageSpec {
