@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use common::*;
 use shelfstream::config::{PipelineConfig, DEFAULT_PIPELINE};
 use shelfstream::pipeline::dead_letter::event_from_json;
-use shelfstream::plugin::bindings::{Alert, Event, MetricRow};
+use shelfstream::plugin::{Alert, Event, MetricRow};
 use shelfstream::sim::SimulatorConfig;
 use shelfstream::sim::{GroundTruth, IncidentKind, Simulator};
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use shelfstream::harness::{shared_engine, PluginHarness};
 use shelfstream::pipeline::{Batch, DeadLetterKind, Pipeline, Stage, StageSpec, Status};
-use shelfstream::plugin::bindings::Event;
+use shelfstream::plugin::Event;
 use shelfstream::plugin::{Limits, LoadError};
 use shelfstream::sinks::{MemorySink, Sink};
 

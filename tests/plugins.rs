@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use shelfstream::harness::PluginHarness;
 use shelfstream::pipeline::DeadLetterKind;
-use shelfstream::plugin::bindings::{Event, Severity};
+use shelfstream::plugin::{Event, Severity};
 
 #[test]
 fn sales_cleaner_normalises_and_rejects_with_reasons() {
@@ -132,6 +132,47 @@ fn revenue_windows_close_only_when_the_watermark_passes_them() {
     assert_eq!(out.len(), 1);
     assert_eq!(value(&out[0], "total_revenue"), 5.0, "T3 4.00 + T4 1.00");
     assert_eq!(value(&out[0], "units_sold"), 5.0);
+}
+
+#[test]
+fn avg_unit_price_is_the_quantity_weighted_price_of_the_lines() {
+    if !components_built() {
+        return;
+    }
+    let mut h = PluginHarness::builder(plugin("revenue-aggregator"))
+        .param("window", "1m")
+        .allowed_lateness_ms(MIN)
+        .start()
+        .unwrap();
+    let out = h.process(vec![
+        // [0, 60s), S001 / SKU-00001: one unit sold at 10.72, one returned at 10.72. Revenue and
+        // units are 0; the price of the lines is still 10.72: (1 x 10.72 + 1 x 10.72) / 2.
+        sale("T1", "S001", "SKU-00001", 1, 10.72, 10_000),
+        sale("R1", "S001", "SKU-00001", -1, 10.72, 20_000),
+        // S001 / SKU-00002: one sold at 4.00, three returned at 2.00. Revenue 4 - 6 = -2 over
+        // -2 units would say 1.00; weighted by |quantity|: (1 x 4.00 + 3 x 2.00) / 4 = 2.50.
+        sale("T2", "S001", "SKU-00002", 1, 4.00, 30_000),
+        sale("R2", "S001", "SKU-00002", -3, 2.00, 40_000),
+        // S002 / SKU-00003: 2 at 1.00 and 1 at 2.50: (2 + 2.5) / 3 = 1.50 (cents, half up).
+        sale("T3", "S002", "SKU-00003", 2, 1.00, 50_000),
+        sale("T4", "S002", "SKU-00003", 1, 2.50, 55_000),
+    ]);
+    assert!(out.is_empty());
+    let out = h.advance_watermark(MIN);
+    let by_product = |p: &str| {
+        out.iter()
+            .find(|e| matches!(e, Event::Metric(m) if m.dimensions.iter().any(|(_, v)| v == p)))
+            .unwrap_or_else(|| panic!("no row for {p}: {out:?}"))
+    };
+    let one = by_product("SKU-00001");
+    assert_eq!(value(one, "total_revenue"), 0.0);
+    assert_eq!(value(one, "units_sold"), 0.0);
+    assert_eq!(value(one, "avg_unit_price"), 10.72);
+    let two = by_product("SKU-00002");
+    assert_eq!(value(two, "total_revenue"), -2.0);
+    assert_eq!(value(two, "units_sold"), -2.0);
+    assert_eq!(value(two, "avg_unit_price"), 2.5);
+    assert_eq!(value(by_product("SKU-00003"), "avg_unit_price"), 1.5);
 }
 
 #[test]

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use shelfstream::harness::PluginHarness;
-use shelfstream::plugin::bindings::{
+use shelfstream::plugin::{
     CustomerEvent, Event, Forecast, InventoryUpdate, MetricRow, PriceChange, Severity,
 };
 
@@ -20,7 +20,7 @@ fn harness(name: &str, params: &[(&str, &str)]) -> PluginHarness {
     b.start().unwrap()
 }
 
-fn alerts(out: &[Event]) -> Vec<&shelfstream::plugin::bindings::Alert> {
+fn alerts(out: &[Event]) -> Vec<&shelfstream::plugin::Alert> {
     out.iter()
         .map(|e| match e {
             Event::Alert(a) => a,
@@ -29,7 +29,7 @@ fn alerts(out: &[Event]) -> Vec<&shelfstream::plugin::bindings::Alert> {
         .collect()
 }
 
-fn evidence(a: &shelfstream::plugin::bindings::Alert, name: &str) -> f64 {
+fn evidence(a: &shelfstream::plugin::Alert, name: &str) -> f64 {
     a.evidence
         .iter()
         .find(|(k, _)| k == name)

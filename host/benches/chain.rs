@@ -1,8 +1,12 @@
 //! Benchmark: events/s through cleaner -> window -> alert (sales-cleaner -> revenue-aggregator ->
 //! sales-spike-alert) on simulated sales, as WebAssembly components in the real pipeline, and the
-//! same plugin code compiled natively, in the same run; plus per-call overhead and hot-swap pause.
+//! same plugin code compiled natively with the same SDK types, in the same run; per stage the
+//! time inside the plugin against the time crossing the boundary; the per-call overhead and the
+//! hot-swap pause. The last line is machine-readable:
 //!
-//!     plugins/build.sh && cargo bench -p host --bench chain
+//!     chain batch=1024 wasm_ev_s=N native_ev_s=N ratio=X boundary_ns_per_event=N
+//!
+//!     plugins/build.sh --fixtures && cargo bench --workspace --bench chain
 //!
 //! Figures are printed, never asserted. Ratios compare measurements taken in the same run.
 
@@ -10,17 +14,23 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use shelfstream::pipeline::{Batch, Pipeline, Stage, StageSpec};
-use shelfstream::plugin::{Limits, PluginEngine, RawRecord};
+use shelfstream::plugin::{EventBatch, Limits, PluginEngine, PluginInstance, RawBatch, RawRecord};
 use shelfstream::sim::{Simulator, SimulatorConfig};
 use shelfstream::sinks::{MemorySink, Sink};
 use shelfstream::topics::SALES;
 use shelfstream_sdk as sdk;
-use shelfstream_sdk::Plugin;
+use shelfstream_sdk::{Emit, Plugin};
 
 const LATENESS_MS: i64 = 30_000;
 
 fn repo() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    repo()
+        .join("tests/fixtures/wasm")
+        .join(format!("{name}.wasm"))
 }
 
 /// The components measured: `plugins/`, or `CHAIN_PLUGINS` (to compare two builds).
@@ -108,24 +118,27 @@ impl<P: Plugin> NativeStage<P> {
         }
     }
 
-    fn process(&mut self, batch: Vec<sdk::Event>) -> Vec<sdk::Event> {
+    fn process(&mut self, batch: sdk::EventBatch) -> sdk::Batch {
         let wm = self.watermark;
-        let on_time: Vec<sdk::Event> = batch
-            .into_iter()
-            .filter(|e| sdk::event_time(e) >= wm)
-            .collect();
-        if on_time.is_empty() {
-            return Vec::new();
+        let mut batch = sdk::Batch::new(batch);
+        if !batch.events().all(|e| e.time() >= wm) {
+            let mut on_time = Emit::new();
+            (batch.events().filter(|e| e.time() >= wm)).for_each(|e| on_time.view(e));
+            batch = sdk::Batch::new(on_time.finish());
         }
-        let newest = on_time.iter().map(sdk::event_time).max().unwrap();
-        let mut out = self.plugin.process(on_time);
+        let mut out = Emit::new();
+        let Some(newest) = batch.events().map(|e| e.time()).max() else {
+            return sdk::Batch::new(out.finish());
+        };
+        self.plugin.process(&batch, &mut out);
         self.max_seen = self.max_seen.max(newest);
         let next = self.max_seen.saturating_sub(LATENESS_MS);
         if next > self.watermark {
             self.watermark = next;
-            out.extend(self.plugin.on_watermark(next));
+            sdk::rt::set_native_watermark(next);
+            self.plugin.on_watermark(next, &mut out);
         }
-        out
+        sdk::Batch::new(out.finish())
     }
 }
 
@@ -146,48 +159,54 @@ impl NativeChain {
         }
     }
 
-    fn push(&mut self, batch: Vec<sdk::RawRecord>) {
-        let cleaned = self.cleaner.clean(batch);
-        let events: Vec<sdk::Event> = cleaned
-            .into_iter()
-            .filter_map(Result::ok)
-            .flatten()
-            .collect();
-        self.outputs += events.len() as u64;
-        let metrics = self.window.process(events);
+    fn push(&mut self, batch: &sdk::RawBatch) {
+        let cleaned = sdk::rt::clean(&mut self.cleaner, batch);
+        self.outputs += cleaned.origins.len() as u64;
+        let metrics = self.window.process(cleaned.events);
         self.outputs += metrics.len() as u64;
-        let alerts = self.alert.process(metrics);
+        let alerts = self.alert.process(metrics.into_columns());
         self.outputs += alerts.len() as u64;
         black_box(alerts);
     }
 }
 
-fn to_sdk(r: &RawRecord) -> sdk::RawRecord {
-    sdk::RawRecord {
-        topic: r.topic.clone(),
-        partition: r.partition,
-        offset: r.offset,
-        key: r.key.clone(),
-        payload: r.payload.clone(),
-        timestamp: r.timestamp,
-    }
+fn native_batches(records: &[RawRecord], size: usize) -> Vec<sdk::RawBatch> {
+    (records.chunks(size))
+        .map(|c| sdk::raw_batch(SALES, c.iter().map(|r| r.payload.as_slice())))
+        .collect()
 }
 
 fn rate(n: usize, elapsed: Duration) -> f64 {
     n as f64 / elapsed.as_secs_f64()
 }
 
+fn ns_per(elapsed: Duration, n: usize) -> f64 {
+    elapsed.as_nanos() as f64 / n.max(1) as f64
+}
+
+fn instance(engine: &PluginEngine, path: &std::path::Path) -> PluginInstance {
+    let plugin = engine
+        .load(path)
+        .expect("run plugins/build.sh --fixtures first");
+    let mut instance = plugin.instantiate(&Limits::default()).unwrap();
+    instance.configure(&[]).unwrap();
+    instance
+}
+
+/// Best of `rounds` timings of `f` (the machine is shared and noisy).
+fn best(rounds: usize, mut f: impl FnMut() -> Duration) -> Duration {
+    (0..rounds).map(|_| f()).min().unwrap()
+}
+
 fn main() {
     let engine = PluginEngine::new(None).unwrap();
     if std::env::var("CHAIN_PROFILE").is_ok_and(|v| v == "native") {
         // Only the native chain at batch 1024, several rounds: for `perf record`.
-        let records: Vec<sdk::RawRecord> = sales_records(200_000).iter().map(to_sdk).collect();
+        let batches = native_batches(&sales_records(200_000), 1024);
         let started = Instant::now();
         for _ in 0..10 {
             let mut native = NativeChain::new();
-            for c in records.chunks(1024) {
-                native.push(c.to_vec());
-            }
+            batches.iter().for_each(|b| native.push(b));
         }
         println!("native ev/s: {:.0}", rate(2_000_000, started.elapsed()));
         return;
@@ -208,8 +227,11 @@ fn main() {
     }
     println!("shelfstream chain benchmark: sales-cleaner -> revenue-aggregator (1m tumbling) -> sales-spike-alert");
     println!(
-        "wasmtime component-model-async feature: {}",
+        "contract 0.2.0 (columnar batches); wasmtime concurrency support: {}",
         cfg!(feature = "component-model-async")
+    );
+    println!(
+        "the pipeline runs the chain only: outputs are not materialised as rows (sinks do that)"
     );
     println!();
     println!(
@@ -217,202 +239,243 @@ fn main() {
         "batch", "events", "wasm ev/s", "native ev/s", "wasm/native", "outputs"
     );
 
+    let mut last = (0.0, 0.0, 0.0);
     for (batch_size, n) in [(1usize, 20_000usize), (64, 200_000), (1024, 400_000)] {
         let records = sales_records(n);
         let wasm_batches: Vec<Batch> = records
             .chunks(batch_size)
             .map(|c| Batch::Raw(c.to_vec()))
             .collect();
-        let native_batches: Vec<Vec<sdk::RawRecord>> = records
-            .chunks(batch_size)
-            .map(|c| c.iter().map(to_sdk).collect())
-            .collect();
+        let native_input = native_batches(&records, batch_size);
 
-        let (mut pipeline, mut sink) = wasm_pipeline(&engine);
+        let (mut pipeline, _) = wasm_pipeline(&engine);
+        let mut wasm_outputs = 0u64;
         let started = Instant::now();
         for b in wasm_batches {
             let out = pipeline.push(SALES, b);
-            sink.write_outputs(&out).unwrap();
+            wasm_outputs += out
+                .batches
+                .iter()
+                .map(|o| o.events.len() as u64)
+                .sum::<u64>();
+            black_box(out);
         }
         let wasm = started.elapsed();
-        let counts = sink.take().counts;
-        let wasm_outputs: u64 = counts.values().sum();
 
         let mut native = NativeChain::new();
         let started = Instant::now();
-        for b in native_batches {
-            native.push(b);
-        }
+        native_input.iter().for_each(|b| native.push(b));
         let native_time = started.elapsed();
         assert_eq!(
             native.outputs, wasm_outputs,
             "the native baseline computes the same outputs"
         );
-
+        let ratio = wasm.as_secs_f64() / native_time.as_secs_f64();
         println!(
             "{batch_size:>6} {n:>9} {:>14.0} {:>14.0} {:>11.2}x {:>10}",
             rate(n, wasm),
             rate(n, native_time),
-            wasm.as_secs_f64() / native_time.as_secs_f64(),
+            ratio,
             wasm_outputs
         );
+        last = (rate(n, wasm), rate(n, native_time), ratio);
     }
 
-    // Per stage, batch 1024: where the chain's time goes.
-    let records = sales_records(200_000);
-    let cleaner = engine.load(&plugin("sales-cleaner")).unwrap();
-    let mut wasm_cleaner = cleaner.instantiate(&Limits::default()).unwrap();
-    wasm_cleaner.configure(&[]).unwrap();
-    let started = Instant::now();
-    let mut sales = Vec::new();
-    for chunk in records.chunks(1024) {
-        for r in wasm_cleaner.clean(chunk).unwrap() {
-            sales.extend(r.unwrap_or_default());
-        }
-    }
-    let wasm_clean = started.elapsed();
+    // Per stage, batch 1024: the inputs of each stage, made once.
+    let n = 200_000;
+    let records = sales_records(n);
+    let raw: Vec<RawBatch> = records.chunks(1024).map(RawBatch::from_records).collect();
+    let native_raw = native_batches(&records, 1024);
+    let mut cleaner = instance(&engine, &plugin("sales-cleaner"));
+    let sales: Vec<EventBatch> = raw
+        .iter()
+        .map(|b| cleaner.clean(b).unwrap().events)
+        .collect();
     let mut native_cleaner: sales_cleaner::SalesCleaner = sdk::rt::new_plugin(Vec::new()).unwrap();
-    let native_records: Vec<sdk::RawRecord> = records.iter().map(to_sdk).collect();
-    let started = Instant::now();
-    let mut native_sales = Vec::new();
-    for chunk in native_records.chunks(1024) {
-        for r in native_cleaner.clean(chunk.to_vec()) {
-            native_sales.extend(r.unwrap_or_default());
-        }
-    }
-    let native_clean = started.elapsed();
-    // What JSON tokenising alone costs natively: the floor under any JSON cleaner.
-    let started = Instant::now();
-    for r in &native_records {
-        black_box(serde_json::from_slice::<serde::de::IgnoredAny>(&r.payload).unwrap());
-    }
-    let tokenise = started.elapsed();
-    let aggregator = engine.load(&plugin("revenue-aggregator")).unwrap();
-    let mut wasm_window = aggregator.instantiate(&Limits::default()).unwrap();
-    wasm_window.configure(&[]).unwrap();
-    let started = Instant::now();
-    for chunk in sales.chunks(1024) {
-        wasm_window.process(chunk).unwrap();
-        let wm = shelfstream::plugin::event_time(chunk.last().unwrap()) - LATENESS_MS;
-        black_box(wasm_window.on_watermark(wm).unwrap());
-    }
-    let wasm_agg = started.elapsed();
+    let native_sales: Vec<sdk::EventBatch> = (native_raw.iter())
+        .map(|b| sdk::rt::clean(&mut native_cleaner, b).events)
+        .collect();
+    let sale_count: usize = sales.iter().map(EventBatch::len).sum();
+    let mut window = instance(&engine, &plugin("revenue-aggregator"));
     let mut native_window: revenue_aggregator::RevenueAggregator =
         sdk::rt::new_plugin(Vec::new()).unwrap();
-    let started = Instant::now();
-    for chunk in native_sales.chunks(1024) {
-        native_window.process(chunk.to_vec());
-        let wm = sdk::event_time(chunk.last().unwrap()) - LATENESS_MS;
-        black_box(native_window.on_watermark(wm));
-    }
-    let native_agg = started.elapsed();
-    // The alert rule on the aggregator's metric rows (made again, untimed: keeping them while
-    // timing the aggregator would time the host's heap growth too).
     let (mut metrics, mut native_metrics) = (Vec::new(), Vec::new());
-    let mut window = aggregator.instantiate(&Limits::default()).unwrap();
-    window.configure(&[]).unwrap();
-    let mut native_window: revenue_aggregator::RevenueAggregator =
-        sdk::rt::new_plugin(Vec::new()).unwrap();
-    for (chunk, native_chunk) in sales.chunks(1024).zip(native_sales.chunks(1024)) {
-        window.process(chunk).unwrap();
-        native_window.process(native_chunk.to_vec());
-        let wm = shelfstream::plugin::event_time(chunk.last().unwrap()) - LATENESS_MS;
-        metrics.extend(window.on_watermark(wm).unwrap());
-        native_metrics.extend(native_window.on_watermark(wm));
+    for (b, nb) in sales.iter().zip(&native_sales) {
+        let wm = b.times().max().unwrap() - LATENESS_MS;
+        window.process(b).unwrap();
+        metrics.push(window.on_watermark(wm).unwrap());
+        sdk::rt::process(&mut native_window, nb.clone());
+        native_metrics.push(sdk::rt::on_watermark(&mut native_window, wm));
     }
-    let alert = engine.load(&plugin("sales-spike-alert")).unwrap();
-    let mut wasm_alert = alert.instantiate(&Limits::default()).unwrap();
-    wasm_alert.configure(&[]).unwrap();
-    let started = Instant::now();
-    for chunk in metrics.chunks(1024) {
-        black_box(wasm_alert.process(chunk).unwrap());
-    }
-    let wasm_rule = started.elapsed();
-    let mut native_alert: sales_spike_alert::SalesSpikeAlert =
-        sdk::rt::new_plugin(Vec::new()).unwrap();
-    let started = Instant::now();
-    for chunk in native_metrics.chunks(1024) {
-        black_box(native_alert.process(chunk.to_vec()));
-    }
-    let native_rule = started.elapsed();
-    // The boundary alone: the same sales into a plugin that skips them (sales-spike-alert reads
-    // only metric rows): copying each sale's strings in, and dropping them.
-    let alert = engine.load(&plugin("sales-spike-alert")).unwrap();
-    let mut skipping = alert.instantiate(&Limits::default()).unwrap();
-    skipping.configure(&[]).unwrap();
-    let started = Instant::now();
-    for chunk in sales.chunks(1024) {
-        black_box(skipping.process(chunk).unwrap());
-    }
-    let boundary = started.elapsed();
-    // And metric rows into a plugin that skips them (the aggregator reads only sales).
-    let mut skipping = aggregator.instantiate(&Limits::default()).unwrap();
-    skipping.configure(&[]).unwrap();
-    let started = Instant::now();
-    for chunk in metrics.chunks(1024) {
-        black_box(skipping.process(chunk).unwrap());
-    }
-    let metric_boundary = started.elapsed();
-    println!();
-    println!("per stage at batch 1024 (200,000 sales; native includes the batch copy the host does not need):");
-    println!(
-        "  cleaner:    wasm {:>9.0} ev/s  native {:>9.0} ev/s  ratio {:.2}x",
-        rate(200_000, wasm_clean),
-        rate(200_000, native_clean),
-        wasm_clean.as_secs_f64() / native_clean.as_secs_f64()
-    );
-    println!(
-        "              native: {:.0} ns per record, of which {:.0} ns only tokenise its JSON ({} bytes on average)",
-        native_clean.as_nanos() as f64 / 200_000.0,
-        tokenise.as_nanos() as f64 / 200_000.0,
-        native_records.iter().map(|r| r.payload.len()).sum::<usize>() / native_records.len()
-    );
-    println!(
-        "  aggregator: wasm {:>9.0} ev/s  native {:>9.0} ev/s  ratio {:.2}x",
-        rate(200_000, wasm_agg),
-        rate(200_000, native_agg),
-        wasm_agg.as_secs_f64() / native_agg.as_secs_f64()
-    );
-    println!(
-        "  alert rule: wasm {:>9.0} ev/s  native {:>9.0} ev/s  ratio {:.2}x  ({} metric rows, {:.2} per sale)",
-        rate(metrics.len(), wasm_rule),
-        rate(metrics.len(), native_rule),
-        wasm_rule.as_secs_f64() / native_rule.as_secs_f64(),
-        metrics.len(),
-        metrics.len() as f64 / sales.len() as f64
-    );
-    println!(
-        "  boundary:   {:>9.0} sales/s into a plugin that skips them ({:.0} ns per sale)",
-        rate(sales.len(), boundary),
-        boundary.as_nanos() as f64 / sales.len() as f64
-    );
-    println!(
-        "              {:>9.0} metric rows/s into a plugin that skips them ({:.0} ns per row)",
-        rate(metrics.len(), metric_boundary),
-        metric_boundary.as_nanos() as f64 / metrics.len() as f64
-    );
+    let metric_count: usize = metrics.iter().map(EventBatch::len).sum();
+    let watermarks: Vec<i64> = (sales.iter())
+        .map(|b| b.times().max().unwrap() - LATENESS_MS)
+        .collect();
 
-    // Per-call overhead: an empty batch into the aggregator, wasm vs a native call.
-    let aggregator = engine.load(&plugin("revenue-aggregator")).unwrap();
-    let mut instance = aggregator.instantiate(&Limits::default()).unwrap();
-    instance.configure(&[]).unwrap();
-    let calls = 200_000;
-    let started = Instant::now();
-    for _ in 0..calls {
-        black_box(instance.process(black_box(&[])).unwrap());
-    }
-    let wasm_call = started.elapsed() / calls;
-    let mut native: revenue_aggregator::RevenueAggregator =
-        sdk::rt::new_plugin(Vec::new()).unwrap();
-    let started = Instant::now();
-    for _ in 0..calls {
-        black_box(native.process(black_box(Vec::new())));
-    }
-    let native_call = started.elapsed() / calls;
+    // Time each stage's calls, wasm and native, best of 3.
+    let wasm_clean = best(3, || {
+        let mut c = instance(&engine, &plugin("sales-cleaner"));
+        let started = Instant::now();
+        raw.iter()
+            .for_each(|b| drop(black_box(c.clean(b).unwrap())));
+        started.elapsed()
+    });
+    let native_clean = best(3, || {
+        let mut c: sales_cleaner::SalesCleaner = sdk::rt::new_plugin(Vec::new()).unwrap();
+        let started = Instant::now();
+        native_raw
+            .iter()
+            .for_each(|b| drop(black_box(sdk::rt::clean(&mut c, b))));
+        started.elapsed()
+    });
+    let wasm_agg = best(3, || {
+        let mut w = instance(&engine, &plugin("revenue-aggregator"));
+        let started = Instant::now();
+        for (b, &wm) in sales.iter().zip(&watermarks) {
+            w.process(b).unwrap();
+            black_box(w.on_watermark(wm).unwrap());
+        }
+        started.elapsed()
+    });
+    let native_agg = best(3, || {
+        let mut w: revenue_aggregator::RevenueAggregator = sdk::rt::new_plugin(Vec::new()).unwrap();
+        let copies = native_sales.clone(); // the wasm side lowers from borrowed columns
+        let started = Instant::now();
+        for (b, &wm) in copies.into_iter().zip(&watermarks) {
+            black_box(sdk::rt::process(&mut w, b));
+            black_box(sdk::rt::on_watermark(&mut w, wm));
+        }
+        started.elapsed()
+    });
+    let wasm_rule = best(3, || {
+        let mut a = instance(&engine, &plugin("sales-spike-alert"));
+        let started = Instant::now();
+        metrics
+            .iter()
+            .for_each(|b| drop(black_box(a.process(b).unwrap())));
+        started.elapsed()
+    });
+    let native_rule = best(3, || {
+        let mut a: sales_spike_alert::SalesSpikeAlert = sdk::rt::new_plugin(Vec::new()).unwrap();
+        let copies = native_metrics.clone();
+        let started = Instant::now();
+        copies
+            .into_iter()
+            .for_each(|b| drop(black_box(sdk::rt::process(&mut a, b))));
+        started.elapsed()
+    });
+
+    // The boundary alone. In: a batch into a plugin that skips its kind (the alert rule reads
+    // only metric rows, the aggregator only sales), less the empty call. Out: the same batch
+    // through a pass-through fixture, less the way in and less the fixture's own work (measured
+    // natively: re-emitting every event).
+    let empty = EventBatch::empty();
+    let mut agg = instance(&engine, &plugin("revenue-aggregator"));
+    let per_call = best(3, || {
+        let started = Instant::now();
+        for _ in 0..20_000 {
+            black_box(agg.process(black_box(&empty)).unwrap());
+        }
+        started.elapsed() / 20_000
+    });
+    let native_call = best(3, || {
+        let mut w: revenue_aggregator::RevenueAggregator = sdk::rt::new_plugin(Vec::new()).unwrap();
+        let started = Instant::now();
+        for _ in 0..20_000 {
+            black_box(sdk::rt::process(&mut w, black_box(sdk_empty())));
+        }
+        started.elapsed() / 20_000
+    });
+    let into = |path: std::path::PathBuf, batches: &[EventBatch]| {
+        best(3, || {
+            let mut skip = instance(&engine, &path);
+            let started = Instant::now();
+            batches
+                .iter()
+                .for_each(|b| drop(black_box(skip.process(b).unwrap())));
+            started
+                .elapsed()
+                .saturating_sub(per_call * batches.len() as u32)
+        })
+    };
+    let sales_in = into(plugin("sales-spike-alert"), &sales);
+    let metrics_in = into(plugin("revenue-aggregator"), &metrics);
+    let pass = fixture("misbehave");
+    let round_trip = |batches: &[EventBatch], native: &[sdk::EventBatch]| {
+        let wasm = best(3, || {
+            let mut p = instance(&engine, &pass);
+            let started = Instant::now();
+            batches
+                .iter()
+                .for_each(|b| drop(black_box(p.process(b).unwrap())));
+            started
+                .elapsed()
+                .saturating_sub(per_call * batches.len() as u32)
+        });
+        let work = best(3, || {
+            let started = Instant::now();
+            for b in native {
+                let mut out = Emit::new();
+                out.pass(&sdk::Batch::new(b.clone()));
+                black_box(out.finish());
+            }
+            started.elapsed()
+        });
+        (wasm, work)
+    };
+    let have_pass = pass.exists();
+    let (sales_trip, sales_work) = match have_pass {
+        true => round_trip(&sales, &native_sales),
+        false => (Duration::ZERO, Duration::ZERO),
+    };
+    let (metrics_trip, metrics_work) = match have_pass {
+        true => round_trip(&metrics, &native_metrics),
+        false => (Duration::ZERO, Duration::ZERO),
+    };
+    let out_cost = |trip: Duration, into: Duration, work: Duration| {
+        trip.saturating_sub(into).saturating_sub(work)
+    };
+    let sales_out = out_cost(sales_trip, sales_in, sales_work);
+    let metrics_out = out_cost(metrics_trip, metrics_in, metrics_work);
+
     println!();
-    println!("per-call overhead (empty batch): wasm {wasm_call:?}, native {native_call:?}");
+    println!(
+        "per stage at batch 1024 ({n} transactions -> {sale_count} sales -> {metric_count} metric rows), best of 3:"
+    );
+    let row = |name: &str, events: usize, wasm: Duration, native: Duration, crossing: Duration| {
+        println!(
+            "  {name:<11} wasm {:>9.0} ev/s  native {:>9.0} ev/s  ratio {:.2}x  boundary {:>5.1} ns/ev of {:>6.1} ns/ev in wasm",
+            rate(events, wasm),
+            rate(events, native),
+            wasm.as_secs_f64() / native.as_secs_f64(),
+            ns_per(crossing, events),
+            ns_per(wasm, events),
+        );
+    };
+    // Each stage crosses with its input in and its output out.
+    let clean_out = sales_out; // the cleaner's output is the sales batch
+    row("cleaner", n, wasm_clean, native_clean, clean_out);
+    let agg_crossing = sales_in + metrics_out;
+    row("aggregator", sale_count, wasm_agg, native_agg, agg_crossing);
+    row(
+        "alert rule",
+        metric_count,
+        wasm_rule,
+        native_rule,
+        metrics_in,
+    );
+    println!(
+        "  crossing, per event: sales in {:.1} ns, out {:.1} ns; metric rows in {:.1} ns, out {:.1} ns{}",
+        ns_per(sales_in, sale_count),
+        ns_per(sales_out, sale_count),
+        ns_per(metrics_in, metric_count),
+        ns_per(metrics_out, metric_count),
+        if have_pass { "" } else { " (outs need tests/fixtures/wasm/misbehave.wasm)" }
+    );
+    println!("per-call overhead (empty batch): wasm {per_call:?}, native {native_call:?}");
 
     // Hot-swap pause: the aggregator holding 5,000 open windows swaps to a new version.
+    let aggregator = engine.load(&plugin("revenue-aggregator")).unwrap();
     let mut stage = Stage::start(
         spec("window", "revenue-aggregator", "sales", "sales_1m"),
         aggregator.clone(),
@@ -422,7 +485,7 @@ fn main() {
     let mut dead = Vec::new();
     let events: Vec<_> = (0..5_000)
         .map(|i| {
-            shelfstream::plugin::Event::Sale(shelfstream::plugin::bindings::Sale {
+            shelfstream::plugin::Event::Sale(shelfstream::plugin::Sale {
                 transaction_id: format!("T{i}"),
                 line: 0,
                 store_id: format!("S{:03}", i % 50),
@@ -445,4 +508,19 @@ fn main() {
         .unwrap();
     let pause = stage.swap(v2).unwrap();
     println!("hot-swap pause with 5,000 open windows: {pause:?} (snapshot, instantiate, configure, restore)");
+    let boundary = [
+        ns_per(clean_out, n),
+        ns_per(agg_crossing, sale_count),
+        ns_per(metrics_in, metric_count),
+    ]
+    .into_iter()
+    .fold(0.0, f64::max);
+    println!(
+        "chain batch=1024 wasm_ev_s={:.0} native_ev_s={:.0} ratio={:.2} boundary_ns_per_event={boundary:.1}",
+        last.0, last.1, last.2
+    );
+}
+
+fn sdk_empty() -> sdk::EventBatch {
+    Emit::new().finish()
 }

@@ -6,6 +6,12 @@
 //!
 //! Uses the services on their default ports (a fresh topic set is produced first). Figures are
 //! printed, never asserted.
+//!
+//!     E2E_BROKER=mock cargo bench -p host --bench e2e
+//!
+//! runs the same against librdkafka's in-process mock cluster instead, where the broker is not
+//! the bottleneck (tansu is: a bare consumer reads 26-52k messages/s from it here): raw batches
+//! go to a local folder and there is no ClickHouse, so the figure is the consumer and the chain.
 
 use std::time::{Duration, Instant};
 
@@ -17,9 +23,9 @@ use shelfstream::sim::{Simulator, SimulatorConfig};
 use shelfstream::sinks::{clickhouse::ClickHouseConfig, kafka::KafkaSinkConfig};
 use shelfstream::sources::{KafkaSourceConfig, SourceConfig};
 use shelfstream::tools::kafka::{create_topics, end_offsets, RecordProducer};
-use shelfstream::topics::RETAIL as TOPICS;
+use shelfstream::topics::{ALERTS, DEAD_LETTERS, RETAIL as TOPICS};
 
-const BROKERS: &str = "127.0.0.1:9092";
+const LOCAL_BROKER: &str = "127.0.0.1:9092";
 
 /// Process CPU time (user + system) from /proc/self/stat, in seconds.
 fn cpu_seconds() -> f64 {
@@ -89,9 +95,33 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(300_000);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(create_topics(BROKERS, 3)).unwrap();
+    let mock_mode = std::env::var("E2E_BROKER").is_ok_and(|b| b == "mock");
+    // The mock cluster lives as long as this binding.
+    let mock = mock_mode.then(|| rdkafka::mocking::MockCluster::new(1).unwrap());
+    let brokers_owned = match &mock {
+        Some(m) => {
+            let topics = TOPICS.iter().chain([&ALERTS, &DEAD_LETTERS]);
+            for t in topics {
+                m.create_topic(t, 3, 1).unwrap();
+            }
+            m.bootstrap_servers()
+        }
+        None => {
+            rt.block_on(create_topics(LOCAL_BROKER, 3)).unwrap();
+            LOCAL_BROKER.to_string()
+        }
+    };
+    let brokers = brokers_owned.as_str();
+    println!(
+        "broker: {}",
+        if mock_mode {
+            "librdkafka mock cluster (in process)"
+        } else {
+            "tansu on loopback"
+        }
+    );
     let topics: Vec<String> = TOPICS.iter().map(|t| t.to_string()).collect();
-    let before = end_offsets(BROKERS, &topics).unwrap();
+    let before = end_offsets(brokers, &topics).unwrap();
 
     // Produce a fresh slice of simulated traffic.
     let sim_config = SimulatorConfig {
@@ -105,7 +135,7 @@ fn main() {
         .unwrap()
         .as_millis() as i64;
     let mut sim = Simulator::new(&sim_config, now);
-    let producer = RecordProducer::new(BROKERS).unwrap();
+    let producer = RecordProducer::new(brokers).unwrap();
     let started = Instant::now();
     let mut produced = 0u64;
     while sim.steps() < steps {
@@ -116,13 +146,13 @@ fn main() {
     }
     producer.flush().unwrap();
     println!(
-        "produced {produced} messages to {BROKERS} in {:.1}s",
+        "produced {produced} messages to {brokers} in {:.1}s",
         started.elapsed().as_secs_f64()
     );
 
     // Bare consumer: read exactly the new slice.
     let bare: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", BROKERS)
+        .set("bootstrap.servers", brokers)
         .set("group.id", "e2e-bare")
         .create()
         .unwrap();
@@ -159,6 +189,7 @@ fn main() {
     let group = format!("e2e-{now}");
     config.sources = vec![SourceConfig::Kafka(KafkaSourceConfig {
         stop_when_idle: Some("2s".into()),
+        brokers: brokers.to_string(),
         group_id: group.clone(),
         // E2E_CONSUMER_PROPERTIES="fetch.wait.max.ms=100,..." tries librdkafka settings.
         properties: std::env::var("E2E_CONSUMER_PROPERTIES")
@@ -169,18 +200,26 @@ fn main() {
             .collect(),
         ..KafkaSourceConfig::default()
     })];
-    config.clickhouse = Some(ClickHouseConfig {
-        database: "shelfstream_bench".into(),
-        ..ClickHouseConfig::default()
+    config.kafka_sink = Some(KafkaSinkConfig {
+        brokers: brokers.to_string(),
+        ..KafkaSinkConfig::default()
     });
-    config.kafka_sink = Some(KafkaSinkConfig::default());
-    config.raw_store = Some(RawStoreConfig {
-        kind: "s3".into(),
-        endpoint: Some("http://127.0.0.1:9010".into()),
-        access_key_id: Some("minioadmin".into()),
-        secret_access_key: Some("minioadmin".into()),
-        ..RawStoreConfig::default()
+    config.raw_store = Some(match mock_mode {
+        true => RawStoreConfig::default(), // a local folder under the data dir
+        false => RawStoreConfig {
+            kind: "s3".into(),
+            endpoint: Some("http://127.0.0.1:9010".into()),
+            access_key_id: Some("minioadmin".into()),
+            secret_access_key: Some("minioadmin".into()),
+            ..RawStoreConfig::default()
+        },
     });
+    if !mock_mode {
+        config.clickhouse = Some(ClickHouseConfig {
+            database: "shelfstream_bench".into(),
+            ..ClickHouseConfig::default()
+        });
+    }
     // Start exactly at the slice: a fresh group whose shard checkpoints hold the slice's start.
     let ends = before.clone();
     let store = shelfstream::checkpoint::ShardStore::new(

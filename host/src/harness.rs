@@ -141,23 +141,27 @@ impl PluginHarness {
     }
 
     pub fn clean(&mut self, records: Vec<RawRecord>) -> Vec<Event> {
-        self.stage.process(Batch::Raw(records), &mut self.dead)
+        self.stage
+            .process(Batch::Raw(records), &mut self.dead)
+            .rows()
     }
 
     /// Feed typed events; returns what the plugin emitted, including windows that the batch's
     /// event times closed.
     pub fn process(&mut self, events: Vec<Event>) -> Vec<Event> {
-        self.stage.process(Batch::events(events), &mut self.dead)
+        self.stage
+            .process(Batch::events(events), &mut self.dead)
+            .rows()
     }
 
     /// Move the watermark to `to` (if it is ahead) and return what that closes.
     pub fn advance_watermark(&mut self, to: Timestamp) -> Vec<Event> {
-        self.stage.advance_to(to, &mut self.dead)
+        self.stage.advance_to(to, &mut self.dead).rows()
     }
 
     /// Close everything (end of input).
     pub fn flush(&mut self) -> Vec<Event> {
-        self.stage.flush(&mut self.dead)
+        self.stage.flush(&mut self.dead).rows()
     }
 
     pub fn dead_letters(&self) -> &[DeadLetter] {

@@ -8,7 +8,7 @@ pub mod services;
 
 use std::path::PathBuf;
 
-use shelfstream::plugin::bindings::{Event, InventoryUpdate, MetricRow, Sale};
+use shelfstream::plugin::{Event, InventoryUpdate, MetricRow, Sale};
 
 /// Whether the plugin components and test fixtures are built (`plugins/build.sh --fixtures`).
 /// Without them a plain `cargo test` skips the tests that load them and says so on the
@@ -18,7 +18,11 @@ pub fn components_built() -> bool {
     let built = ["revenue-aggregator", "sales-cleaner"]
         .iter()
         .all(|p| repo().join("plugins").join(format!("{p}.wasm")).exists())
-        && repo().join("tests/fixtures/wasm/misbehave.wasm").exists();
+        && ["misbehave", "malformed"].iter().all(|f| {
+            repo()
+                .join(format!("tests/fixtures/wasm/{f}.wasm"))
+                .exists()
+        });
     if built || std::env::var_os("SHELFSTREAM_TEST_ALL").is_some() {
         return true;
     }

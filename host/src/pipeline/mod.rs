@@ -22,7 +22,7 @@ pub use output::{Output, Outputs, Provenance};
 pub use shards::{ShardId, Shards};
 pub use stage::{Stage, StageCheckpoint, StageSpec, StageStats, StartError, Status, SwapError};
 
-use crate::plugin::{Event, LoadedPlugin, RawRecord};
+use crate::plugin::{Event, EventBatch, LoadedPlugin, RawRecord};
 use crate::sources::TopicPartition;
 
 /// The lane of events emitted on watermark advances (already in event-time order).
@@ -36,17 +36,18 @@ fn lane_of_input(input: usize, lane: i32) -> i32 {
     input as i32 * LANE_STRIDE + lane
 }
 
-/// A batch of records: raw (for cleaners) or typed events. Events are shared: every stage
-/// reading a stream gets the same batch (and keeps it in its replay log) without a copy.
+/// A batch of records: raw (for cleaners) or typed events, in columns. Events are shared: every
+/// stage reading a stream gets the same batch (and keeps it in its replay log) without a copy.
 #[derive(Debug, Clone)]
 pub enum Batch {
     Raw(Vec<RawRecord>),
-    Events(Arc<Vec<Event>>),
+    Events(Arc<EventBatch>),
 }
 
 impl Batch {
+    /// A batch of these rows, in columns (typed sources, the harness, tests).
     pub fn events(events: Vec<Event>) -> Self {
-        Batch::Events(Arc::new(events))
+        Batch::Events(Arc::new(EventBatch::from_rows(&events)))
     }
 
     pub fn len(&self) -> usize {
@@ -249,7 +250,7 @@ impl Pipeline {
     fn emit(
         &mut self,
         stage: usize,
-        out: Vec<Event>,
+        out: EventBatch,
         lane: i32,
         queue: &mut VecDeque<(String, Batch, i32)>,
         outputs: &mut Outputs,
@@ -275,7 +276,7 @@ impl Pipeline {
             positions: self.positions.clone(),
             partition: self.partition,
         };
-        self.alerts += out.iter().filter(|e| matches!(e, Event::Alert(_))).count() as u64;
+        self.alerts += out.alerts() as u64;
         let events = Arc::new(out);
         outputs.batches.push(Output {
             stream: labels.stream.clone(),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{DeadLetter, SourceRef};
-use crate::plugin::Event;
+use crate::plugin::{Event, EventBatch};
 use crate::sources::TopicPartition;
 
 /// Who produced a batch of outputs, and from what.
@@ -37,8 +37,8 @@ impl Provenance {
 pub struct Output {
     pub stream: Arc<str>,
     pub provenance: Provenance,
-    /// Shared with the stages downstream (no copy).
-    pub events: Arc<Vec<Event>>,
+    /// Shared with the stages downstream (no copy); sinks read it as rows.
+    pub events: Arc<EventBatch>,
 }
 
 /// Everything one push through the chain produced, in the order the stages emitted it.
@@ -59,11 +59,11 @@ impl Outputs {
         self.dead_letters.extend(other.dead_letters);
     }
 
-    /// The events of one stream, over every batch (tests, tools).
-    pub fn events_of<'a>(&'a self, stream: &'a str) -> impl Iterator<Item = &'a Event> + 'a {
+    /// The events of one stream as rows, over every batch (tests, tools).
+    pub fn events_of<'a>(&'a self, stream: &'a str) -> impl Iterator<Item = Event> + 'a {
         self.batches
             .iter()
             .filter(move |b| &*b.stream == stream)
-            .flat_map(|b| b.events.iter())
+            .flat_map(|b| b.events.rows())
     }
 }

@@ -82,7 +82,11 @@ impl PluginEngine {
             .wasm_component_model(true)
             .epoch_interruption(true)
             .cranelift_opt_level(OptLevel::Speed)
-            .max_wasm_stack(1 << 20);
+            .max_wasm_stack(1 << 20)
+            // The contract is synchronous. With concurrency support on, every call sets up the
+            // async task machinery (545-945 ns per call against 145-160 ns off, measured on
+            // wasmtime 48: ../shared/notes/boundary.md). Off unless the async feature is built.
+            .concurrency_support(cfg!(feature = "component-model-async"));
         // `SHELFSTREAM_WASM_PERFMAP=1` writes /tmp/perf-<pid>.map so `perf report` names the
         // plugins' compiled functions.
         if std::env::var_os("SHELFSTREAM_WASM_PERFMAP").is_some_and(|v| v != "0") {
@@ -106,6 +110,10 @@ impl PluginEngine {
         if let Some(dir) = &cache_dir {
             std::fs::create_dir_all(dir)?;
         }
+        tracing::debug!(
+            concurrency_support = engine.get_concurrency_support(),
+            "plugin engine ready"
+        );
         Ok(PluginEngine {
             engine,
             linker,

@@ -10,9 +10,10 @@ use std::time::Duration;
 use wasmtime::{ResourceLimiter, Store, Trap};
 
 use super::bindings::{
-    self, Cleaned, Event, LogLevel, PluginInfo, RawRecord, ShelfstreamPlugin, State, Timestamp,
+    self, Cleaned, EventBatch, LogLevel, PluginInfo, RawBatch, ShelfstreamPlugin, State, Timestamp,
 };
 use super::engine::{LoadedPlugin, EPOCH_TICK};
+use super::validate::{self, Malformed};
 
 /// Per-instance resource limits, configurable per plugin in the pipeline config.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -45,6 +46,9 @@ pub enum PluginError {
     /// The plugin answered with an error (bad parameters, incompatible state).
     #[error("{0}")]
     Refused(String),
+    /// The plugin returned a batch that breaks the contract (see [`validate`]).
+    #[error("returned a {0}")]
+    Malformed(#[from] Malformed),
 }
 
 /// What a plugin's store holds: its identity for logs and the host imports' data.
@@ -156,28 +160,27 @@ impl PluginInstance {
             .map_err(PluginError::Refused)
     }
 
-    pub fn clean(&mut self, batch: &[RawRecord]) -> Result<Vec<Cleaned>, PluginError> {
+    /// Clean a raw batch; what comes back has been validated.
+    pub fn clean(&mut self, batch: &RawBatch) -> Result<Cleaned, PluginError> {
         let out = self.call(|b, s| b.shelfstream_plugin_plugin().call_clean(s, batch))?;
-        if out.len() != batch.len() {
-            return Err(PluginError::Trap(format!(
-                "clean returned {} results for {} records",
-                out.len(),
-                batch.len()
-            )));
-        }
+        validate::cleaned(&out, batch.offset.len())?;
         Ok(out)
     }
 
-    pub fn process(&mut self, batch: &[Event]) -> Result<Vec<Event>, PluginError> {
-        self.call(|b, s| b.shelfstream_plugin_plugin().call_process(s, batch))
+    pub fn process(&mut self, batch: &EventBatch) -> Result<EventBatch, PluginError> {
+        let out = self.call(|b, s| b.shelfstream_plugin_plugin().call_process(s, batch))?;
+        validate::batch(&out)?;
+        Ok(out)
     }
 
-    pub fn on_watermark(&mut self, watermark: Timestamp) -> Result<Vec<Event>, PluginError> {
+    pub fn on_watermark(&mut self, watermark: Timestamp) -> Result<EventBatch, PluginError> {
         self.set_watermark(watermark);
-        self.call(|b, s| {
+        let out = self.call(|b, s| {
             b.shelfstream_plugin_plugin()
                 .call_on_watermark(s, watermark)
-        })
+        })?;
+        validate::batch(&out)?;
+        Ok(out)
     }
 
     pub fn snapshot(&mut self) -> Result<State, PluginError> {

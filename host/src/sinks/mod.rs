@@ -44,11 +44,11 @@ pub trait Sink: Send {
         Ok(Vec::new())
     }
 
-    /// Write everything a push through the chain returned: each output batch in order, then
-    /// the dead letters.
+    /// Write everything a push through the chain returned: each output batch in order (as rows,
+    /// made here once for every sink), then the dead letters.
     fn write_outputs(&mut self, outputs: &Outputs) -> Result<(), SinkError> {
         for o in &outputs.batches {
-            self.write(&o.stream, &o.provenance, &o.events)?;
+            self.write(&o.stream, &o.provenance, &o.events.rows())?;
         }
         if !outputs.dead_letters.is_empty() {
             self.dead_letters(&outputs.dead_letters)?;

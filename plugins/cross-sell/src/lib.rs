@@ -29,7 +29,7 @@ pub struct CrossSell {
 type Partner<'a> = (f64, f64, f64, u64, &'a str);
 
 impl CrossSell {
-    fn recommendations(&self, start: Timestamp, end: Timestamp) -> Vec<Event> {
+    fn recommendations(&self, start: Timestamp, end: Timestamp, out: &mut Emit) {
         let n = self.c.baskets.max(1) as f64;
         let mut by_product: BTreeMap<&str, Vec<Partner>> = BTreeMap::new();
         for ((a, b), &ab) in &self.c.pairs {
@@ -43,7 +43,6 @@ impl CrossSell {
                 .or_default()
                 .push((lift, confidence, ab as f64 / n, ab, b));
         }
-        let mut rows = Vec::new();
         for (a, mut partners) in by_product {
             partners.sort_by(|x, y| {
                 y.0.total_cmp(&x.0)
@@ -53,26 +52,18 @@ impl CrossSell {
             for (rank, (lift, confidence, support, ab, b)) in
                 partners.into_iter().take(self.top_n).enumerate()
             {
-                rows.push(Event::Metric(MetricRow {
-                    metric: "cross_sell".into(),
-                    window_start: start,
-                    window_end: end,
-                    dimensions: vec![
-                        ("product_id".into(), a.into()),
-                        ("recommended_product_id".into(), b.into()),
-                    ],
-                    values: vec![
-                        ("rank".into(), (rank + 1) as f64),
-                        ("support".into(), support),
-                        ("confidence".into(), confidence),
-                        ("lift".into(), lift),
-                        ("pair_count".into(), ab as f64),
-                        ("baskets".into(), n),
-                    ],
-                }));
+                let values = [
+                    ("rank", (rank + 1) as f64),
+                    ("support", support),
+                    ("confidence", confidence),
+                    ("lift", lift),
+                    ("pair_count", ab as f64),
+                    ("baskets", n),
+                ];
+                let dims = [("product_id", a), ("recommended_product_id", b)];
+                out.metric("cross_sell", (start, end), &dims, &values);
             }
         }
-        rows
     }
 }
 
@@ -90,13 +81,12 @@ impl Plugin for CrossSell {
         })
     }
 
-    fn process(&mut self, batch: Vec<Event>) -> Vec<Event> {
-        for event in batch {
-            let Event::Customer(e) = event else { continue };
-            if e.event_type != "checkout" {
+    fn process(&mut self, batch: &Batch, _out: &mut Emit) {
+        for e in batch.customers() {
+            if e.event_type() != "checkout" {
                 continue;
             }
-            let basket: BTreeSet<String> = e.product_ids.into_iter().collect();
+            let basket: BTreeSet<String> = e.product_ids().map(String::from).collect();
             self.c.baskets += 1;
             for a in &basket {
                 *self.c.items.entry(a.clone()).or_default() += 1;
@@ -105,22 +95,21 @@ impl Plugin for CrossSell {
                 }
             }
             if self.c.emitted.is_none() {
-                self.c.emitted = Some(e.timestamp.div_euclid(self.refresh) * self.refresh);
+                self.c.emitted = Some(e.timestamp().div_euclid(self.refresh) * self.refresh);
             }
         }
-        Vec::new()
     }
 
-    fn on_watermark(&mut self, watermark: Timestamp) -> Vec<Event> {
+    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Emit) {
         let Some(last) = self.c.emitted else {
-            return Vec::new();
+            return;
         };
         let end = watermark.div_euclid(self.refresh) * self.refresh;
         if end <= last {
-            return Vec::new();
+            return;
         }
         self.c.emitted = Some(end);
-        self.recommendations(last, end)
+        self.recommendations(last, end, out)
     }
 
     fn snapshot(&self) -> Vec<u8> {

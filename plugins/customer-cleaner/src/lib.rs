@@ -36,23 +36,9 @@ impl Plugin for CustomerCleaner {
         Ok(CustomerCleaner { seen })
     }
 
-    fn clean(&mut self, batch: Vec<RawRecord>) -> Vec<Cleaned> {
-        batch.iter().map(|r| self.clean_one(&r.payload)).collect()
-    }
-
-    fn snapshot(&self) -> Vec<u8> {
-        self.seen.snapshot()
-    }
-
-    fn restore(&mut self, version: u32, data: &[u8]) -> Result<(), String> {
-        self.seen
-            .restore(Self::NAME, version, Self::STATE_VERSION, data)
-    }
-}
-
-impl CustomerCleaner {
-    fn clean_one(&mut self, payload: &[u8]) -> Cleaned {
-        let e: Raw = serde_json::from_slice(payload).map_err(|e| format!("invalid JSON: {e}"))?;
+    fn clean(&mut self, record: Record<'_>, out: &mut Emit) -> Result<(), String> {
+        let e: Raw =
+            serde_json::from_slice(record.payload()).map_err(|e| format!("invalid JSON: {e}"))?;
         let customer_id = e
             .customer_id
             .filter(|c| !c.trim().is_empty())
@@ -76,13 +62,24 @@ impl CustomerCleaner {
             .event_id
             .unwrap_or_else(|| format!("{customer_id}:{event_type}@{timestamp}"));
         self.seen.reject_repeat(&id, timestamp)?;
-        Ok(vec![Event::Customer(CustomerEvent {
-            customer_id,
-            store_id: clean::store_id(e.store_id.as_deref().ok_or("store_id: missing")?)?,
-            event_type,
-            product_ids,
+        let products: Vec<&str> = product_ids.iter().map(String::as_str).collect();
+        out.customer(&CustomerEvent {
+            customer_id: &customer_id,
+            store_id: &clean::store_id(e.store_id.as_deref().ok_or("store_id: missing")?)?,
+            event_type: &event_type,
+            product_ids: &products,
             timestamp,
-        })])
+        });
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        self.seen.snapshot()
+    }
+
+    fn restore(&mut self, version: u32, data: &[u8]) -> Result<(), String> {
+        self.seen
+            .restore(Self::NAME, version, Self::STATE_VERSION, data)
     }
 }
 

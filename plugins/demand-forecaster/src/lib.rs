@@ -36,25 +36,15 @@ impl Plugin for DemandForecaster {
         })
     }
 
-    fn process(&mut self, batch: Vec<Event>) -> Vec<Event> {
-        let mut out = Vec::new();
-        for event in batch {
-            let Event::Metric(m) = event else { continue };
-            let dim = |name: &str| {
-                m.dimensions
-                    .iter()
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| v.clone())
-            };
-            let (Some(store), Some(product)) = (dim("store_id"), dim("product_id")) else {
-                continue;
-            };
-            let Some(&(_, y)) = m.values.iter().find(|(k, _)| *k == self.value) else {
+    fn process(&mut self, batch: &Batch, out: &mut Emit) {
+        for m in batch.metrics() {
+            let (Some((store, product)), Some(y)) = (m.store_product(), m.value(&self.value))
+            else {
                 continue;
             };
             let l = self
                 .levels
-                .entry((store.clone(), product.clone()))
+                .entry((store.to_string(), product.to_string()))
                 .or_insert(Level {
                     level: y,
                     mse: 0.0,
@@ -67,20 +57,19 @@ impl Plugin for DemandForecaster {
             }
             l.seen += 1;
             let width = self.z * l.mse.sqrt();
-            let len = m.window_end - m.window_start;
-            out.push(Event::Forecast(Forecast {
+            let (start, end) = m.window();
+            out.forecast(Forecast {
                 model: format!("ses(alpha={})", self.alpha),
-                store_id: store,
-                product_id: product,
-                target_start: m.window_end,
-                target_end: m.window_end + len,
+                store_id: store.to_string(),
+                product_id: product.to_string(),
+                target_start: end,
+                target_end: end + (end - start),
                 predicted: l.level,
                 lower: (l.level - width).max(0.0),
                 upper: l.level + width,
-                timestamp: m.window_end,
-            }));
+                timestamp: end,
+            });
         }
-        out
     }
 
     fn snapshot(&self) -> Vec<u8> {

@@ -104,45 +104,45 @@ impl Plugin for HoltWinters {
         })
     }
 
-    fn process(&mut self, batch: Vec<Event>) -> Vec<Event> {
-        let mut out = Vec::new();
-        for event in batch {
-            let Event::Metric(row) = event else { continue };
-            let (Some(key), Some(y)) = (store_product(&row), value(&row, &self.value)) else {
+    fn process(&mut self, batch: &Batch, out: &mut Emit) {
+        for row in batch.metrics() {
+            let (Some((store, product)), Some(y)) = (row.store_product(), row.value(&self.value))
+            else {
                 continue;
             };
-            let size = (row.window_end - row.window_start).max(1);
+            let key = (store.to_string(), product.to_string());
+            let (window_start, window_end) = row.window();
+            let size = (window_end - window_start).max(1);
             let mut s = self.series.remove(&key).unwrap_or_else(|| Series {
-                last_end: row.window_start,
+                last_end: window_start,
                 ..Series::default()
             });
             // Periods between the last row and this one had no sales.
-            let gap = ((row.window_start - s.last_end) / size).clamp(0, 4 * self.m as i64);
+            let gap = ((window_start - s.last_end) / size).clamp(0, 4 * self.m as i64);
             (0..gap).for_each(|_| self.observe(&mut s, 0.0));
             self.observe(&mut s, y);
-            s.last_end = row.window_end;
+            s.last_end = window_end;
             if !s.seasonal.is_empty() {
                 for h in 1..=self.horizon {
                     let (mean, half) = self.forecast(&s, h);
-                    out.push(Event::Forecast(Forecast {
+                    out.forecast(Forecast {
                         model: format!(
                             "holt-winters(m={},a={},b={},g={})",
                             self.m, self.alpha, self.beta, self.gamma
                         ),
                         store_id: key.0.clone(),
                         product_id: key.1.clone(),
-                        target_start: row.window_end + (h - 1) * size,
-                        target_end: row.window_end + h * size,
+                        target_start: window_end + (h - 1) * size,
+                        target_end: window_end + h * size,
                         predicted: mean.max(0.0),
                         lower: (mean - half).max(0.0),
                         upper: (mean + half).max(0.0),
-                        timestamp: row.window_end,
-                    }));
+                        timestamp: window_end,
+                    });
                 }
             }
             self.series.insert(key, s);
         }
-        out
     }
 
     fn snapshot(&self) -> Vec<u8> {

@@ -34,54 +34,44 @@ impl Plugin for InventoryAggregator {
         })
     }
 
-    fn process(&mut self, batch: Vec<Event>) -> Vec<Event> {
-        for event in batch {
-            let Event::Inventory(u) = event else { continue };
+    fn process(&mut self, batch: &Batch, _out: &mut Emit) {
+        for u in batch.inventory() {
             let latest = Latest {
-                at: u.timestamp,
-                stock: u.stock_level,
-                capacity: u.capacity,
+                at: u.timestamp(),
+                stock: u.stock_level(),
+                capacity: u.capacity(),
             };
             let slot = self.open.entry(
-                self.window.assign(u.timestamp),
-                (u.store_id, u.product_id),
+                self.window.assign(u.timestamp()),
+                (u.store_id().to_string(), u.product_id().to_string()),
                 || latest.clone(),
             );
             if latest.at >= slot.at {
                 *slot = latest;
             }
         }
-        Vec::new()
     }
 
-    fn on_watermark(&mut self, watermark: Timestamp) -> Vec<Event> {
-        let closed = self.open.close(watermark);
-        closed
-            .into_iter()
-            .map(|(w, (store, product), l)| {
-                let pct = 100.0 * l.stock as f64 / l.capacity.max(1) as f64;
-                let status = match l.stock {
-                    s if s <= 0 => "OUT_OF_STOCK",
-                    _ if pct <= self.low_pct => "LOW_STOCK",
-                    _ => "IN_STOCK",
-                };
-                Event::Metric(MetricRow {
-                    metric: self.metric.clone(),
-                    window_start: w.start,
-                    window_end: w.end,
-                    dimensions: vec![
-                        ("store_id".into(), store),
-                        ("product_id".into(), product),
-                        ("stock_status".into(), status.into()),
-                    ],
-                    values: vec![
-                        ("latest_stock".into(), l.stock as f64),
-                        ("capacity".into(), l.capacity as f64),
-                        ("stock_percentage".into(), (pct * 100.0).round() / 100.0),
-                    ],
-                })
-            })
-            .collect()
+    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Emit) {
+        for (w, (store, product), l) in self.open.close(watermark) {
+            let pct = 100.0 * l.stock as f64 / l.capacity.max(1) as f64;
+            let status = match l.stock {
+                s if s <= 0 => "OUT_OF_STOCK",
+                _ if pct <= self.low_pct => "LOW_STOCK",
+                _ => "IN_STOCK",
+            };
+            let dimensions = [
+                ("store_id", store.as_str()),
+                ("product_id", product.as_str()),
+                ("stock_status", status),
+            ];
+            let values = [
+                ("latest_stock", l.stock as f64),
+                ("capacity", l.capacity as f64),
+                ("stock_percentage", (pct * 100.0).round() / 100.0),
+            ];
+            out.metric(&self.metric, (w.start, w.end), &dimensions, &values);
+        }
     }
 
     fn snapshot(&self) -> Vec<u8> {

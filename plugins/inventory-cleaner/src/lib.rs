@@ -38,17 +38,9 @@ impl Plugin for InventoryCleaner {
         Ok(InventoryCleaner { seen })
     }
 
-    fn clean(&mut self, batch: Vec<RawRecord>) -> Vec<Cleaned> {
-        batch
-            .iter()
-            .map(|r| {
-                let events = clean_one(&r.payload)?;
-                if let Some(Event::Inventory(u)) = events.first() {
-                    self.seen.reject_repeat(&u.update_id, u.timestamp)?;
-                }
-                Ok(events)
-            })
-            .collect()
+    fn clean(&mut self, record: Record<'_>, out: &mut Emit) -> Result<(), String> {
+        let (update_id, timestamp) = clean_one(record.payload(), out)?;
+        self.seen.reject_repeat(&update_id, timestamp)
     }
 
     fn snapshot(&self) -> Vec<u8> {
@@ -61,7 +53,8 @@ impl Plugin for InventoryCleaner {
     }
 }
 
-pub fn clean_one(payload: &[u8]) -> Cleaned {
+/// Emit the update in `payload`; its id and time are returned for the dedup check.
+pub fn clean_one(payload: &[u8], out: &mut Emit) -> Result<(String, Timestamp), String> {
     let u: Update = serde_json::from_slice(payload).map_err(|e| format!("invalid JSON: {e}"))?;
     let stock_level = u.stock_level.ok_or("stock_level: missing")?;
     let capacity = u.capacity.ok_or("capacity: missing")?;
@@ -75,19 +68,22 @@ pub fn clean_one(payload: &[u8]) -> Cleaned {
     if !REASONS.contains(&reason.as_str()) {
         return Err(format!("reason: {reason:?} is not one of {REASONS:?}"));
     }
-    Ok(vec![Event::Inventory(InventoryUpdate {
-        update_id: u
-            .update_id
-            .filter(|s| !s.is_empty())
-            .ok_or("update_id: missing")?,
-        store_id: clean::store_id(u.store_id.as_deref().ok_or("store_id: missing")?)?,
-        product_id: clean::sku(u.product_id.as_deref().ok_or("product_id: missing")?)?,
+    let update_id = (u.update_id.filter(|s| !s.is_empty())).ok_or("update_id: missing")?;
+    let timestamp;
+    out.inventory(&InventoryUpdate {
+        update_id: &update_id,
+        store_id: &clean::store_id(u.store_id.as_deref().ok_or("store_id: missing")?)?,
+        product_id: &clean::sku(u.product_id.as_deref().ok_or("product_id: missing")?)?,
         quantity_change: u.quantity_change.ok_or("quantity_change: missing")?,
         stock_level,
         capacity,
-        reason,
-        timestamp: clean::Time::get(u.timestamp)?,
-    })])
+        reason: &reason,
+        timestamp: {
+            timestamp = clean::Time::get(u.timestamp)?;
+            timestamp
+        },
+    });
+    Ok((update_id, timestamp))
 }
 
 export_plugin!(InventoryCleaner);
@@ -98,31 +94,30 @@ mod tests {
 
     #[test]
     fn valid_and_invalid_updates() {
-        let ok = clean_one(
+        let mut out = Emit::new();
+        clean_one(
             br#"{"update_id":"U1","store_id":"s2","product_id":"sku9","quantity_change":-2,
             "stock_level":5,"capacity":50,"reason":"SALE","timestamp":1000}"#,
+            &mut out,
         )
         .unwrap();
-        let Event::Inventory(u) = &ok[0] else {
-            panic!()
-        };
+        let ok = Batch::new(out.finish());
+        let u = ok.inventory().next().unwrap();
         assert_eq!(
-            (
-                u.store_id.as_str(),
-                u.product_id.as_str(),
-                u.reason.as_str()
-            ),
+            (u.store_id(), u.product_id(), u.reason()),
             ("S002", "SKU-00009", "sale")
         );
         let err = clean_one(
             br#"{"update_id":"U1","store_id":"s2","product_id":"sku9","quantity_change":-2,
             "stock_level":-5,"capacity":50,"reason":"sale","timestamp":1000}"#,
+            &mut Emit::new(),
         )
         .unwrap_err();
         assert!(err.contains("stock_level"), "{err}");
         let err = clean_one(
             br#"{"update_id":"U1","store_id":"s2","product_id":"sku9","quantity_change":-2,
             "stock_level":5,"capacity":50,"reason":"theft?","timestamp":1000}"#,
+            &mut Emit::new(),
         )
         .unwrap_err();
         assert!(err.contains("reason"), "{err}");

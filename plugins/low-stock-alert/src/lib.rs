@@ -26,47 +26,35 @@ impl Plugin for LowStockAlert {
         })
     }
 
-    fn process(&mut self, batch: Vec<Event>) -> Vec<Event> {
-        let mut alerts = Vec::new();
-        for event in batch {
-            let Event::Inventory(u) = event else { continue };
-            let threshold = u.capacity as f64 * self.low_pct / 100.0;
-            let key = (u.store_id.clone(), u.product_id.clone());
-            if u.stock_level as f64 > threshold {
+    fn process(&mut self, batch: &Batch, out: &mut Emit) {
+        for u in batch.inventory() {
+            let (stock, capacity) = (u.stock_level(), u.capacity());
+            let threshold = capacity as f64 * self.low_pct / 100.0;
+            let key = (u.store_id().to_string(), u.product_id().to_string());
+            if stock as f64 > threshold {
                 self.alerting.remove(&key);
                 continue;
             }
-            let out = u.stock_level <= 0;
-            let was_out = self.alerting.insert(key, out);
-            if was_out == Some(true) || (was_out == Some(false) && !out) {
+            let empty = stock <= 0;
+            let was_out = self.alerting.insert(key, empty);
+            if was_out == Some(true) || (was_out == Some(false) && !empty) {
                 continue; // already alerted for this episode at this severity
             }
-            let reorder = (u.capacity - u.stock_level) as f64;
-            alerts.push(Event::Alert(Alert {
-                rule: if out { "out_of_stock" } else { "low_stock" }.into(),
-                severity: if out {
-                    Severity::Critical
-                } else {
-                    Severity::Warning
-                },
-                message: format!(
-                    "{} units left of {}; reorder {reorder}",
-                    u.stock_level, u.capacity
-                ),
-                evidence: vec![
-                    ("stock_level".into(), u.stock_level as f64),
-                    ("capacity".into(), u.capacity as f64),
-                    ("threshold".into(), threshold),
-                    ("reorder_quantity".into(), reorder),
-                ],
-                store_id: u.store_id,
-                product_id: u.product_id,
-                window_start: u.timestamp,
-                window_end: u.timestamp,
-                timestamp: u.timestamp,
-            }));
+            let reorder = (capacity - stock) as f64;
+            let (rule, severity) = match empty {
+                true => ("out_of_stock", Severity::Critical),
+                false => ("low_stock", Severity::Warning),
+            };
+            let message = format!("{stock} units left of {capacity}; reorder {reorder}");
+            let evidence = [
+                ("stock_level", stock as f64),
+                ("capacity", capacity as f64),
+                ("threshold", threshold),
+                ("reorder_quantity", reorder),
+            ];
+            let (shelf, at) = ((u.store_id(), u.product_id()), u.timestamp());
+            out.alert(alert(rule, severity, shelf, (at, at), message, &evidence));
         }
-        alerts
     }
 
     fn snapshot(&self) -> Vec<u8> {

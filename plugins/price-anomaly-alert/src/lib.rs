@@ -27,20 +27,18 @@ impl Plugin for PriceAnomalyAlert {
         })
     }
 
-    fn process(&mut self, batch: Vec<Event>) -> Vec<Event> {
-        let mut alerts = Vec::new();
-        for event in batch {
-            let Event::Price(p) = event else { continue };
-            let key = (p.store_id.clone(), p.product_id.clone());
+    fn process(&mut self, batch: &Batch, out: &mut Emit) {
+        for p in batch.prices() {
+            let key = (p.store_id().to_string(), p.product_id().to_string());
             let recent = self.prices.entry(key).or_insert_with(|| {
                 let mut r = Rolling::new(self.history);
-                r.push(p.old_price);
+                r.push(p.old_price());
                 r
             });
-            let reference = median(&recent.to_vec()).unwrap_or(p.old_price);
-            let change = p.new_price / reference - 1.0;
+            let reference = median(&recent.to_vec()).unwrap_or(p.old_price());
+            let change = p.new_price() / reference - 1.0;
             if change.abs() <= self.max_change {
-                recent.push(p.new_price);
+                recent.push(p.new_price());
                 continue;
             }
             let severity = if change.abs() >= 3.0 * self.max_change {
@@ -48,27 +46,26 @@ impl Plugin for PriceAnomalyAlert {
             } else {
                 Severity::Warning
             };
-            alerts.push(alert(
+            out.alert(alert(
                 "price_anomaly",
                 severity,
-                (&p.store_id, &p.product_id),
-                (p.timestamp, p.timestamp),
+                (p.store_id(), p.product_id()),
+                (p.timestamp(), p.timestamp()),
                 format!(
                     "price {} -> {} is {:+.0}% from the recent {reference}",
-                    p.old_price,
-                    p.new_price,
+                    p.old_price(),
+                    p.new_price(),
                     change * 100.0
                 ),
                 &[
-                    ("old_price", p.old_price),
-                    ("new_price", p.new_price),
+                    ("old_price", p.old_price()),
+                    ("new_price", p.new_price()),
                     ("reference_price", reference),
                     ("change", change),
                     ("max_change", self.max_change),
                 ],
             ));
         }
-        alerts
     }
 
     fn snapshot(&self) -> Vec<u8> {

@@ -32,11 +32,9 @@ impl Plugin for PriceCleaner {
         Ok(PriceCleaner { seen })
     }
 
-    fn clean(&mut self, batch: Vec<RawRecord>) -> Vec<Cleaned> {
-        batch
-            .iter()
-            .map(|r| self.clean_unique(&r.payload))
-            .collect()
+    fn clean(&mut self, record: Record<'_>, out: &mut Emit) -> Result<(), String> {
+        let (id, timestamp) = clean_one(record.payload(), out)?;
+        self.seen.reject_repeat(&id, timestamp)
     }
 
     fn snapshot(&self) -> Vec<u8> {
@@ -49,32 +47,27 @@ impl Plugin for PriceCleaner {
     }
 }
 
-impl PriceCleaner {
-    fn clean_unique(&mut self, payload: &[u8]) -> Cleaned {
-        let p = clean_one(payload)?;
-        let id = format!(
-            "{}:{}@{}={}",
-            p.store_id, p.product_id, p.timestamp, p.new_price
-        );
-        self.seen.reject_repeat(&id, p.timestamp)?;
-        Ok(vec![Event::Price(p)])
-    }
-}
-
-pub fn clean_one(payload: &[u8]) -> Result<PriceChange, String> {
+/// Emit the change in `payload`; its dedup id (shelf, time and new price) and time are returned.
+pub fn clean_one(payload: &[u8], out: &mut Emit) -> Result<(String, Timestamp), String> {
     let c: Change = serde_json::from_slice(payload).map_err(|e| format!("invalid JSON: {e}"))?;
     let price = |v: Option<f64>, field: &str| match v {
         None => Err(format!("{field}: missing")),
         Some(x) if !x.is_finite() || x <= 0.0 => Err(format!("{field}: {x} is not a price")),
         Some(x) => Ok(clean::cents(x)),
     };
-    Ok(PriceChange {
-        store_id: clean::store_id(c.store_id.as_deref().ok_or("store_id: missing")?)?,
-        product_id: clean::sku(c.product_id.as_deref().ok_or("product_id: missing")?)?,
+    let p = PriceChange {
+        store_id: &clean::store_id(c.store_id.as_deref().ok_or("store_id: missing")?)?,
+        product_id: &clean::sku(c.product_id.as_deref().ok_or("product_id: missing")?)?,
         old_price: price(c.old_price, "old_price")?,
         new_price: price(c.new_price, "new_price")?,
         timestamp: clean::Time::get(c.timestamp)?,
-    })
+    };
+    out.price(&p);
+    let id = format!(
+        "{}:{}@{}={}",
+        p.store_id, p.product_id, p.timestamp, p.new_price
+    );
+    Ok((id, p.timestamp))
 }
 
 export_plugin!(PriceCleaner);

@@ -1,5 +1,6 @@
 //! Windowed sales metrics (`sales_1m` by default): revenue, units, transactions and average unit
-//! price per window, emitted when the watermark closes the window. Configurable:
+//! price (of the lines' unit prices, weighted by |quantity|, so returns do not cancel it) per
+//! window, emitted when the watermark closes the window. Configurable:
 //! `window` (size), `hop` (hopping windows: a new window every `hop`; default = `window`,
 //! tumbling), `by` (grouping: any of `store_id`, `product_id`, `category`, comma-separated) and
 //! `metric` (the name of the rows, which sinks map to a table). One plugin gives the 1-minute
@@ -15,6 +16,12 @@ pub struct Totals {
     revenue: f64,
     units: i64,
     lines: u64,
+    /// Sum of |quantity| x unit price, and of |quantity| (state version 3; older windows lack
+    /// them and fall back to revenue / units).
+    #[serde(default)]
+    priced: f64,
+    #[serde(default)]
+    weight: i64,
     /// Distinct transactions, as 64-bit hashes of their ids (state version 1 kept the ids).
     #[serde(deserialize_with = "transaction_hashes")]
     transactions: BTreeSet<u64>,
@@ -51,7 +58,7 @@ impl Plugin for RevenueAggregator {
     const NAME: &'static str = "revenue-aggregator";
     const KIND: PluginKind = PluginKind::Aggregator;
     const DESCRIPTION: &'static str = "Revenue, units and transactions per group per window";
-    const STATE_VERSION: u32 = 2;
+    const STATE_VERSION: u32 = 3;
 
     fn new(params: &mut Params) -> Result<Self, String> {
         let size = params.duration_ms("window", MINUTE_MS)?;
@@ -77,58 +84,51 @@ impl Plugin for RevenueAggregator {
         })
     }
 
-    fn process(&mut self, batch: Vec<Event>) -> Vec<Event> {
-        for event in batch {
-            let Event::Sale(mut s) = event else { continue };
-            // The sale is ours: its strings move into the key (`by` names each field once).
-            let mut key: Vec<String> = (self.by.iter())
-                .map(|b| match b.as_str() {
-                    "store_id" => std::mem::take(&mut s.store_id),
-                    "product_id" => std::mem::take(&mut s.product_id),
-                    _ => s.category.take().unwrap_or_else(|| "unknown".into()),
-                })
-                .collect();
-            let transaction = hash::fnv1a(s.transaction_id.as_bytes());
-            let mut windows = self.window.assign(s.timestamp).peekable();
-            while let Some(w) = windows.next() {
-                let t = match windows.peek() {
-                    Some(_) => self.open.entry_ref(w, key.as_slice(), Totals::default),
-                    None => self
-                        .open
-                        .entry(w, std::mem::take(&mut key), Totals::default),
-                };
-                t.revenue += s.total_amount;
-                t.units += s.quantity as i64;
+    fn process(&mut self, batch: &Batch, _out: &mut Emit) {
+        // One key per distinct group in the batch, by dictionary ids: no string is copied per line.
+        let mut keys: hash::FastMap<[u32; 3], Vec<String>> = Default::default();
+        for s in batch.sales() {
+            let field = |b: &str| match b {
+                "store_id" => (s.store_id_id(), s.store_id()),
+                "product_id" => (s.product_id_id(), s.product_id()),
+                _ => (s.category_id(), s.category().unwrap_or("unknown")),
+            };
+            let mut ids = [NONE; 3];
+            (ids.iter_mut().zip(&self.by)).for_each(|(id, b)| *id = field(b).0);
+            let key = (keys.entry(ids))
+                .or_insert_with(|| self.by.iter().map(|b| field(b).1.to_string()).collect());
+            let transaction = hash::fnv1a(s.transaction_id().as_bytes());
+            let weight = s.quantity().unsigned_abs() as i64;
+            for w in self.window.assign(s.timestamp()) {
+                let t = self.open.entry_ref(w, key.as_slice(), Totals::default);
+                t.revenue += s.total_amount();
+                t.units += s.quantity() as i64;
                 t.lines += 1;
+                t.priced += weight as f64 * s.unit_price();
+                t.weight += weight;
                 t.transactions.insert(transaction);
             }
         }
-        Vec::new()
     }
 
-    fn on_watermark(&mut self, watermark: Timestamp) -> Vec<Event> {
-        let closed = self.open.close(watermark).into_iter();
-        closed
-            .map(|(w, key, t)| {
-                let avg = if t.units == 0 {
-                    0.0
-                } else {
-                    clean::cents(t.revenue / t.units as f64)
-                };
-                Event::Metric(MetricRow {
-                    metric: self.metric.clone(),
-                    window_start: w.start,
-                    window_end: w.end,
-                    dimensions: self.by.iter().cloned().zip(key).collect(),
-                    values: vec![
-                        ("total_revenue".into(), clean::cents(t.revenue)),
-                        ("units_sold".into(), t.units as f64),
-                        ("transaction_count".into(), t.transactions.len() as f64),
-                        ("avg_unit_price".into(), avg),
-                    ],
-                })
-            })
-            .collect()
+    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Emit) {
+        for (w, key, t) in self.open.close(watermark) {
+            let avg = match (t.weight, t.units) {
+                (0, 0) => 0.0,
+                (0, units) => clean::cents(t.revenue / units as f64),
+                (weight, _) => clean::cents(t.priced / weight as f64),
+            };
+            let dims: Vec<(&str, &str)> = (self.by.iter().map(String::as_str))
+                .zip(key.iter().map(String::as_str))
+                .collect();
+            let values = [
+                ("total_revenue", clean::cents(t.revenue)),
+                ("units_sold", t.units as f64),
+                ("transaction_count", t.transactions.len() as f64),
+                ("avg_unit_price", avg),
+            ];
+            out.metric(&self.metric, (w.start, w.end), &dims, &values);
+        }
     }
 
     fn snapshot(&self) -> Vec<u8> {
@@ -136,7 +136,7 @@ impl Plugin for RevenueAggregator {
     }
 
     fn restore(&mut self, version: u32, data: &[u8]) -> Result<(), String> {
-        self.open = state::decode(Self::NAME, version, &[1, 2], data)?;
+        self.open = state::decode(Self::NAME, version, &[1, 2, 3], data)?;
         Ok(())
     }
 }

@@ -43,22 +43,22 @@ impl Plugin for SalesAnomalyAlert {
         })
     }
 
-    fn process(&mut self, batch: Vec<Event>) -> Vec<Event> {
-        let mut alerts = Vec::new();
-        for event in batch {
-            let Event::Metric(m) = event else { continue };
-            let (Some(key), Some(units)) = (store_product(&m), value(&m, "units_sold")) else {
+    fn process(&mut self, batch: &Batch, out: &mut Emit) {
+        for m in batch.metrics() {
+            let (Some(shelf), Some(units)) = (m.store_product(), m.value("units_sold")) else {
                 continue;
             };
-            let size = m.window_end - m.window_start;
-            let b = self.keys.entry(key.clone()).or_insert_with(|| Baseline {
+            let (window_start, window_end) = m.window();
+            let size = window_end - window_start;
+            let key = (shelf.0.to_string(), shelf.1.to_string());
+            let b = self.keys.entry(key).or_insert_with(|| Baseline {
                 history: Rolling::new(self.baseline),
-                last_end: m.window_start,
+                last_end: window_start,
             });
             // Windows between the last row and this one sold nothing.
-            let gap = ((m.window_start - b.last_end) / size.max(1)).clamp(0, self.baseline as i64);
+            let gap = ((window_start - b.last_end) / size.max(1)).clamp(0, self.baseline as i64);
             (0..gap).for_each(|_| b.history.push(0.0));
-            b.last_end = m.window_end;
+            b.last_end = window_end;
             let history = b.history.to_vec();
             let scored = (history.len() >= self.min_history)
                 .then(|| robust_z(units, &history, self.min_scale))
@@ -70,11 +70,11 @@ impl Plugin for SalesAnomalyAlert {
                     } else {
                         Severity::Warning
                     };
-                    alerts.push(alert(
+                    out.alert(alert(
                         "sales_anomaly",
                         severity,
-                        (&key.0, &key.1),
-                        (m.window_start, m.window_end),
+                        shelf,
+                        m.window(),
                         format!("{units} units sold in one window against a usual {median}: robust z {z:.1}"),
                         &[("units_sold", units), ("baseline_median", median), ("baseline_scale", scale),
                           ("robust_z", z), ("threshold", self.threshold)],
@@ -83,7 +83,6 @@ impl Plugin for SalesAnomalyAlert {
                 _ => b.history.push(units),
             }
         }
-        alerts
     }
 
     fn snapshot(&self) -> Vec<u8> {

@@ -83,11 +83,8 @@ impl Plugin for SalesCleaner {
         Ok(SalesCleaner { max_quantity, seen })
     }
 
-    fn clean(&mut self, batch: Vec<RawRecord>) -> Vec<Cleaned> {
-        batch
-            .iter()
-            .map(|r| self.clean_unique(&r.payload))
-            .collect()
+    fn clean(&mut self, record: Record<'_>, out: &mut Emit) -> Result<(), String> {
+        self.clean_one(record.payload(), out)
     }
 
     fn snapshot(&self) -> Vec<u8> {
@@ -101,38 +98,10 @@ impl Plugin for SalesCleaner {
 }
 
 impl SalesCleaner {
-    /// [`SalesCleaner::clean_one`], then reject a transaction line seen before. The id is the
-    /// transaction id and its line numbers, `T1#0,1`, hashed as it is spelt.
-    fn clean_unique(&mut self, payload: &[u8]) -> Cleaned {
-        let events = self.clean_one(payload)?;
-        if let Some(Event::Sale(first)) = events.first() {
-            let mut id = hash::Fnv64::default();
-            id.write(first.transaction_id.as_bytes());
-            let mut separator = b'#';
-            let mut digits = [0u8; 10];
-            for event in &events {
-                if let Event::Sale(s) = event {
-                    id.write(&[separator]);
-                    id.write(decimal(s.line, &mut digits));
-                    separator = b',';
-                }
-            }
-            self.seen
-                .reject_repeat_hash(id.finish(), first.timestamp, || {
-                    let lines: Vec<String> = events
-                        .iter()
-                        .filter_map(|e| match e {
-                            Event::Sale(s) => Some(s.line.to_string()),
-                            _ => None,
-                        })
-                        .collect();
-                    format!("{}#{}", first.transaction_id, lines.join(","))
-                })?;
-        }
-        Ok(events)
-    }
-
-    pub fn clean_one(&self, payload: &[u8]) -> Cleaned {
+    /// Emit one sale per line of the transaction in `payload`, then reject it if a transaction
+    /// with the same id and line numbers was seen before (the id `T1#0,1`, hashed as spelt).
+    /// A rejection drops the lines already emitted.
+    pub fn clean_one(&mut self, payload: &[u8], out: &mut Emit) -> Result<(), String> {
         let tx: Transaction =
             serde_json::from_slice(payload).map_err(|e| format!("invalid JSON: {e}"))?;
         let transaction_id = required(tx.transaction_id, "transaction_id")?;
@@ -142,10 +111,7 @@ impl SalesCleaner {
         if items.is_empty() {
             return Err("items: empty transaction".into());
         }
-        let customer_id = tx
-            .customer_id
-            .filter(|c| !c.trim().is_empty())
-            .map(String::from);
+        let customer_id = tx.customer_id.filter(|c| !c.trim().is_empty());
         let sign = match tx.transaction_type.as_deref() {
             None => 1,
             Some(t) if t.eq_ignore_ascii_case("sale") => 1,
@@ -162,81 +128,67 @@ impl SalesCleaner {
             .as_deref()
             .unwrap_or("unknown")
             .to_lowercase();
-        let mut transaction_id = transaction_id.into_owned();
-        let (mut store_id, mut customer_id, mut payment_method) =
-            (store_id, customer_id, payment_method);
-        let mut sales = items
-            .into_iter()
-            .enumerate()
-            .map(|(i, item)| {
-                let product_id = clean::sku(
-                    &required(item.product_id, "product_id")
-                        .map_err(|e| format!("items[{i}].{e}"))?,
-                )
-                .map_err(|e| format!("items[{i}].{e}"))?;
-                let quantity = item
-                    .quantity
-                    .ok_or_else(|| format!("items[{i}].quantity: missing"))?;
-                // A return of 2 is -2 whether the source wrote 2 or -2.
-                let quantity = if sign < 0 { -quantity.abs() } else { quantity };
-                let per = units_per(item.unit.as_deref()).map_err(|e| format!("items[{i}].{e}"))?;
-                if quantity == 0 || quantity.abs() > self.max_quantity {
-                    return Err(format!(
-                        "items[{i}].quantity: {quantity} is outside ±1..{}",
-                        self.max_quantity
-                    ));
-                }
-                let unit_price = item
-                    .unit_price
-                    .or(item.unit_price_cents.map(|c| c as f64 / 100.0))
-                    .ok_or_else(|| format!("items[{i}].unit_price: missing"))?;
-                if !unit_price.is_finite() || unit_price < 0.0 {
-                    return Err(format!(
-                        "items[{i}].unit_price: {unit_price} is not a price"
-                    ));
-                }
-                let unit_price = clean::cents(unit_price);
-                let total_amount = clean::cents(unit_price * quantity as f64);
-                let quantity = quantity.checked_mul(per).ok_or_else(|| {
-                    format!("items[{i}].quantity: {quantity} x {per} is too many")
-                })?;
-                let unit_price = clean::cents(unit_price / per as f64);
-                // The transaction's fields are filled in below.
-                Ok(Sale {
-                    transaction_id: String::new(),
-                    line: item.line.unwrap_or(i as u32),
-                    store_id: String::new(),
-                    product_id,
-                    category: item
-                        .category
-                        .map(|c| c.trim().to_string())
-                        .filter(|c| !c.is_empty()),
-                    quantity,
-                    unit_price,
-                    total_amount,
-                    customer_id: None,
-                    payment_method: String::new(),
-                    timestamp,
-                })
-            })
-            .collect::<Result<Vec<Sale>, String>>()?;
-        // Copies for every line but the last, which takes the originals (most have one line).
-        let last = sales.pop().map(|mut s| {
-            s.transaction_id = std::mem::take(&mut transaction_id);
-            s.store_id = std::mem::take(&mut store_id);
-            s.customer_id = customer_id.take();
-            s.payment_method = std::mem::take(&mut payment_method);
-            s
-        });
-        if let Some(l) = &last {
-            for s in &mut sales {
-                s.transaction_id.clone_from(&l.transaction_id);
-                s.store_id.clone_from(&l.store_id);
-                s.customer_id.clone_from(&l.customer_id);
-                s.payment_method.clone_from(&l.payment_method);
+        let mut id = hash::Fnv64::default();
+        id.write(transaction_id.as_bytes());
+        let (mut lines, mut separator, mut digits) = (Vec::new(), b'#', [0u8; 10]);
+        for (i, item) in items.into_iter().enumerate() {
+            let product_id = clean::sku(
+                &required(item.product_id, "product_id").map_err(|e| format!("items[{i}].{e}"))?,
+            )
+            .map_err(|e| format!("items[{i}].{e}"))?;
+            let quantity = item
+                .quantity
+                .ok_or_else(|| format!("items[{i}].quantity: missing"))?;
+            // A return of 2 is -2 whether the source wrote 2 or -2.
+            let quantity = if sign < 0 { -quantity.abs() } else { quantity };
+            let per = units_per(item.unit.as_deref()).map_err(|e| format!("items[{i}].{e}"))?;
+            if quantity == 0 || quantity.abs() > self.max_quantity {
+                return Err(format!(
+                    "items[{i}].quantity: {quantity} is outside ±1..{}",
+                    self.max_quantity
+                ));
             }
+            let unit_price = item
+                .unit_price
+                .or(item.unit_price_cents.map(|c| c as f64 / 100.0))
+                .ok_or_else(|| format!("items[{i}].unit_price: missing"))?;
+            if !unit_price.is_finite() || unit_price < 0.0 {
+                return Err(format!(
+                    "items[{i}].unit_price: {unit_price} is not a price"
+                ));
+            }
+            let unit_price = clean::cents(unit_price);
+            let total_amount = clean::cents(unit_price * quantity as f64);
+            let quantity = quantity
+                .checked_mul(per)
+                .ok_or_else(|| format!("items[{i}].quantity: {quantity} x {per} is too many"))?;
+            let line = item.line.unwrap_or(i as u32);
+            out.sale(&Sale {
+                transaction_id: &transaction_id,
+                line,
+                store_id: &store_id,
+                product_id: &product_id,
+                category: item
+                    .category
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty()),
+                quantity,
+                unit_price: clean::cents(unit_price / per as f64),
+                total_amount,
+                customer_id: customer_id.as_deref(),
+                payment_method: &payment_method,
+                timestamp,
+            });
+            id.write(&[separator]);
+            id.write(decimal(line, &mut digits));
+            separator = b',';
+            lines.push(line);
         }
-        Ok(sales.into_iter().chain(last).map(Event::Sale).collect())
+        self.seen.reject_repeat_hash(id.finish(), timestamp, || {
+            let lines: Vec<String> = lines.iter().map(u32::to_string).collect();
+            format!("{transaction_id}#{}", lines.join(","))
+        })
     }
 }
 
@@ -268,12 +220,16 @@ mod tests {
     use super::*;
     use shelfstream_sdk::time::parse_rfc3339_ms;
 
-    fn clean(json: &str) -> Cleaned {
-        SalesCleaner {
+    fn clean(json: &str) -> Result<Batch, String> {
+        let mut cleaner = SalesCleaner {
             max_quantity: 1000,
             seen: dedup::RecentIds::new(60_000, 100),
+        };
+        let out = rt::clean(&mut cleaner, &raw_batch("sales", [json.as_bytes()]));
+        match out.rejections.into_iter().next() {
+            Some(r) => Err(r.reason),
+            None => Ok(Batch::new(out.events)),
         }
-        .clean_one(json.as_bytes())
     }
 
     #[test]
@@ -284,19 +240,17 @@ mod tests {
             {"product_id":"SKU-00007","quantity":-1,"unit_price":3.5}]}"#,
         )
         .unwrap();
+        let out: Vec<_> = out.sales().collect();
         assert_eq!(out.len(), 2);
-        let Event::Sale(s) = &out[0] else { panic!() };
+        let s = &out[0];
+        assert_eq!((s.store_id(), s.product_id()), ("S007", "SKU-00042"));
         assert_eq!(
-            (s.store_id.as_str(), s.product_id.as_str()),
-            ("S007", "SKU-00042")
-        );
-        assert_eq!(
-            s.timestamp,
+            s.timestamp(),
             parse_rfc3339_ms("2026-11-22T09:00:00Z").unwrap()
         );
-        assert_eq!(s.payment_method, "card");
-        let Event::Sale(r) = &out[1] else { panic!() };
-        assert_eq!((r.quantity, r.total_amount, r.line), (-1, -3.5, 1));
+        assert_eq!(s.payment_method(), "card");
+        let r = &out[1];
+        assert_eq!((r.quantity(), r.total_amount(), r.line()), (-1, -3.5, 1));
     }
 
     #[test]
@@ -307,11 +261,17 @@ mod tests {
             {"product_id":"SKU-2","quantity":1,"unit":"dozen","unit_price_cents":600}]}"#,
         )
         .unwrap();
-        let Event::Sale(a) = &out[0] else { panic!() };
-        assert_eq!((a.quantity, a.unit_price, a.total_amount), (12, 0.5, 6.0));
-        let Event::Sale(b) = &out[1] else { panic!() };
-        assert_eq!((b.quantity, b.unit_price, b.total_amount), (12, 0.5, 6.0));
-        let err = clean(r#"{"transaction_id":"T","store_id":"S1","timestamp":0,"items":[{"product_id":"SKU-1","quantity":1,"unit":"barrel","unit_price":1}]}"#).unwrap_err();
+        for s in out.sales() {
+            assert_eq!(
+                (s.quantity(), s.unit_price(), s.total_amount()),
+                (12, 0.5, 6.0)
+            );
+        }
+        let Err(err) = clean(
+            r#"{"transaction_id":"T","store_id":"S1","timestamp":0,"items":[{"product_id":"SKU-1","quantity":1,"unit":"barrel","unit_price":1}]}"#,
+        ) else {
+            panic!()
+        };
         assert!(err.contains("items[0].unit"), "{err}");
     }
 
@@ -322,9 +282,13 @@ mod tests {
             "items":[{"product_id":"SKU-1","quantity":2,"unit_price":1.25}]}"#,
         )
         .unwrap();
-        let Event::Sale(s) = &out[0] else { panic!() };
-        assert_eq!((s.quantity, s.total_amount), (-2, -2.5));
-        let err = clean(r#"{"transaction_id":"X","transaction_type":"gift","store_id":"S1","timestamp":0,"items":[{"product_id":"SKU-1","quantity":1,"unit_price":1}]}"#).unwrap_err();
+        let s = out.sales().next().unwrap();
+        assert_eq!((s.quantity(), s.total_amount()), (-2, -2.5));
+        let Err(err) = clean(
+            r#"{"transaction_id":"X","transaction_type":"gift","store_id":"S1","timestamp":0,"items":[{"product_id":"SKU-1","quantity":1,"unit_price":1}]}"#,
+        ) else {
+            panic!()
+        };
         assert!(err.contains("transaction_type"), "{err}");
     }
 
@@ -358,7 +322,9 @@ mod tests {
             ),
         ];
         for (json, reason) in cases {
-            let err = clean(json).unwrap_err();
+            let Err(err) = clean(json) else {
+                panic!("{json} was accepted")
+            };
             assert!(err.contains(reason), "{json}: {err}");
         }
     }

@@ -28,53 +28,38 @@ impl Plugin for SalesSpikeAlert {
         })
     }
 
-    fn process(&mut self, batch: Vec<Event>) -> Vec<Event> {
-        let mut alerts = Vec::new();
-        for event in batch {
-            let Event::Metric(m) = event else { continue };
-            let dim = |k: &str| {
-                m.dimensions
-                    .iter()
-                    .find(|(n, _)| n == k)
-                    .map(|(_, v)| v.clone())
-            };
-            let units = m
-                .values
-                .iter()
-                .find(|(n, _)| n == "units_sold")
-                .map(|(_, v)| *v);
-            let (Some(store), Some(product), Some(units)) =
-                (dim("store_id"), dim("product_id"), units)
+    fn process(&mut self, batch: &Batch, out: &mut Emit) {
+        for m in batch.metrics() {
+            let (Some((store, product)), Some(units)) = (m.store_product(), m.value("units_sold"))
             else {
                 continue;
             };
-            let mean = self
-                .mean
-                .entry((store.clone(), product.clone()))
+            let mean = (self.mean)
+                .entry((store.to_string(), product.to_string()))
                 .or_insert(units);
             if units >= self.min_units && units > self.factor * *mean {
-                alerts.push(Event::Alert(Alert {
-                    rule: "sales_spike".into(),
-                    severity: Severity::Info,
-                    message: format!(
-                        "{units} units sold in one window, {:.1}x the usual {mean:.1}",
-                        units / *mean
-                    ),
-                    evidence: vec![
-                        ("units_sold".into(), units),
-                        ("mean_units".into(), *mean),
-                        ("factor".into(), self.factor),
-                    ],
-                    store_id: store,
-                    product_id: product,
-                    window_start: m.window_start,
-                    window_end: m.window_end,
-                    timestamp: m.window_end,
-                }));
+                let message = format!(
+                    "{units} units sold in one window, {:.1}x the usual {mean:.1}",
+                    units / *mean
+                );
+                let evidence = [
+                    ("units_sold", units),
+                    ("mean_units", *mean),
+                    ("factor", self.factor),
+                ];
+                let severity = Severity::Info;
+                let shelf = (store, product);
+                out.alert(alert(
+                    "sales_spike",
+                    severity,
+                    shelf,
+                    m.window(),
+                    message,
+                    &evidence,
+                ));
             }
             *mean += self.alpha * (units - *mean);
         }
-        alerts
     }
 
     fn snapshot(&self) -> Vec<u8> {

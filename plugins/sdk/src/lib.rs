@@ -8,6 +8,8 @@
 //! - [`window`]: tumbling and hopping window assignment and a keyed window store that emits
 //!   windows when the watermark passes them;
 //! - [`state`]: versioned snapshot encoding so that state survives a hot swap and a restart;
+//! - [`batch`] and [`emit`]: row views over the columnar batches the host sends, and builders
+//!   for the ones a plugin returns (plugin code never sees offsets or dictionaries);
 //! - [`log`] and [`current_watermark`]: the two things the host offers a plugin.
 //!
 //! Everything here also compiles natively, so plugin logic can be unit-tested with `cargo test`
@@ -16,16 +18,19 @@
 //! ```ignore
 //! use shelfstream_sdk::*;
 //!
-//! struct Doubler;
-//! impl Plugin for Doubler {
-//!     const NAME: &'static str = "doubler";
+//! struct BigSales;
+//! impl Plugin for BigSales {
+//!     const NAME: &'static str = "big-sales";
 //!     const KIND: PluginKind = PluginKind::Aggregator;
-//!     fn new(params: &mut Params) -> Result<Self, String> { Ok(Doubler) }
-//!     fn process(&mut self, batch: Vec<Event>) -> Vec<Event> {
-//!         batch.into_iter().flat_map(|e| [e.clone(), e]).collect()
+//!     fn new(_params: &mut Params) -> Result<Self, String> { Ok(BigSales) }
+//!     fn process(&mut self, batch: &Batch, out: &mut Emit) {
+//!         for sale in batch.sales().filter(|s| s.quantity() > 100) {
+//!             let dims = [("store_id", sale.store_id())];
+//!             out.metric("big_sales", (sale.timestamp(), sale.timestamp()), &dims, &[("units", sale.quantity() as f64)]);
+//!         }
 //!     }
 //! }
-//! export_plugin!(Doubler);
+//! export_plugin!(BigSales);
 //! ```
 
 #[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
@@ -34,7 +39,9 @@ static ALLOCATOR: alloc::SizeClasses<talc::wasm::WasmDynamicTalc> =
     alloc::SizeClasses::new(talc::wasm::new_wasm_dynamic_allocator());
 
 pub mod alloc;
+pub mod batch;
 pub mod dedup;
+pub mod emit;
 pub mod hash;
 pub mod params;
 pub mod state;
@@ -56,10 +63,15 @@ pub mod bindings {
     });
 }
 
-pub use bindings::shelfstream::plugin::types::{
-    Alert, Cleaned, CustomerEvent, Event, Forecast, InventoryUpdate, MetricRow, PluginInfo,
-    PluginKind, PriceChange, RawRecord, Sale, Severity, State, Timestamp,
+pub use batch::{
+    raw_batch, Batch, CustomerView, InventoryView, MetricView, PriceView, Record, SaleView, View,
+    NONE,
 };
+pub use bindings::shelfstream::plugin::types::{
+    Alert, Cleaned, EventBatch, Forecast, PluginInfo, PluginKind, RawBatch, Severity, State,
+    Timestamp,
+};
+pub use emit::{CustomerEvent, Emit, InventoryUpdate, PriceChange, Sale};
 pub use params::Params;
 pub use window::{Hopping, Tumbling, Window, WindowStore};
 
@@ -81,20 +93,17 @@ pub trait Plugin: Sized + 'static {
     /// the SDK rejects any the plugin did not read, naming it.
     fn new(params: &mut Params) -> Result<Self, String>;
 
-    fn clean(&mut self, batch: Vec<RawRecord>) -> Vec<Cleaned> {
-        batch
-            .iter()
-            .map(|_| Err(format!("{} is not a cleaner", Self::NAME)))
-            .collect()
+    /// Cleaners: parse one raw record and emit its events into `out`, or say why it is
+    /// rejected (whatever it emitted before failing is dropped).
+    fn clean(&mut self, _record: Record<'_>, _out: &mut Emit) -> Result<(), String> {
+        Err(format!("{} is not a cleaner", Self::NAME))
     }
 
-    fn process(&mut self, _batch: Vec<Event>) -> Vec<Event> {
-        Vec::new()
-    }
+    /// Aggregators, alert rules, forecasters: a batch in, any events out.
+    fn process(&mut self, _batch: &Batch, _out: &mut Emit) {}
 
-    fn on_watermark(&mut self, _watermark: Timestamp) -> Vec<Event> {
-        Vec::new()
-    }
+    /// The watermark advanced: emit whatever it completes (closed windows, due forecasts).
+    fn on_watermark(&mut self, _watermark: Timestamp, _out: &mut Emit) {}
 
     /// State to carry across a hot swap or a restart; see [`state::encode`].
     fn snapshot(&self) -> Vec<u8> {
@@ -115,42 +124,8 @@ pub trait Plugin: Sized + 'static {
     }
 }
 
-/// The event time of any event: its `timestamp`, or `window-end` for a metric row.
-pub fn event_time(event: &Event) -> Timestamp {
-    match event {
-        Event::Sale(e) => e.timestamp,
-        Event::Inventory(e) => e.timestamp,
-        Event::Price(e) => e.timestamp,
-        Event::Customer(e) => e.timestamp,
-        Event::Metric(e) => e.window_end,
-        Event::Alert(e) => e.timestamp,
-        Event::Forecast(e) => e.timestamp,
-    }
-}
-
-/// A dimension of a metric row, e.g. `dimension(&m, "store_id")`.
-pub fn dimension<'a>(m: &'a MetricRow, name: &str) -> Option<&'a str> {
-    m.dimensions
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
-/// A value of a metric row, e.g. `value(&m, "units_sold")`.
-pub fn value(m: &MetricRow, name: &str) -> Option<f64> {
-    m.values.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
-}
-
-/// The store and product of a metric row keyed by them.
-pub fn store_product(m: &MetricRow) -> Option<(String, String)> {
-    Some((
-        dimension(m, "store_id")?.to_string(),
-        dimension(m, "product_id")?.to_string(),
-    ))
-}
-
-/// An alert event for the shelf `(store, product)` about `window` (start, end), stamped with
-/// the window's end; `evidence` is the numbers that triggered it.
+/// An alert for the shelf `(store, product)` about `window` (start, end), stamped with the
+/// window's end; `evidence` is the numbers that triggered it. Emit it with [`Emit::alert`].
 pub fn alert(
     rule: &str,
     severity: Severity,
@@ -158,8 +133,8 @@ pub fn alert(
     (window_start, window_end): (Timestamp, Timestamp),
     message: String,
     evidence: &[(&str, f64)],
-) -> Event {
-    Event::Alert(Alert {
+) -> Alert {
+    Alert {
         rule: rule.into(),
         severity,
         store_id: store.into(),
@@ -169,7 +144,7 @@ pub fn alert(
         window_start,
         window_end,
         timestamp: window_end,
-    })
+    }
 }
 
 /// Logging into the host's tracing output, tagged with the plugin's name.
@@ -223,7 +198,7 @@ macro_rules! export_plugin {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             use $crate::bindings::exports::shelfstream::plugin::plugin::Guest;
-            use $crate::{Cleaned, Event, PluginInfo, RawRecord, State, Timestamp};
+            use $crate::{Cleaned, EventBatch, PluginInfo, RawBatch, State, Timestamp};
 
             ::std::thread_local! {
                 static INSTANCE: ::std::cell::RefCell<$crate::rt::Slot<$plugin>> =
@@ -239,14 +214,14 @@ macro_rules! export_plugin {
                 fn configure(params: ::std::vec::Vec<(String, String)>) -> Result<(), String> {
                     INSTANCE.with_borrow_mut(|slot| slot.configure(params))
                 }
-                fn clean(batch: ::std::vec::Vec<RawRecord>) -> ::std::vec::Vec<Cleaned> {
-                    INSTANCE.with_borrow_mut(|slot| slot.get().clean(batch))
+                fn clean(batch: RawBatch) -> Cleaned {
+                    INSTANCE.with_borrow_mut(|slot| $crate::rt::clean(slot.get(), &batch))
                 }
-                fn process(batch: ::std::vec::Vec<Event>) -> ::std::vec::Vec<Event> {
-                    INSTANCE.with_borrow_mut(|slot| slot.get().process(batch))
+                fn process(batch: EventBatch) -> EventBatch {
+                    INSTANCE.with_borrow_mut(|slot| $crate::rt::process(slot.get(), batch))
                 }
-                fn on_watermark(watermark: Timestamp) -> ::std::vec::Vec<Event> {
-                    INSTANCE.with_borrow_mut(|slot| slot.get().on_watermark(watermark))
+                fn on_watermark(watermark: Timestamp) -> EventBatch {
+                    INSTANCE.with_borrow_mut(|slot| $crate::rt::on_watermark(slot.get(), watermark))
                 }
                 fn snapshot() -> State {
                     INSTANCE.with_borrow_mut(|slot| slot.snapshot())

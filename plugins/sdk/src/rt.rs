@@ -3,7 +3,35 @@
 
 use std::cell::Cell;
 
-use crate::{Params, Plugin, PluginInfo, State, Timestamp};
+use crate::batch::Record;
+use crate::{
+    Batch, Cleaned, Emit, EventBatch, Params, Plugin, PluginInfo, RawBatch, State, Timestamp,
+};
+
+/// Run a cleaner over a raw batch: each record's events tagged with it, failures rejected.
+pub fn clean<P: Plugin>(plugin: &mut P, batch: &RawBatch) -> Cleaned {
+    let mut out = Emit::new();
+    for i in 0..batch.offset.len() {
+        out.record(i as u32, |out| plugin.clean(Record::new(batch, i), out));
+    }
+    out.finish_cleaned()
+}
+
+/// Run `process` over a batch.
+pub fn process<P: Plugin>(plugin: &mut P, batch: EventBatch) -> EventBatch {
+    let batch = Batch::new(batch);
+    let mut out = Emit::new();
+    plugin.process(&batch, &mut out);
+    out.finish()
+}
+
+/// Run `on_watermark`.
+pub fn on_watermark<P: Plugin>(plugin: &mut P, watermark: Timestamp) -> EventBatch {
+    set_native_watermark(watermark);
+    let mut out = Emit::new();
+    plugin.on_watermark(watermark, &mut out);
+    out.finish()
+}
 
 /// The plugin instance of a component, created by `configure`.
 pub struct Slot<P>(Option<P>);

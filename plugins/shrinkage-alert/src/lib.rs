@@ -29,45 +29,44 @@ impl Plugin for ShrinkageAlert {
         })
     }
 
-    fn process(&mut self, batch: Vec<Event>) -> Vec<Event> {
-        let mut alerts = Vec::new();
-        for event in batch {
-            let Event::Inventory(u) = event else { continue };
-            let key = (u.store_id.clone(), u.product_id.clone());
-            let previous = self.last.insert(key, (u.stock_level, u.timestamp));
+    fn process(&mut self, batch: &Batch, out: &mut Emit) {
+        for u in batch.inventory() {
+            let key = (u.store_id().to_string(), u.product_id().to_string());
+            let previous = self.last.insert(key, (u.stock_level(), u.timestamp()));
             let Some((level, since)) = previous else {
                 continue;
             };
-            let expected = level + u.quantity_change;
-            let missing = (expected - u.stock_level) as f64;
+            let expected = level + u.quantity_change();
+            let missing = (expected - u.stock_level()) as f64;
             if missing <= self.tolerance {
                 continue;
             }
-            let critical = missing >= u.capacity as f64 * self.critical_pct / 100.0;
-            alerts.push(alert(
+            let critical = missing >= u.capacity() as f64 * self.critical_pct / 100.0;
+            out.alert(alert(
                 "shrinkage",
                 if critical {
                     Severity::Critical
                 } else {
                     Severity::Warning
                 },
-                (&u.store_id, &u.product_id),
-                (since, u.timestamp),
+                (u.store_id(), u.product_id()),
+                (since, u.timestamp()),
                 format!(
                     "{missing} units missing: expected {expected} after a {} of {}, counted {}",
-                    u.reason, u.quantity_change, u.stock_level
+                    u.reason(),
+                    u.quantity_change(),
+                    u.stock_level()
                 ),
                 &[
                     ("previous_level", level as f64),
-                    ("quantity_change", u.quantity_change as f64),
+                    ("quantity_change", u.quantity_change() as f64),
                     ("expected_level", expected as f64),
-                    ("reported_level", u.stock_level as f64),
+                    ("reported_level", u.stock_level() as f64),
                     ("missing_units", missing),
                     ("tolerance", self.tolerance),
                 ],
             ));
         }
-        alerts
     }
 
     fn snapshot(&self) -> Vec<u8> {

@@ -36,10 +36,22 @@ pub struct SlowMovers {
 }
 
 impl SlowMovers {
-    fn classify(&self, day: i64) -> Vec<Event> {
+    fn observe(&mut self, (store, product): (&str, &str), day: i64, f: impl FnOnce(&mut Shelf)) {
+        let key = (store.to_string(), product.to_string());
+        let shelf = self.shelves.entry(key).or_insert_with(|| Shelf {
+            first_day: day,
+            ..Shelf::default()
+        });
+        shelf.first_day = shelf.first_day.min(day);
+        shelf.last_day = shelf.last_day.max(day);
+        f(shelf);
+        let keep_from = day - self.lookback;
+        shelf.daily.retain(|d, _| *d > keep_from);
+    }
+
+    fn classify(&self, day: i64, out: &mut Emit) {
         let from = day - self.lookback + 1;
         let (start, end) = (from * DAY_MS, (day + 1) * DAY_MS);
-        let mut rows = Vec::new();
         for ((store, product), shelf) in &self.shelves {
             if shelf.first_day > from {
                 continue; // not watched for a whole lookback yet
@@ -63,25 +75,20 @@ impl SlowMovers {
                 _ if cover < self.fast_cover => "FAST",
                 _ => "NORMAL",
             };
-            rows.push(Event::Metric(MetricRow {
-                metric: "slow_movers".into(),
-                window_start: start,
-                window_end: end,
-                dimensions: vec![
-                    ("store_id".into(), store.clone()),
-                    ("product_id".into(), product.clone()),
-                    ("label".into(), label.into()),
-                ],
-                values: vec![
-                    ("units_sold".into(), units),
-                    ("avg_daily_units".into(), per_day),
-                    ("stock_level".into(), stock),
-                    ("days_of_cover".into(), cover),
-                    ("sell_through".into(), through),
-                ],
-            }));
+            let dims = [
+                ("store_id", store.as_str()),
+                ("product_id", product),
+                ("label", label),
+            ];
+            let values = [
+                ("units_sold", units),
+                ("avg_daily_units", per_day),
+                ("stock_level", stock),
+                ("days_of_cover", cover),
+                ("sell_through", through),
+            ];
+            out.metric("slow_movers", (start, end), &dims, &values);
         }
-        rows
     }
 }
 
@@ -100,59 +107,42 @@ impl Plugin for SlowMovers {
         })
     }
 
-    fn process(&mut self, batch: Vec<Event>) -> Vec<Event> {
-        for event in batch {
-            let (key, day) = match &event {
-                Event::Inventory(u) => (
-                    (u.store_id.clone(), u.product_id.clone()),
-                    u.timestamp.div_euclid(DAY_MS),
-                ),
-                Event::Metric(m) => match store_product(m) {
-                    Some(key) => (key, m.window_start.div_euclid(DAY_MS)),
-                    None => continue,
-                },
-                _ => continue,
-            };
-            let shelf = self.shelves.entry(key).or_insert_with(|| Shelf {
-                first_day: day,
-                ..Shelf::default()
-            });
-            shelf.first_day = shelf.first_day.min(day);
-            shelf.last_day = shelf.last_day.max(day);
-            match event {
-                Event::Inventory(u) => shelf.stock = u.stock_level,
-                Event::Metric(m) => {
-                    *shelf.daily.entry(day).or_default() += value(&m, "units_sold").unwrap_or(0.0)
-                }
-                _ => {}
-            }
-            let keep_from = day - self.lookback;
-            shelf.daily.retain(|d, _| *d > keep_from);
+    /// Inventory and sales metrics arrive on two inputs, so a batch holds one kind.
+    fn process(&mut self, batch: &Batch, _out: &mut Emit) {
+        for u in batch.inventory() {
+            let (day, stock) = (u.timestamp().div_euclid(DAY_MS), u.stock_level());
+            self.observe((u.store_id(), u.product_id()), day, |s| s.stock = stock);
         }
-        Vec::new()
+        for m in batch.metrics() {
+            let Some(shelf) = m.store_product() else {
+                continue;
+            };
+            let (day, units) = (m.window_start().div_euclid(DAY_MS), m.value("units_sold"));
+            let units = units.unwrap_or(0.0);
+            self.observe(shelf, day, |s| *s.daily.entry(day).or_default() += units);
+        }
     }
 
-    fn on_watermark(&mut self, watermark: Timestamp) -> Vec<Event> {
+    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Emit) {
         // Day d is classified once the watermark passes the end of day d + 1.
         // ... and never past the newest day with data (the end-of-input watermark is the end
         // of time).
         let Some(newest) = self.shelves.values().map(|s| s.last_day).max() else {
-            return Vec::new();
+            return;
         };
         let last = (watermark.div_euclid(DAY_MS) - 2).min(newest);
         // Nothing to label before a shelf has been watched for a whole lookback.
         let Some(earliest) = self.shelves.values().map(|s| s.first_day).min() else {
-            return Vec::new();
+            return;
         };
         let first = self
             .done
             .map_or(last, |d| d + 1)
             .max(earliest + self.lookback - 1);
-        let out = (first..=last).flat_map(|day| self.classify(day)).collect();
+        (first..=last).for_each(|day| self.classify(day, out));
         if first <= last {
             self.done = Some(last);
         }
-        out
     }
 
     fn snapshot(&self) -> Vec<u8> {

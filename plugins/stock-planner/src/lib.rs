@@ -92,57 +92,54 @@ impl Plugin for StockPlanner {
         })
     }
 
-    fn process(&mut self, batch: Vec<Event>) -> Vec<Event> {
-        let mut out = Vec::new();
+    /// Forecasts and inventory arrive on two inputs, so a batch holds one kind or the other.
+    fn process(&mut self, batch: &Batch, out: &mut Emit) {
         let mut planned = std::collections::BTreeSet::new();
-        for event in batch {
-            match event {
-                Event::Forecast(f) => {
-                    let shelf = self
-                        .shelves
-                        .entry((f.store_id.clone(), f.product_id.clone()))
-                        .or_default();
-                    if f.timestamp != shelf.made_at {
-                        (shelf.made_at, shelf.periods) = (f.timestamp, Vec::new());
-                    }
-                    let ahead = (f.target_end - f.timestamp) as f64 / DAY_MS as f64;
-                    let sigma = (f.upper - f.predicted).max(0.0) / self.forecast_z;
-                    shelf.periods.push((ahead, f.predicted, sigma));
-                    planned.insert((f.store_id, f.product_id));
-                }
-                Event::Inventory(u) => {
-                    let key = (u.store_id.clone(), u.product_id.clone());
-                    let shelf = self.shelves.entry(key.clone()).or_default();
-                    shelf.stock = Some((u.stock_level, u.capacity));
-                    let Some(plan) = self.plan(&self.shelves[&key]) else {
-                        continue;
-                    };
-                    let shelf = self.shelves.get_mut(&key).expect("inserted above");
-                    if (u.stock_level as f64) > plan.reorder_point {
-                        shelf.alerted = false;
-                    } else if !shelf.alerted && plan.order > 0.0 {
-                        shelf.alerted = true;
-                        out.push(alert(
-                            "reorder_point",
-                            Severity::Warning,
-                            (&u.store_id, &u.product_id),
-                            (u.timestamp, u.timestamp),
-                            format!(
-                                "stock {} is at or below the reorder point {:.1}: order {}",
-                                u.stock_level, plan.reorder_point, plan.order
-                            ),
-                            &[
-                                ("stock_level", u.stock_level as f64),
-                                ("reorder_point", plan.reorder_point),
-                                ("safety_stock", plan.safety),
-                                ("lead_time_demand", plan.lead_demand),
-                                ("order_quantity", plan.order),
-                                ("service_level", self.service_level),
-                            ],
-                        ));
-                    }
-                }
-                _ => {}
+        for f in batch.forecasts() {
+            let shelf = self
+                .shelves
+                .entry((f.store_id.clone(), f.product_id.clone()))
+                .or_default();
+            if f.timestamp != shelf.made_at {
+                (shelf.made_at, shelf.periods) = (f.timestamp, Vec::new());
+            }
+            let ahead = (f.target_end - f.timestamp) as f64 / DAY_MS as f64;
+            let sigma = (f.upper - f.predicted).max(0.0) / self.forecast_z;
+            shelf.periods.push((ahead, f.predicted, sigma));
+            planned.insert((f.store_id.clone(), f.product_id.clone()));
+        }
+        for u in batch.inventory() {
+            let key = (u.store_id().to_string(), u.product_id().to_string());
+            let shelf = self.shelves.entry(key.clone()).or_default();
+            shelf.stock = Some((u.stock_level(), u.capacity()));
+            let Some(plan) = self.plan(&self.shelves[&key]) else {
+                continue;
+            };
+            let shelf = self.shelves.get_mut(&key).expect("inserted above");
+            if (u.stock_level() as f64) > plan.reorder_point {
+                shelf.alerted = false;
+            } else if !shelf.alerted && plan.order > 0.0 {
+                shelf.alerted = true;
+                out.alert(alert(
+                    "reorder_point",
+                    Severity::Warning,
+                    (u.store_id(), u.product_id()),
+                    (u.timestamp(), u.timestamp()),
+                    format!(
+                        "stock {} is at or below the reorder point {:.1}: order {}",
+                        u.stock_level(),
+                        plan.reorder_point,
+                        plan.order
+                    ),
+                    &[
+                        ("stock_level", u.stock_level() as f64),
+                        ("reorder_point", plan.reorder_point),
+                        ("safety_stock", plan.safety),
+                        ("lead_time_demand", plan.lead_demand),
+                        ("order_quantity", plan.order),
+                        ("service_level", self.service_level),
+                    ],
+                ));
             }
         }
         for key in planned {
@@ -150,28 +147,18 @@ impl Plugin for StockPlanner {
                 continue;
             };
             let shelf = &self.shelves[&key];
-            out.push(Event::Metric(MetricRow {
-                metric: "stock_plan".into(),
-                window_start: shelf.made_at,
-                window_end: shelf.made_at,
-                dimensions: vec![
-                    ("store_id".into(), key.0.clone()),
-                    ("product_id".into(), key.1.clone()),
-                ],
-                values: vec![
-                    (
-                        "stock_level".into(),
-                        shelf.stock.map_or(0.0, |s| s.0 as f64),
-                    ),
-                    ("lead_time_demand".into(), plan.lead_demand),
-                    ("safety_stock".into(), plan.safety),
-                    ("reorder_point".into(), plan.reorder_point),
-                    ("order_quantity".into(), plan.order),
-                    ("service_level".into(), self.service_level),
-                ],
-            }));
+            let values = [
+                ("stock_level", shelf.stock.map_or(0.0, |s| s.0 as f64)),
+                ("lead_time_demand", plan.lead_demand),
+                ("safety_stock", plan.safety),
+                ("reorder_point", plan.reorder_point),
+                ("order_quantity", plan.order),
+                ("service_level", self.service_level),
+            ];
+            let dims = [("store_id", key.0.as_str()), ("product_id", key.1.as_str())];
+            let made = (shelf.made_at, shelf.made_at);
+            out.metric("stock_plan", made, &dims, &values);
         }
-        out
     }
 
     fn snapshot(&self) -> Vec<u8> {

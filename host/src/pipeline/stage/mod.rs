@@ -17,7 +17,7 @@ use std::sync::Arc;
 use super::dead_letter::{DeadLetter, DeadLetterKind, SourceRef};
 use super::Batch;
 use crate::plugin::{
-    event_time, Event, LoadedPlugin, PluginError, PluginInstance, State, Timestamp,
+    EventBatch, LoadedPlugin, PluginError, PluginInstance, RawBatch, State, Timestamp,
 };
 
 mod spec;
@@ -135,7 +135,7 @@ impl Stage {
     }
 
     /// Run one batch; returns the events the stage emits (including windows the batch closed).
-    pub fn process(&mut self, batch: Batch, dead: &mut Vec<DeadLetter>) -> Vec<Event> {
+    pub fn process(&mut self, batch: Batch, dead: &mut Vec<DeadLetter>) -> EventBatch {
         self.process_lane(batch, 0, dead)
     }
 
@@ -146,7 +146,7 @@ impl Stage {
         batch: Batch,
         lane: i32,
         dead: &mut Vec<DeadLetter>,
-    ) -> Vec<Event> {
+    ) -> EventBatch {
         self.stats.batches += 1;
         self.stats.events_in += batch.len() as u64;
         self.origins.clear();
@@ -159,7 +159,7 @@ impl Stage {
                 };
                 let reason = format!("stage {} is {:?}", self.spec.name, self.status);
                 self.dead_letter_batch(&batch, kind, &reason, dead);
-                Vec::new()
+                EventBatch::empty()
             }
             true => match batch {
                 Batch::Raw(_) => self.run_clean(batch, dead),
@@ -173,8 +173,8 @@ impl Stage {
     }
 
     /// Move the watermark to `to` if it is ahead (tests and tools; normally event times drive it).
-    pub fn advance_to(&mut self, to: Timestamp, dead: &mut Vec<DeadLetter>) -> Vec<Event> {
-        let mut out = Vec::new();
+    pub fn advance_to(&mut self, to: Timestamp, dead: &mut Vec<DeadLetter>) -> EventBatch {
+        let mut out = EventBatch::empty();
         if to > self.watermark {
             let seen = to.saturating_add(self.spec.allowed_lateness_ms);
             if self.lanes.is_empty() {
@@ -190,8 +190,8 @@ impl Stage {
     }
 
     /// End of input: advance the watermark past everything so every open window closes.
-    pub fn flush(&mut self, dead: &mut Vec<DeadLetter>) -> Vec<Event> {
-        let mut out = Vec::new();
+    pub fn flush(&mut self, dead: &mut Vec<DeadLetter>) -> EventBatch {
+        let mut out = EventBatch::empty();
         if self.instance.is_some() && self.watermark < Timestamp::MAX {
             self.advance(Timestamp::MAX, &mut out, dead);
         }
@@ -199,91 +199,83 @@ impl Stage {
         out
     }
 
-    fn run_clean(&mut self, batch: Batch, dead: &mut Vec<DeadLetter>) -> Vec<Event> {
+    fn run_clean(&mut self, batch: Batch, dead: &mut Vec<DeadLetter>) -> EventBatch {
         let Batch::Raw(records) = &batch else {
             unreachable!()
         };
         let instance = self.instance.as_mut().expect("running");
         instance.set_watermark(self.watermark);
-        match instance.clean(records) {
-            Ok(results) => {
+        match instance.clean(&RawBatch::from_records(records)) {
+            Ok(cleaned) => {
                 self.consecutive_failures = 0;
-                let mut out = Vec::with_capacity(results.len());
                 let mut topic: Option<Arc<str>> = None;
-                for (record, result) in records.iter().zip(results) {
-                    match result {
-                        Ok(events) => {
-                            let topic = match &topic {
-                                Some(t) if **t == *record.topic => t.clone(),
-                                _ => topic.insert(record.topic.as_str().into()).clone(),
-                            };
-                            let origin = SourceRef {
-                                topic,
-                                partition: record.partition,
-                                offset: record.offset,
-                            };
-                            self.origins
-                                .extend(std::iter::repeat_n(origin, events.len()));
-                            out.extend(events);
-                        }
-                        Err(reason) => dead.push(DeadLetter::raw(
-                            &self.spec.name,
-                            &self.plugin,
-                            DeadLetterKind::Rejected,
-                            reason,
-                            record,
-                        )),
-                    }
+                self.origins.reserve(cleaned.origins.len());
+                for &i in &cleaned.origins {
+                    let record = &records[i as usize];
+                    let topic = match &topic {
+                        Some(t) if **t == *record.topic => t.clone(),
+                        _ => topic.insert(record.topic.as_str().into()).clone(),
+                    };
+                    self.origins.push(SourceRef {
+                        topic,
+                        partition: record.partition,
+                        offset: record.offset,
+                    });
+                }
+                for rejection in cleaned.rejections {
+                    dead.push(DeadLetter::raw(
+                        &self.spec.name,
+                        &self.plugin,
+                        DeadLetterKind::Rejected,
+                        rejection.reason,
+                        &records[rejection.index as usize],
+                    ));
                 }
                 self.log(Call::Batch(batch, self.watermark));
-                out
+                cleaned.events
             }
             Err(error) => {
                 self.fail(error, Some(batch), dead);
-                Vec::new()
+                EventBatch::empty()
             }
         }
     }
 
     fn run_process(
         &mut self,
-        events: Arc<Vec<Event>>,
+        events: Arc<EventBatch>,
         lane: i32,
         dead: &mut Vec<DeadLetter>,
-    ) -> Vec<Event> {
+    ) -> EventBatch {
         let watermark = self.watermark;
-        let (on_time, late): (Arc<Vec<Event>>, Vec<&Event>) =
-            if events.iter().all(|e| event_time(e) >= watermark) {
-                (events.clone(), Vec::new())
-            } else {
-                let (on_time, late): (Vec<&Event>, Vec<&Event>) =
-                    events.iter().partition(|e| event_time(e) >= watermark);
-                (Arc::new(on_time.into_iter().cloned().collect()), late)
-            };
-        for event in late {
-            let reason = format!(
-                "event time {} is before the watermark {} (allowed lateness {} ms)",
-                event_time(event),
-                watermark,
-                self.spec.allowed_lateness_ms
-            );
-            dead.push(DeadLetter::event(
-                &self.spec.name,
-                &self.plugin,
-                DeadLetterKind::Late,
-                reason,
-                event,
-            ));
-        }
-        let mut out = Vec::new();
-        if on_time.is_empty() {
+        let all_on_time = events.times().all(|t| t >= watermark);
+        let on_time = match all_on_time {
+            true => events,
+            false => {
+                let keep: Vec<bool> = events.times().map(|t| t >= watermark).collect();
+                let late: Vec<bool> = keep.iter().map(|k| !k).collect();
+                for event in events.select(&late).rows() {
+                    let reason = format!(
+                        "event time {} is before the watermark {} (allowed lateness {} ms)",
+                        crate::plugin::event_time(&event),
+                        watermark,
+                        self.spec.allowed_lateness_ms
+                    );
+                    dead.push(DeadLetter::event(
+                        &self.spec.name,
+                        &self.plugin,
+                        DeadLetterKind::Late,
+                        reason,
+                        &event,
+                    ));
+                }
+                Arc::new(events.select(&keep))
+            }
+        };
+        let mut out = EventBatch::empty();
+        let Some(newest) = on_time.times().max() else {
             return out;
-        }
-        let newest = on_time
-            .iter()
-            .map(event_time)
-            .max()
-            .unwrap_or(Timestamp::MIN);
+        };
         let instance = self.instance.as_mut().expect("running");
         instance.set_watermark(watermark);
         match instance.process(&on_time) {
@@ -304,7 +296,7 @@ impl Stage {
         out
     }
 
-    fn advance(&mut self, to: Timestamp, out: &mut Vec<Event>, dead: &mut Vec<DeadLetter>) {
+    fn advance(&mut self, to: Timestamp, out: &mut EventBatch, dead: &mut Vec<DeadLetter>) {
         let Some(instance) = self.instance.as_mut() else {
             return;
         };
@@ -313,7 +305,7 @@ impl Stage {
                 self.consecutive_failures = 0;
                 self.watermark = to;
                 self.log(Call::Watermark(to));
-                out.extend(emitted);
+                out.append(emitted);
             }
             Err(error) => {
                 // The watermark stays where it was: the next batch retries closing the windows.
@@ -368,7 +360,7 @@ impl Stage {
             Batch::Raw(records) => dead.extend(records.iter().map(|r| {
                 DeadLetter::raw(&self.spec.name, &self.plugin, kind, reason.to_string(), r)
             })),
-            Batch::Events(events) => dead.extend(events.iter().map(|e| {
+            Batch::Events(events) => dead.extend(events.rows().iter().map(|e| {
                 DeadLetter::event(&self.spec.name, &self.plugin, kind, reason.to_string(), e)
             })),
         }
@@ -406,7 +398,8 @@ impl Stage {
             match call {
                 Call::Batch(Batch::Raw(records), wm) => {
                     instance.set_watermark(*wm);
-                    instance.clean(records).map_err(|e| ("replay", e))?;
+                    (instance.clean(&RawBatch::from_records(records)))
+                        .map_err(|e| ("replay", e))?;
                 }
                 Call::Batch(Batch::Events(events), wm) => {
                     instance.set_watermark(*wm);

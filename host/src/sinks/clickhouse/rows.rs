@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::pipeline::{DeadLetter, Provenance};
-use crate::plugin::bindings::{Event, MetricRow};
+use crate::plugin::{Event, MetricRow};
 use crate::units::{date, datetime};
 
 /// The provenance columns of every row of one output batch (computed once per batch).

@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::rows::{dead_letter_row, event_row, Columns};
 use super::ClickHouseConfig;
 use crate::pipeline::{DeadLetter, Provenance};
-use crate::plugin::bindings::Event;
+use crate::plugin::Event;
 use crate::sinks::{Sink, SinkError};
 
 pub struct ClickHouseSink {
