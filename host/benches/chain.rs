@@ -14,7 +14,10 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use shelfstream::pipeline::{Batch, Pipeline, Stage, StageSpec};
-use shelfstream::plugin::{EventBatch, Limits, PluginEngine, PluginInstance, RawBatch, RawRecord};
+use shelfstream::plugin::bindings::Blobs;
+use shelfstream::plugin::{
+    Event, EventBatch, Limits, PluginEngine, PluginInstance, RawBatch, RawRecord,
+};
 use shelfstream::sim::{Simulator, SimulatorConfig};
 use shelfstream::sinks::{MemorySink, Sink};
 use shelfstream::topics::SALES;
@@ -240,6 +243,7 @@ fn main() {
     );
 
     let mut last = (0.0, 0.0, 0.0);
+    let mut last_alerts_per_1000 = 0.0;
     for (batch_size, n) in [(1usize, 20_000usize), (64, 200_000), (1024, 400_000)] {
         let records = sales_records(n);
         let wasm_batches: Vec<Batch> = records
@@ -250,6 +254,7 @@ fn main() {
 
         let (mut pipeline, _) = wasm_pipeline(&engine);
         let mut wasm_outputs = 0u64;
+        let mut alerts = 0usize;
         let started = Instant::now();
         for b in wasm_batches {
             let out = pipeline.push(SALES, b);
@@ -258,6 +263,7 @@ fn main() {
                 .iter()
                 .map(|o| o.events.len() as u64)
                 .sum::<u64>();
+            alerts += out.batches.iter().map(|o| o.events.alerts()).sum::<usize>();
             black_box(out);
         }
         let wasm = started.elapsed();
@@ -279,6 +285,7 @@ fn main() {
             wasm_outputs
         );
         last = (rate(n, wasm), rate(n, native_time), ratio);
+        last_alerts_per_1000 = alerts as f64 * 1000.0 / n as f64;
     }
 
     // Per stage, batch 1024: the inputs of each stage, made once.
@@ -367,8 +374,8 @@ fn main() {
 
     // The boundary alone. In: a batch into a plugin that skips its kind (the alert rule reads
     // only metric rows, the aggregator only sales), less the empty call. Out: the same batch
-    // through a pass-through fixture, less the way in and less the fixture's own work (measured
-    // natively: re-emitting every event).
+    // through the `malformed` fixture, which hands back the batch it was given (after looking
+    // for its trigger product), less the way in.
     let empty = EventBatch::empty();
     let mut agg = instance(&engine, &plugin("revenue-aggregator"));
     let per_call = best(3, || {
@@ -386,24 +393,13 @@ fn main() {
         }
         started.elapsed() / 20_000
     });
-    let into = |path: std::path::PathBuf, batches: &[EventBatch]| {
+    let through = |path: &std::path::Path, params: &[(String, String)], batches: &[EventBatch]| {
         best(3, || {
-            let mut skip = instance(&engine, &path);
-            let started = Instant::now();
-            batches
-                .iter()
-                .for_each(|b| drop(black_box(skip.process(b).unwrap())));
-            started
-                .elapsed()
-                .saturating_sub(per_call * batches.len() as u32)
-        })
-    };
-    let sales_in = into(plugin("sales-spike-alert"), &sales);
-    let metrics_in = into(plugin("revenue-aggregator"), &metrics);
-    let pass = fixture("misbehave");
-    let round_trip = |batches: &[EventBatch], native: &[sdk::EventBatch]| {
-        let wasm = best(3, || {
-            let mut p = instance(&engine, &pass);
+            let plugin = engine
+                .load(path)
+                .expect("run plugins/build.sh --fixtures first");
+            let mut p = plugin.instantiate(&Limits::default()).unwrap();
+            p.configure(params).unwrap();
             let started = Instant::now();
             batches
                 .iter()
@@ -411,32 +407,41 @@ fn main() {
             started
                 .elapsed()
                 .saturating_sub(per_call * batches.len() as u32)
-        });
-        let work = best(3, || {
-            let started = Instant::now();
-            for b in native {
-                let mut out = Emit::new();
-                out.pass(&sdk::Batch::new(b.clone()));
-                black_box(out.finish());
-            }
-            started.elapsed()
-        });
-        (wasm, work)
+        })
     };
+    let sales_in = through(&plugin("sales-spike-alert"), &[], &sales);
+    let metrics_in = through(&plugin("revenue-aggregator"), &[], &metrics);
+    let pass = fixture("malformed");
     let have_pass = pass.exists();
-    let (sales_trip, sales_work) = match have_pass {
-        true => round_trip(&sales, &native_sales),
-        false => (Duration::ZERO, Duration::ZERO),
+    let mode = [("mode".to_string(), "id-outside".to_string())];
+    let out_of = |batches: &[EventBatch], into: Duration| match have_pass {
+        true => through(&pass, &mode, batches).saturating_sub(into),
+        false => Duration::ZERO,
     };
-    let (metrics_trip, metrics_work) = match have_pass {
-        true => round_trip(&metrics, &native_metrics),
-        false => (Duration::ZERO, Duration::ZERO),
-    };
-    let out_cost = |trip: Duration, into: Duration, work: Duration| {
-        trip.saturating_sub(into).saturating_sub(work)
-    };
-    let sales_out = out_cost(sales_trip, sales_in, sales_work);
-    let metrics_out = out_cost(metrics_trip, metrics_in, metrics_work);
+    let sales_out = out_of(&sales, sales_in);
+    let metrics_out = out_of(&metrics, metrics_in);
+
+    // The dictionary sent with every batch (the contract) against one kept per stream: in a
+    // steady state a per-stream dictionary sends no new entries, so the same sales batches with
+    // an empty dictionary show what sending it costs (the rule skips sales: no id is read).
+    let no_dictionary: Vec<EventBatch> = (sales.iter())
+        .map(|b| EventBatch {
+            dictionary: Blobs::new(),
+            parts: b.parts.clone(),
+        })
+        .collect();
+    let sales_in_bare = through(&plugin("sales-spike-alert"), &[], &no_dictionary);
+    let dictionary_bytes: usize = (sales.iter())
+        .map(|b| b.dictionary.bytes.len() + 4 * b.dictionary.offsets.len())
+        .sum();
+    let dictionary_strings: usize = sales.iter().map(|b| b.dictionary.len()).sum();
+
+    // Alerts cross as records (rare, text-rich): what one costs, into a plugin that skips them.
+    let alert_rows: Vec<Event> = (0..1024).map(sample_alert).collect();
+    let alert_batches: Vec<EventBatch> = (0..50)
+        .map(|_| EventBatch::from_rows(&alert_rows))
+        .collect();
+    let alerts_in = through(&plugin("revenue-aggregator"), &[], &alert_batches);
 
     println!();
     println!(
@@ -470,7 +475,20 @@ fn main() {
         ns_per(sales_out, sale_count),
         ns_per(metrics_in, metric_count),
         ns_per(metrics_out, metric_count),
-        if have_pass { "" } else { " (outs need tests/fixtures/wasm/misbehave.wasm)" }
+        if have_pass { "" } else { " (outs need tests/fixtures/wasm/malformed.wasm)" }
+    );
+    println!(
+        "  dictionary: {:.1} strings, {:.0} bytes per batch; sales in with it {:.1} ns/ev, without (a per-stream dictionary in steady state) {:.1} ns/ev",
+        dictionary_strings as f64 / sales.len() as f64,
+        dictionary_bytes as f64 / sales.len() as f64,
+        ns_per(sales_in, sale_count),
+        ns_per(sales_in_bare, sale_count),
+    );
+    println!(
+        "  alerts as records: {:.1} ns per alert in; {} alerts per 1,000 transactions in the chain ({:.3} ns per transaction)",
+        ns_per(alerts_in, 50 * 1024),
+        last_alerts_per_1000,
+        ns_per(alerts_in, 50 * 1024) * last_alerts_per_1000 / 1000.0,
     );
     println!("per-call overhead (empty batch): wasm {per_call:?}, native {native_call:?}");
 
@@ -519,6 +537,20 @@ fn main() {
         "chain batch=1024 wasm_ev_s={:.0} native_ev_s={:.0} ratio={:.2} boundary_ns_per_event={boundary:.1}",
         last.0, last.1, last.2
     );
+}
+
+fn sample_alert(i: usize) -> Event {
+    Event::Alert(shelfstream::plugin::Alert {
+        rule: "sales_spike".into(),
+        severity: shelfstream::plugin::Severity::Warning,
+        store_id: format!("S{:03}", i % 10),
+        product_id: format!("SKU-{:05}", i % 100),
+        message: format!("units sold 42 in the minute, 3.5x the running mean {i}"),
+        evidence: vec![("units".into(), 42.0), ("mean".into(), 12.0)],
+        window_start: 60_000 * i as i64,
+        window_end: 60_000 * (i as i64 + 1),
+        timestamp: 60_000 * (i as i64 + 1),
+    })
 }
 
 fn sdk_empty() -> sdk::EventBatch {
