@@ -90,12 +90,15 @@ fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mock_mode = std::env::var("E2E_BROKER").is_ok_and(|b| b == "mock");
+    // The mock cluster keeps at most 5 MB or 100,000 messages per partition and drops older
+    // segments (librdkafka's rdkafka_mock.c), so its slice is smaller: 40,000 steps fill the
+    // busiest partition to about 4 MB.
     let steps: u64 = std::env::var("E2E_STEPS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(300_000);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let mock_mode = std::env::var("E2E_BROKER").is_ok_and(|b| b == "mock");
+        .unwrap_or(if mock_mode { 40_000 } else { 300_000 });
     // The mock cluster lives as long as this binding.
     let mock = mock_mode.then(|| rdkafka::mocking::MockCluster::new(1).unwrap());
     let brokers_owned = match &mock {
@@ -176,6 +179,11 @@ fn main() {
     }
     let bare_rate = read as f64 / (last - started).as_secs_f64().max(1e-3);
     println!("bare rdkafka consumer: {read} messages, {bare_rate:.0} msg/s");
+    if read < produced {
+        println!(
+            "WARNING: the bare consumer read {read} of {produced} messages (a mock partition over its size bound drops its oldest messages: lower E2E_STEPS)"
+        );
+    }
     let bare_tansu = service_cpu()[0].1 - bare_services_before[0].1;
     println!(
         "CPU per message during the bare read: consumer {:.1} us, tansu {:.1} us",

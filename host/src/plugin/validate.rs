@@ -47,7 +47,8 @@ fn blobs(name: &str, b: &Blobs, n: Option<usize>, text: bool) -> Result<(), Malf
             b.bytes.len()
         ));
     }
-    if text {
+    if text && !all_utf8(b) {
+        // Name the first value at fault (the fast check above cannot).
         for (i, w) in b.offsets.windows(2).enumerate() {
             if std::str::from_utf8(&b.bytes[w[0] as usize..w[1] as usize]).is_err() {
                 return bad(format!("{name}: value {i} is not UTF-8"));
@@ -55,6 +56,14 @@ fn blobs(name: &str, b: &Blobs, n: Option<usize>, text: bool) -> Result<(), Malf
         }
     }
     Ok(())
+}
+
+/// Whether every value of `b` (offsets already checked) is UTF-8: the whole buffer is, and no
+/// value starts inside a character. One pass over the bytes instead of a check per value,
+/// which cost about 15 ns a value (most of lifting a batch of sales out of a plugin).
+fn all_utf8(b: &Blobs) -> bool {
+    let continuation = |o: u32| b.bytes.get(o as usize).is_some_and(|&c| c & 0xc0 == 0x80);
+    std::str::from_utf8(&b.bytes).is_ok() && !b.offsets.iter().any(|&o| continuation(o))
 }
 
 struct Part<'a> {
@@ -228,4 +237,35 @@ pub fn cleaned(c: &Cleaned, records: usize) -> Result<(), Malformed> {
         last = Some(r.index);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn per_value(b: &Blobs) -> bool {
+        (b.offsets.windows(2))
+            .all(|w| std::str::from_utf8(&b.bytes[w[0] as usize..w[1] as usize]).is_ok())
+    }
+
+    #[test]
+    fn the_one_pass_utf8_check_agrees_with_checking_each_value() {
+        let text = "S001é€😀x".as_bytes();
+        // Every way of cutting the text into three values, and each byte replaced by 0xff.
+        for i in 0..=text.len() {
+            for j in i..=text.len() {
+                let offsets = vec![0, i as u32, j as u32, text.len() as u32];
+                let mut b = Blobs {
+                    offsets,
+                    bytes: text.to_vec(),
+                };
+                assert_eq!(all_utf8(&b), per_value(&b), "cut at {i} and {j}");
+                for k in 0..text.len() {
+                    b.bytes = text.to_vec();
+                    b.bytes[k] = 0xff;
+                    assert_eq!(all_utf8(&b), per_value(&b), "cut at {i}, {j}, 0xff at {k}");
+                }
+            }
+        }
+    }
 }
