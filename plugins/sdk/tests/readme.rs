@@ -1,8 +1,8 @@
-//! The README's "Writing a plugin" example, compiled and run natively: `readme_plugin.rs` must
+//! The README's "Writing a plugin" example, compiled and run natively: `readme/plugin.rs` must
 //! be the README's code block verbatim (checked here), so the example keeps compiling and doing
 //! what the guide says.
 
-include!("readme_plugin.rs");
+include!("readme/plugin.rs");
 
 #[test]
 fn the_readme_example_is_this_file_verbatim() {
@@ -10,7 +10,7 @@ fn the_readme_example_is_this_file_verbatim() {
     let marker = "`plugins/my-rule/src/lib.rs`, an alert rule on price changes:\n\n```rust\n";
     let start = readme.find(marker).expect("the README's example") + marker.len();
     let block = &readme[start..][..readme[start..].find("```\n").unwrap()];
-    assert_eq!(block, include_str!("readme_plugin.rs"));
+    assert_eq!(block, include_str!("readme/plugin.rs"));
 }
 
 #[test]
