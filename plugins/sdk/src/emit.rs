@@ -382,8 +382,9 @@ impl Emit {
                 let n = self.events - mark.events;
                 self.origins.extend(std::iter::repeat_n(index, n));
             }
-            Err(reason) => {
+            Err(mut reason) => {
                 self.undo(mark);
+                shorten(&mut reason);
                 self.rejections.push(Rejection { index, reason });
             }
         }
@@ -475,5 +476,21 @@ fn truncate(part: &mut Columns, n: usize) {
         }
         Columns::Alerts(c) => c.truncate(n),
         Columns::Forecasts(c) => c.truncate(n),
+    }
+}
+
+/// The longest rejection reason kept, in bytes: a reason that quotes a hostile value (a 1 MB
+/// string) is cut, so a dead letter holds the message once, not twice.
+pub const MAX_REASON: usize = 512;
+
+fn shorten(reason: &mut String) {
+    if reason.len() > MAX_REASON {
+        let mut end = MAX_REASON;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        let cut = reason.len() - end;
+        reason.truncate(end);
+        reason.push_str(&format!("... ({cut} more bytes)"));
     }
 }
