@@ -6,7 +6,8 @@
 //!   every window (each line an output row, `_stream` naming its stream).
 //!
 //! Today's plugins restore that state in every stage and close the same windows with the same
-//! rows: a restart after upgrading loses and changes nothing.
+//! rows: a restart after upgrading loses and changes nothing. A stage whose saved state its
+//! plugin refuses stops the shard with the choices, or starts empty when configured so.
 
 mod common;
 
@@ -18,7 +19,9 @@ use shelfstream::checkpoint::SavedState;
 use shelfstream::config::PipelineConfig;
 use shelfstream::harness::shared_engine;
 use shelfstream::pipeline::dead_letter::event_from_json;
-use shelfstream::pipeline::{event_json, Pipeline, Stage};
+use shelfstream::pipeline::{
+    event_json, OnBadState, Pipeline, ShardId, Shards, Stage, StageCheckpoint,
+};
 use shelfstream::plugin::registry;
 
 fn gunzip(name: &str) -> String {
@@ -102,6 +105,70 @@ fn state_saved_by_the_0_1_plugins_restores_into_every_stage_and_closes_the_same_
             "{stream}: 0.1.0 closed {} rows, today's plugins {}; first difference: {first_difference:#?}",
             want.len(),
             got.len()
+        );
+    }
+}
+
+/// The fixture's state with the per-minute aggregator's state broken as `break_it` says.
+fn with_broken_stage(break_it: impl Fn(&mut StageCheckpoint)) -> BTreeMap<String, StageCheckpoint> {
+    let mut saved: SavedState = serde_json::from_str(&gunzip("pipeline.json.gz")).unwrap();
+    break_it(
+        saved
+            .stages
+            .get_mut("sales-per-minute")
+            .expect("in the fixture"),
+    );
+    saved.stages
+}
+
+/// A way to break a saved state.
+type Break = dyn Fn(&mut StageCheckpoint);
+
+fn shards() -> Shards {
+    let specs = PipelineConfig::load(None).unwrap().stage_specs().unwrap();
+    let plugins = registry::load_plugins(shared_engine(), &repo().join("plugins")).unwrap();
+    Shards::new(specs, plugins.loaded)
+}
+
+#[test]
+fn refused_state_stops_the_shard_with_the_choices_or_starts_that_stage_empty_as_configured() {
+    if !components_built() {
+        return;
+    }
+    let truncate = |c: &mut StageCheckpoint| c.state.truncate(c.state.len() / 2);
+    let unknown_version = |c: &mut StageCheckpoint| c.state_version = 99;
+    let garbage = |c: &mut StageCheckpoint| c.state = vec![0xff; 64];
+    let breaks: [(&str, &Break); 3] = [
+        ("truncated", &truncate),
+        ("an unknown version", &unknown_version),
+        ("garbage", &garbage),
+    ];
+    let expected = closed_by_0_1();
+    for (what, break_it) in breaks {
+        // Default: the shard does not open, and the error says which stage, why and what to do.
+        let error = shards()
+            .open(ShardId::Local, with_broken_stage(break_it))
+            .map(|_| ())
+            .expect_err(what);
+        let message = error.to_string();
+        for part in ["sales-per-minute", "refused the state", "on_bad_state"] {
+            assert!(message.contains(part), "{what}: {message}");
+        }
+        // start-empty: that stage starts without its windows; every other stage keeps its own.
+        let mut shards = shards().with_on_bad_state(OnBadState::StartEmpty);
+        let pipeline = shards.open(ShardId::Local, with_broken_stage(break_it));
+        let out = pipeline.expect(what).flush_windows();
+        assert!(out.dead_letters.is_empty(), "{what}");
+        assert_eq!(
+            out.events_of("sales_1m").count(),
+            0,
+            "{what}: its windows are gone"
+        );
+        let hourly = out.events_of("sales_1h").count();
+        assert_eq!(
+            hourly,
+            expected["sales_1h"].len(),
+            "{what}: other stages kept theirs"
         );
     }
 }

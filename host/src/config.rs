@@ -68,6 +68,8 @@ pub struct RuntimeConfig {
     /// Write every stream to `<data_dir>/out/<stream>.ndjson`. With ClickHouse configured these
     /// are copies; turn them off to save the serialisation and the disk.
     pub file_outputs: bool,
+    /// When a plugin refuses a stage's saved state: `stop` (default) or `start-empty`.
+    pub on_bad_state: crate::pipeline::OnBadState,
 }
 
 impl Default for RuntimeConfig {
@@ -78,6 +80,7 @@ impl Default for RuntimeConfig {
             checkpoint_every: 65_536,
             max_failures: 3,
             close_windows_at_end: false,
+            on_bad_state: crate::pipeline::OnBadState::default(),
             file_outputs: true,
         }
     }

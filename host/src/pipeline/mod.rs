@@ -19,7 +19,7 @@ use std::time::Duration;
 
 pub use dead_letter::{event_json, DeadLetter, DeadLetterKind, SourceRef};
 pub use output::{Output, Outputs, Provenance};
-pub use shards::{ShardId, Shards};
+pub use shards::{OnBadState, ShardId, Shards};
 pub use stage::{Stage, StageCheckpoint, StageSpec, StageStats, StartError, Status, SwapError};
 
 use crate::plugin::{Event, EventBatch, LoadedPlugin, RawRecord};

@@ -30,6 +30,18 @@ impl std::fmt::Display for ShardId {
     }
 }
 
+/// What opening a shard does when a plugin refuses a stage's saved state (truncated, corrupted,
+/// or of a state version the plugin cannot read): `runtime.on_bad_state` in the config.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnBadState {
+    /// Refuse to open the shard: the error names the stage, the reason and the choices.
+    #[default]
+    Stop,
+    /// Log the refusal and start that stage without state (its open windows are lost).
+    StartEmpty,
+}
+
 /// Counters of shards that were closed (revoked), so a run's report covers them.
 #[derive(Debug, Default, Clone)]
 pub struct Retired {
@@ -45,6 +57,7 @@ pub struct Shards {
     plugins: BTreeMap<String, Arc<LoadedPlugin>>,
     unloaded: BTreeSet<String>,
     pipelines: BTreeMap<ShardId, Pipeline>,
+    on_bad_state: OnBadState,
     pub retired: Retired,
 }
 
@@ -56,8 +69,15 @@ impl Shards {
             plugins,
             unloaded: BTreeSet::new(),
             pipelines: BTreeMap::new(),
+            on_bad_state: OnBadState::default(),
             retired: Retired::default(),
         }
+    }
+
+    /// What to do when a plugin refuses a stage's saved state (default: stop).
+    pub fn with_on_bad_state(mut self, policy: OnBadState) -> Self {
+        self.on_bad_state = policy;
+        self
     }
 
     /// Open a shard with its saved stage state (stages without any start fresh).
@@ -74,7 +94,14 @@ impl Shards {
                 tracing::info!(%shard, stage = %spec.name, saved_by = %c.plugin_version, running = %plugin.version,
                     watermark = c.watermark, lanes = ?c.lanes, "restoring saved state");
             }
-            let mut stage = Stage::start(spec.clone(), plugin, checkpoint)?;
+            let mut stage = match Stage::start(spec.clone(), plugin.clone(), checkpoint) {
+                Err(e) if e.refused_state() && self.on_bad_state == OnBadState::StartEmpty => {
+                    tracing::error!(%shard, stage = %spec.name, error = %e,
+                        "saved state refused; the stage starts empty (runtime.on_bad_state = \"start-empty\")");
+                    Stage::start(spec.clone(), plugin, None)?
+                }
+                started => started?,
+            };
             if self.unloaded.contains(&spec.plugin) {
                 stage.unload();
             }

@@ -65,7 +65,7 @@ pub async fn run(
     let dimensions: Vec<Dimensions> = sources.iter().filter_map(|s| s.dimensions()).collect();
     let sinks = open_sinks(config, &dimensions).await?;
 
-    let mut shards = Shards::new(specs, plugins);
+    let mut shards = Shards::new(specs, plugins).with_on_bad_state(runtime.on_bad_state);
     if config.sources.iter().any(|s| !s.is_partitioned()) {
         shards.open(ShardId::Local, saved.stages)?;
     }

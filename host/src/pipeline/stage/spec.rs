@@ -86,12 +86,26 @@ pub enum SwapError {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("stage {stage}: plugin {plugin} {step}: {error}")]
+#[error("stage {stage}: plugin {plugin} {step}: {error}{}", self.hint())]
 pub struct StartError {
     pub stage: String,
     pub plugin: String,
     pub step: &'static str,
     pub error: PluginError,
+}
+
+impl StartError {
+    /// The plugin refused the saved state it was given (not its parameters or instantiation).
+    pub fn refused_state(&self) -> bool {
+        self.step == super::swap::REFUSED_STATE
+    }
+
+    fn hint(&self) -> &'static str {
+        match self.refused_state() {
+            true => " (the saved state is kept; install a plugin version that reads it, or set runtime.on_bad_state = \"start-empty\" to start this stage without it, losing its open windows)",
+            false => "",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

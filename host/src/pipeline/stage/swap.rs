@@ -116,6 +116,9 @@ impl Stage {
     }
 }
 
+/// The step of [`build`] that fails when a plugin refuses the state it is given.
+pub(super) const REFUSED_STATE: &str = "refused the state";
+
 /// A configured instance holding `state`.
 pub(super) fn build(
     spec: &StageSpec,
@@ -131,9 +134,7 @@ pub(super) fn build(
         .configure(&spec.params)
         .map_err(|e| ("rejected its parameters", e))?;
     if !state.data.is_empty() {
-        instance
-            .restore(state)
-            .map_err(|e| ("refused the state", e))?;
+        instance.restore(state).map_err(|e| (REFUSED_STATE, e))?;
     }
     Ok(instance)
 }
