@@ -15,7 +15,7 @@ use crate::sources::SourceConfig;
 use crate::units::{parse_duration, parse_size};
 
 /// The default pipeline: simulator -> cleaners -> aggregator/alert rule -> forecaster.
-pub const DEFAULT_PIPELINE: &str = include_str!("../pipeline.toml");
+pub const DEFAULT_PIPELINE: &str = include_str!("../../pipeline.toml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -222,10 +222,18 @@ impl PipelineConfig {
                 .partition(|s| s.input.iter().all(|i| available.contains(i)));
             if ready.is_empty() {
                 let s = rest[0];
+                let missing =
+                    (s.input.iter().find(|i| !available.contains(*i))).unwrap_or(&s.input[0]);
+                if rest.iter().any(|p| p.output == *missing) {
+                    let stuck: Vec<&str> = rest.iter().map(|p| p.name.as_str()).collect();
+                    return Err(invalid(format!(
+                        "stages {stuck:?} wait on each other's outputs (a cycle): stage {:?} reads stream {missing:?}, which one of them produces",
+                        s.name
+                    )));
+                }
                 return Err(invalid(format!(
-                    "stage {:?} reads stream {:?}, which no source or stage produces (or the stages form a cycle)",
-                    s.name,
-                    s.input.iter().find(|i| !available.contains(*i)).unwrap_or(&s.input[0])
+                    "stage {:?} reads stream {missing:?}, which no source or stage produces",
+                    s.name
                 )));
             }
             for s in ready {
@@ -309,149 +317,4 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_shipped_example_is_valid_and_ordered() {
-        let config = PipelineConfig::parse(DEFAULT_PIPELINE).expect("host/pipeline.toml parses");
-        let specs = config.stage_specs().unwrap();
-        let pos = |name: &str| specs.iter().position(|s| s.name == name).unwrap();
-        for s in &specs {
-            for producer in (0..specs.len()).filter(|&p| s.inputs.contains(&specs[p].output)) {
-                assert!(
-                    producer < pos(&s.name),
-                    "{} runs before its producer",
-                    s.name
-                );
-            }
-        }
-        assert!(specs.iter().any(|s| s.plugin == "sales-cleaner"));
-    }
-
-    #[test]
-    fn unknown_keys_are_errors_naming_the_key() {
-        for (text, key) in [
-            ("[runtime]\nbatch_sise = 3\n", "batch_sise"),
-            ("[[source]]\nkind = \"simulator\"\nrat = 5\n", "rat"),
-            (
-                "[[stage]]\nname=\"a\"\nplugin=\"p\"\ninput=\"x\"\noutput=\"y\"\nmemory=\"1MiB\"\n",
-                "memory",
-            ),
-            ("colour = 1\n", "colour"),
-        ] {
-            let err = PipelineConfig::parse(text).unwrap_err().to_string();
-            assert!(err.contains(key), "{text:?}: {err}");
-        }
-    }
-
-    #[test]
-    fn wiring_errors_are_explained() {
-        let text = r#"
-            [[source]]
-            kind = "ndjson"
-            path = "-"
-            topic = "retail-sales-transactions"
-            [[stage]]
-            name = "agg"
-            plugin = "revenue-aggregator"
-            input = "sales"
-            output = "sales_1m"
-        "#;
-        let err = PipelineConfig::parse(text).unwrap_err().to_string();
-        assert!(err.contains("\"agg\" reads stream \"sales\""), "{err}");
-    }
-
-    #[test]
-    fn a_stage_can_read_several_streams_and_runs_after_all_their_producers() {
-        let text = r#"
-            [[source]]
-            kind = "ndjson"
-            path = "-"
-            topic = "t"
-            [[stage]]
-            name = "both"
-            plugin = "p"
-            input = ["a", "b"]
-            output = "o"
-            [[stage]]
-            name = "to-b"
-            plugin = "p"
-            input = "t"
-            output = "b"
-            [[stage]]
-            name = "to-a"
-            plugin = "p"
-            input = "t"
-            output = "a"
-        "#;
-        let specs = PipelineConfig::parse(text).unwrap().stage_specs().unwrap();
-        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["to-b", "to-a", "both"]);
-        assert_eq!(specs[2].inputs, ["a", "b"]);
-        let empty = text.replace(r#"input = ["a", "b"]"#, "input = []");
-        let err = PipelineConfig::parse(&empty).unwrap_err().to_string();
-        assert!(err.contains("empty"), "{err}");
-        let unfed = text.replace(r#"input = ["a", "b"]"#, r#"input = ["a", "c"]"#);
-        let err = PipelineConfig::parse(&unfed).unwrap_err().to_string();
-        assert!(err.contains("reads stream \"c\""), "{err}");
-    }
-
-    #[test]
-    fn stages_without_input_can_be_pruned() {
-        let mut config = PipelineConfig::parse(DEFAULT_PIPELINE).unwrap();
-        config.sources = vec![SourceConfig::Ndjson(crate::sources::NdjsonConfig {
-            name: "in".into(),
-            path: "-".into(),
-            topic: "retail-inventory-updates".into(),
-        })];
-        let dropped = config.prune_unfed_stages();
-        assert!(
-            dropped.contains(&"clean-sales".to_string())
-                && dropped.contains(&"forecast".to_string())
-        );
-        let names: Vec<String> = config
-            .stage_specs()
-            .unwrap()
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
-        assert_eq!(
-            names,
-            vec![
-                "clean-inventory",
-                "inventory-per-minute",
-                "low-stock",
-                "shrinkage"
-            ]
-        );
-    }
-
-    #[test]
-    fn limits_and_params_are_parsed() {
-        let text = r#"
-            [plugin_defaults]
-            deadline = "250ms"
-            [[source]]
-            kind = "ndjson"
-            path = "-"
-            topic = "t"
-            [[stage]]
-            name = "a"
-            plugin = "p"
-            input = "t"
-            output = "o"
-            memory_limit = "8MiB"
-            allowed_lateness = "2m"
-            params = { threshold = 0.5, window = "1m", on = true }
-        "#;
-        let specs = PipelineConfig::parse(text).unwrap().stage_specs().unwrap();
-        let s = &specs[0];
-        assert_eq!(s.limits.memory_bytes, 8 << 20);
-        assert_eq!(s.limits.deadline, Duration::from_millis(250));
-        assert_eq!(s.allowed_lateness_ms, 120_000);
-        assert!(s.params.contains(&("threshold".into(), "0.5".into())));
-        assert!(s.params.contains(&("window".into(), "1m".into())));
-        assert!(parse_size("12 parsecs").is_err());
-    }
-}
+mod tests;
