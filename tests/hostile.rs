@@ -195,25 +195,16 @@ fn apply(base: &serde_json::Value, m: &Mutation) -> Vec<u8> {
 
 /// Clean one message with a fresh cleaner (no dedup state, so every parsing path is reached).
 fn clean(topic: &str, payload: &[u8]) -> sdk::Cleaned {
+    fn with<P: sdk::Plugin>(batch: &sdk::RawBatch) -> sdk::Cleaned {
+        let mut cleaner: P = sdk::rt::new_plugin(Vec::new()).unwrap();
+        sdk::rt::clean(&mut cleaner, batch)
+    }
     let batch = sdk::raw_batch(topic, [payload]);
-    let none = Vec::new;
     match topic {
-        SALES => {
-            let mut c: sales_cleaner::SalesCleaner = sdk::rt::new_plugin(none()).unwrap();
-            sdk::rt::clean(&mut c, &batch)
-        }
-        INVENTORY => {
-            let mut c: inventory_cleaner::InventoryCleaner = sdk::rt::new_plugin(none()).unwrap();
-            sdk::rt::clean(&mut c, &batch)
-        }
-        PRICES => {
-            let mut c: price_cleaner::PriceCleaner = sdk::rt::new_plugin(none()).unwrap();
-            sdk::rt::clean(&mut c, &batch)
-        }
-        _ => {
-            let mut c: customer_cleaner::CustomerCleaner = sdk::rt::new_plugin(none()).unwrap();
-            sdk::rt::clean(&mut c, &batch)
-        }
+        SALES => with::<sales_cleaner::SalesCleaner>(&batch),
+        INVENTORY => with::<inventory_cleaner::InventoryCleaner>(&batch),
+        PRICES => with::<price_cleaner::PriceCleaner>(&batch),
+        _ => with::<customer_cleaner::CustomerCleaner>(&batch),
     }
 }
 

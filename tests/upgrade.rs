@@ -109,26 +109,8 @@ fn state_saved_by_the_0_1_plugins_restores_into_every_stage_and_closes_the_same_
     }
 }
 
-/// The fixture's state with the per-minute aggregator's state broken as `break_it` says.
-fn with_broken_stage(break_it: impl Fn(&mut StageCheckpoint)) -> BTreeMap<String, StageCheckpoint> {
-    let mut saved: SavedState = serde_json::from_str(&gunzip("pipeline.json.gz")).unwrap();
-    break_it(
-        saved
-            .stages
-            .get_mut("sales-per-minute")
-            .expect("in the fixture"),
-    );
-    saved.stages
-}
-
 /// A way to break a saved state.
 type Break = dyn Fn(&mut StageCheckpoint);
-
-fn shards() -> Shards {
-    let specs = PipelineConfig::load(None).unwrap().stage_specs().unwrap();
-    let plugins = registry::load_plugins(shared_engine(), &repo().join("plugins")).unwrap();
-    Shards::new(specs, plugins.loaded)
-}
 
 #[test]
 fn refused_state_stops_the_shard_with_the_choices_or_starts_that_stage_empty_as_configured() {
@@ -144,6 +126,16 @@ fn refused_state_stops_the_shard_with_the_choices_or_starts_that_stage_empty_as_
         ("garbage", &garbage),
     ];
     let expected = closed_by_0_1();
+    let saved: SavedState = serde_json::from_str(&gunzip("pipeline.json.gz")).unwrap();
+    let specs = PipelineConfig::load(None).unwrap().stage_specs().unwrap();
+    let plugins = registry::load_plugins(shared_engine(), &repo().join("plugins")).unwrap();
+    let shards = || Shards::new(specs.clone(), plugins.loaded.clone());
+    // The fixture's state with the per-minute aggregator's state broken as `break_it` says.
+    let with_broken_stage = |break_it: &Break| {
+        let mut stages = saved.stages.clone();
+        break_it(stages.get_mut("sales-per-minute").expect("in the fixture"));
+        stages
+    };
     for (what, break_it) in breaks {
         // Default: the shard does not open, and the error says which stage, why and what to do.
         let error = shards()
