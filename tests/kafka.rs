@@ -418,6 +418,103 @@ fn a_clickhouse_outage_holds_the_pipeline_and_loses_nothing() {
     );
 }
 
+#[test]
+#[ignore = "needs tansu, s3s-fs and ClickHouse: run tests/run.sh"]
+fn a_broker_restart_mid_stream_loses_and_doubles_nothing() {
+    let mut broker = broker_on_disk();
+    let s3 = s3();
+    let database = format!("shelfstream_broker_restart_{}", std::process::id());
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("pipeline.toml");
+    // Idle longer than the broker is away, so the host does not take the outage for the end.
+    write_config_for(
+        &config,
+        &broker.address,
+        &s3,
+        &shared_clickhouse(),
+        &database,
+        "12s",
+    );
+    // A session longer than the restart (Kafka's default is 45 s): the group keeps this host's
+    // partitions, so nothing is re-read.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("session_timeout = \"6s\"", "session_timeout = \"20s\""),
+    )
+    .unwrap();
+    let steps = 12_000u64;
+    let reference = tempfile::tempdir().unwrap();
+    let reference_run = run_to_end(
+        &repo().join("plugins"),
+        pipeline_config(reference.path(), 6_000.0, Some(steps), true),
+        false,
+    );
+
+    let producer = produce_live(&broker.address, steps, 6000);
+    let mut host = host_run(&config, data.path(), true).spawn().unwrap();
+    assert!(
+        wait_for(60, || checkpointed_total(&s3) > 0),
+        "the host checkpointed before the restart:\n{}",
+        log_of(data.path())
+    );
+    broker.stop();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(
+        host.try_wait().unwrap().is_none(),
+        "the host waits for the broker, it does not exit:\n{}",
+        log_of(data.path())
+    );
+    broker.back();
+    producer.join().unwrap();
+    assert!(
+        host.wait().unwrap().success(),
+        "the host completes after the restart:\n{}",
+        log_of(data.path())
+    );
+
+    let _ = std::fs::copy(
+        data.path().join("host.log"),
+        std::env::temp_dir().join("shelfstream-broker-restart-host.log"),
+    );
+    // The simulator's producer (idempotent) wrote every message once through the restart.
+    let produced: usize = shelfstream::topics::RETAIL
+        .iter()
+        .map(|t| consume_all(&broker.address, t).len())
+        .sum();
+    assert_eq!(produced as u64, reference_run.records_in);
+    for stream in STREAMS {
+        assert_same_rows(
+            &stream_rows(data.path(), stream),
+            &stream_rows(reference.path(), stream),
+            stream,
+        );
+    }
+    let sales = stream_rows(reference.path(), "sales").len();
+    assert_eq!(
+        clickhouse_query(
+            &database,
+            "SELECT count(), uniqExact(sale_id) FROM fact_sales FINAL"
+        ),
+        format!("{sales}\t{sales}")
+    );
+    assert_eq!(
+        raw_offsets(&s3.dir.path().join("retail-data")),
+        consumed_offsets(&s3)
+    );
+    // The producer side retried through the restart: every alert and dead letter is on its topic.
+    let alerts = stream_rows(reference.path(), "alerts").len();
+    assert_eq!(
+        consume_all(&broker.address, "retail-restock-alerts").len(),
+        alerts
+    );
+    assert_eq!(
+        consume_all(&broker.address, "retail-dead-letters").len(),
+        stream_rows(reference.path(), "dead_letters").len()
+    );
+    clickhouse_query(&database, &format!("DROP DATABASE {database}"));
+}
+
 /// The sum of every checkpointed offset: grows with each checkpoint that covers new records.
 fn checkpointed_total(s3: &S3) -> i64 {
     checkpoint_offsets_in(s3.dir.path())

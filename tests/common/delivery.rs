@@ -69,7 +69,8 @@ fn simulate_at(brokers: &str, rate: u32, steps: u64, skip: u64) {
     assert!(status.success());
 }
 
-/// Every message of a topic (all partitions, from the beginning) as (key, payload).
+/// Every message of a topic (all partitions, from the beginning) as (key, payload; a payload
+/// that is not JSON as a JSON string).
 pub fn consume_all(brokers: &str, topic: &str) -> Vec<(String, serde_json::Value)> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -93,7 +94,12 @@ pub fn consume_all(brokers: &str, topic: &str) -> Vec<(String, serde_json::Value
     while idle_since.elapsed() < std::time::Duration::from_secs(2) {
         if let Some(Ok(m)) = consumer.poll(std::time::Duration::from_millis(100)) {
             let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-            out.push((key, serde_json::from_slice(m.payload().unwrap()).unwrap()));
+            let payload = m.payload().unwrap_or_default();
+            // A payload that is not JSON (a malformed message) as a string.
+            let value = serde_json::from_slice(payload).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(payload).into_owned())
+            });
+            out.push((key, value));
             idle_since = std::time::Instant::now();
         }
     }
@@ -173,7 +179,7 @@ pub fn consumed_offsets(s3: &S3) -> Vec<(String, i32, i64)> {
 }
 
 /// A pipeline config file for the `host` binary: Kafka in (a host stops 3 s after the last
-/// message), ClickHouse (the shared one) and raw batches out.
+/// message), ClickHouse (the shared one), raw batches, alerts and dead letters (Kafka) out.
 pub fn write_config(path: &std::path::Path, brokers: &str, s3: &S3, database: &str) {
     write_config_for(path, brokers, s3, &shared_clickhouse(), database, "3s")
 }
@@ -204,6 +210,9 @@ session_timeout = "6s"
 url = "{clickhouse_url}"
 database = "{database}"
 batch_rows = 500
+
+[kafka_sink]
+brokers = "{brokers}"
 
 [raw_store]
 kind = "s3"

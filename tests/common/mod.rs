@@ -199,6 +199,41 @@ pub fn stream_rows(data_dir: &std::path::Path, stream: &str) -> Vec<String> {
     rows
 }
 
+/// Two sorted row lists are equal; on a difference, the counts and the first rows only one side
+/// has (a whole stream in a failure message is unreadable).
+pub fn assert_same_rows(got: &[String], want: &[String], what: &str) {
+    if got == want {
+        return;
+    }
+    let diff = |a: &[String], b: &[String]| -> Vec<String> {
+        let mut b: std::collections::BTreeMap<&String, usize> =
+            b.iter().fold(Default::default(), |mut m, r| {
+                *m.entry(r).or_default() += 1;
+                m
+            });
+        a.iter()
+            .filter(|r| match b.get_mut(r) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    false
+                }
+                _ => true,
+            })
+            .cloned()
+            .collect()
+    };
+    let (extra, missing) = (diff(got, want), diff(want, got));
+    panic!(
+        "{what}: {} rows, expected {}; {} extra (first: {:?}), {} missing (first: {:?})",
+        got.len(),
+        want.len(),
+        extra.len(),
+        extra.iter().take(3).collect::<Vec<_>>(),
+        missing.len(),
+        missing.iter().take(3).collect::<Vec<_>>()
+    );
+}
+
 /// The plugin versions that produced a stream.
 pub fn stream_versions(
     data_dir: &std::path::Path,

@@ -15,6 +15,8 @@ use super::{repo, wait_for};
 pub struct Broker {
     child: Child,
     pub address: String,
+    /// sqlite storage (brokers that restart), else in memory.
+    storage: Option<tempfile::TempDir>,
 }
 
 impl Drop for Broker {
@@ -24,28 +26,62 @@ impl Drop for Broker {
     }
 }
 
-/// A broker of the test's own, on a free port.
+/// A broker of the test's own, on a free port, keeping its data in memory.
 pub fn broker() -> Broker {
-    let port = free_port();
-    let address = format!("127.0.0.1:{port}");
-    let child = Command::new("tansu")
-        .args([
-            "broker",
-            "--listener-url",
-            &format!("tcp://{address}"),
-            "--advertised-listener-url",
-            &format!("tcp://{address}"),
-        ])
-        .args(["--storage-engine", "memory://tansu/"])
+    let address = format!("127.0.0.1:{}", free_port());
+    let child = start_tansu(&address, "memory://tansu/", None);
+    Broker {
+        child,
+        address,
+        storage: None,
+    }
+}
+
+/// A broker keeping its data in a sqlite file, so that it can restart on the same data.
+pub fn broker_on_disk() -> Broker {
+    let address = format!("127.0.0.1:{}", free_port());
+    let storage = tempfile::tempdir().unwrap();
+    let child = start_tansu(&address, "sqlite://tansu.db", Some(storage.path()));
+    Broker {
+        child,
+        address,
+        storage: Some(storage),
+    }
+}
+
+/// tansu on `address`; a sqlite path is relative to `cwd`.
+fn start_tansu(address: &str, storage: &str, cwd: Option<&std::path::Path>) -> Child {
+    let mut cmd = Command::new("tansu");
+    cmd.args(["broker", "--listener-url", &format!("tcp://{address}")])
+        .args(["--advertised-listener-url", &format!("tcp://{address}")])
+        .args(["--storage-engine", storage, "--silent"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let child = cmd
         .spawn()
         .expect("tansu is installed by tests/services/install.sh kafka");
     assert!(
-        wait_for(30, || std::net::TcpStream::connect(&address).is_ok()),
+        wait_for(30, || std::net::TcpStream::connect(address).is_ok()),
         "tansu did not start"
     );
-    Broker { child, address }
+    child
+}
+
+impl Broker {
+    /// Stop the broker (SIGKILL: whatever it had acknowledged is in its sqlite file).
+    pub fn stop(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Start it again on the same address and data (a broker made by [`broker_on_disk`]).
+    pub fn back(&mut self) {
+        let dir = self.storage.as_ref().expect("a broker on disk").path();
+        self.child = start_tansu(&self.address, "sqlite://tansu.db", Some(dir));
+    }
 }
 
 /// s3s-fs on a free port over a temp folder, with bucket `retail-data`.

@@ -45,6 +45,8 @@ impl KafkaSink {
             .set("bootstrap.servers", &config.brokers)
             .set("linger.ms", "5")
             .set("message.timeout.ms", "0") // never give up on a message: retry until delivered
+            // Retries after a lost acknowledgement (a broker restart) do not write twice.
+            .set("enable.idempotence", "true")
             .create()
             .map_err(|e| kafka_error("creating the Kafka producer", e))?;
         Ok(KafkaSink {

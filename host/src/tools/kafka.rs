@@ -23,6 +23,8 @@ impl RecordProducer {
             .set("bootstrap.servers", brokers)
             .set("linger.ms", "5")
             .set("queue.buffering.max.messages", "1000000")
+            // Retries after a lost acknowledgement (a broker restart) do not write twice.
+            .set("enable.idempotence", "true")
             .create()
             .with_context(|| format!("creating a Kafka producer for {brokers}"))?;
         Ok(RecordProducer { producer })
