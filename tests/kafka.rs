@@ -515,6 +515,94 @@ fn a_broker_restart_mid_stream_loses_and_doubles_nothing() {
     clickhouse_query(&database, &format!("DROP DATABASE {database}"));
 }
 
+#[test]
+#[ignore = "needs tansu, s3s-fs and ClickHouse: run tests/run.sh"]
+fn a_corrupt_shard_checkpoint_stops_the_host_naming_it_or_is_set_aside_and_read_again() {
+    let broker = broker();
+    let s3 = s3();
+    let database = format!("shelfstream_bad_checkpoint_{}", std::process::id());
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("pipeline.toml");
+    write_config(&config, &broker.address, &s3, &database);
+    let steps = 3_000;
+    let reference = tempfile::tempdir().unwrap();
+    run_to_end(
+        &repo().join("plugins"),
+        pipeline_config(reference.path(), 0.0, Some(steps), true),
+        false,
+    );
+    simulate(&broker.address, steps, 0);
+    assert!(host_run(&config, data.path(), false)
+        .status()
+        .unwrap()
+        .success());
+
+    // Truncated in the object store.
+    let checkpoints = s3.dir.path().join("retail-data/checkpoints/shelfstream");
+    let object = checkpoints.join("partition-1.json.gz");
+    let bytes = std::fs::read(&object).unwrap();
+    std::fs::write(&object, &bytes[..bytes.len() / 2]).unwrap();
+
+    // Default (stop): the host fails, naming the object and the choices, and leaves it alone.
+    let mut run = host_run(&config, data.path(), true).spawn().unwrap();
+    assert!(
+        wait_for(90, || run.try_wait().unwrap().is_some()),
+        "the host stops instead of waiting:\n{}",
+        log_of(data.path())
+    );
+    assert!(!run.wait().unwrap().success());
+    let log = log_of(data.path());
+    for needle in [
+        "corrupt shard checkpoint s3://retail-data/checkpoints/shelfstream/partition-1.json.gz",
+        "put back a good copy of the object",
+        "runtime.on_bad_state = \"start-empty\"",
+    ] {
+        assert!(log.contains(needle), "{needle:?} in:\n{log}");
+    }
+    assert_eq!(std::fs::read(&object).unwrap(), &bytes[..bytes.len() / 2]);
+
+    // start-empty: set aside, partition 1 read again from its beginning, nothing lost or doubled.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace("[runtime]\n", "[runtime]\non_bad_state = \"start-empty\"\n");
+    std::fs::write(&config, text).unwrap();
+    assert!(
+        host_run(&config, data.path(), true)
+            .status()
+            .unwrap()
+            .success(),
+        "{}",
+        log_of(data.path())
+    );
+    let aside: Vec<String> = std::fs::read_dir(&checkpoints)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("partition-1.json.gz.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the corrupt object is kept aside");
+    assert!(log_of(data.path()).contains("set aside, the partition is read again"));
+    assert_eq!(
+        raw_offsets(&s3.dir.path().join("retail-data")),
+        consumed_offsets(&s3)
+    );
+    let sales = stream_rows(reference.path(), "sales").len();
+    let minutes = stream_rows(reference.path(), "sales_1m").len();
+    assert_eq!(
+        clickhouse_query(
+            &database,
+            "SELECT count(), uniqExact(sale_id) FROM fact_sales FINAL"
+        ),
+        format!("{sales}\t{sales}")
+    );
+    assert_eq!(
+        clickhouse_query(
+            &database,
+            "SELECT count() FROM spark_sales_metrics FINAL WHERE metric = 'sales_1m'"
+        ),
+        minutes.to_string()
+    );
+    clickhouse_query(&database, &format!("DROP DATABASE {database}"));
+}
+
 /// The sum of every checkpointed offset: grows with each checkpoint that covers new records.
 fn checkpointed_total(s3: &S3) -> i64 {
     checkpoint_offsets_in(s3.dir.path())

@@ -43,6 +43,14 @@ pub fn raw_offsets(bucket: &std::path::Path) -> Vec<(String, i32, i64)> {
     out
 }
 
+/// The `host` binary the delivery tests run: this build's, or `SHELFSTREAM_HOST_BIN` (the long
+/// soak runs a copy, so that building meanwhile does not replace it under the soak).
+pub fn host_binary() -> std::path::PathBuf {
+    std::env::var_os("SHELFSTREAM_HOST_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_host").into())
+}
+
 /// `host simulate` of `steps` steps after the first `skip` (4 stores, 30 products, a fixed
 /// start), as fast as possible.
 pub fn simulate(brokers: &str, steps: u64, skip: u64) {
@@ -51,7 +59,7 @@ pub fn simulate(brokers: &str, steps: u64, skip: u64) {
 
 /// The same at `rate` messages/s (0: as fast as possible).
 fn simulate_at(brokers: &str, rate: u32, steps: u64, skip: u64) {
-    let status = Command::new(env!("CARGO_BIN_EXE_host"))
+    let status = Command::new(host_binary())
         .args([
             "simulate",
             "--brokers",
@@ -117,7 +125,7 @@ pub fn host_run(
         .append(true)
         .open(data.join("host.log"))
         .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_host"));
+    let mut cmd = Command::new(host_binary());
     cmd.args(["run", "--no-watch", "--quiet", "--plugins"])
         .arg(repo().join("plugins"))
         .arg("--config")

@@ -10,9 +10,9 @@ use std::time::Duration;
 use anyhow::Context;
 use crossbeam_channel::Sender;
 
-use super::{SavedState, ShardCheckpoint, ShardStore};
+use super::{CheckpointError, SavedState, ShardCheckpoint, ShardStore};
 use crate::archive::RawStore;
-use crate::pipeline::{ShardId, Shards};
+use crate::pipeline::{OnBadState, ShardId, Shards};
 use crate::sinks::Sink;
 use crate::sources::{Offsets, Position};
 
@@ -111,13 +111,40 @@ impl Checkpoints {
                 resume.extend(self.offsets.get(&p).cloned().unwrap_or_default());
                 continue; // still open (never revoked)
             }
-            let checkpoint = store
-                .load(p)
-                .with_context(|| format!("loading the checkpoint of partition {p}"))?
-                .unwrap_or_default();
+            let (checkpoint, from_scratch) = match store.load(p) {
+                Ok(checkpoint) => (checkpoint.unwrap_or_default(), false),
+                Err(e @ CheckpointError::Corrupt { .. })
+                    if shards.on_bad_state() == OnBadState::StartEmpty =>
+                {
+                    let kept = store.set_aside(p);
+                    tracing::error!(partition = p, error = %e, kept_as = %kept,
+                        "shard checkpoint unreadable; set aside, the partition is read again from the beginning of its topics with empty state (runtime.on_bad_state = \"start-empty\")");
+                    (ShardCheckpoint::default(), true)
+                }
+                Err(e @ CheckpointError::Corrupt { .. }) => anyhow::bail!(
+                    "{e}. Partition {p} is not started (runtime.on_bad_state = \"stop\"), and the object is left as it is. Choices: put back a good copy of the object; or set runtime.on_bad_state = \"start-empty\" to set it aside and read partition {p} again from the beginning of its topics with empty state (ClickHouse rows are replaced by their identity; alerts and NDJSON rows are written again)"
+                ),
+                Err(e) => {
+                    return Err(e).with_context(|| format!("loading the checkpoint of partition {p}"))
+                }
+            };
             tracing::info!(partition = p, offsets = ?checkpoint.offsets, stages = checkpoint.stages.len(),
                 "opening partition shard");
             if let Some(raw) = &self.archive {
+                if from_scratch {
+                    // Every raw batch of the partition is written again as it is read again.
+                    for topic in topics {
+                        let deleted = raw
+                            .discard_after_blocking(topic, p, 0, None)
+                            .with_context(|| format!("removing raw batches of {topic}:{p}"))?;
+                        tracing::info!(
+                            topic,
+                            partition = p,
+                            deleted,
+                            "removed the partition's raw batches (read again)"
+                        );
+                    }
+                }
                 for (tp, &next) in &checkpoint.offsets {
                     let topic = tp.topic.as_str();
                     let since = checkpoint.newest_record_ms.get(tp).copied();

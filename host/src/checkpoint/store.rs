@@ -31,9 +31,10 @@ pub struct ShardCheckpoint {
 pub enum CheckpointError {
     #[error("checkpoint store: {0}")]
     Open(#[from] RawStoreError),
-    #[error("corrupt checkpoint {path} (delete it to restart the partition from the beginning): {error}")]
+    /// The object exists but does not decode (truncated, corrupted, not a checkpoint).
+    #[error("corrupt shard checkpoint {object}: {error}")]
     Corrupt {
-        path: String,
+        object: String,
         error: serde_json::Error,
     },
 }
@@ -42,6 +43,8 @@ pub enum CheckpointError {
 pub struct ShardStore {
     store: Arc<dyn ObjectStore>,
     prefix: String,
+    /// Where the store is, for messages: `s3://bucket/` or a local folder.
+    location: String,
     runtime: tokio::runtime::Handle,
 }
 
@@ -52,11 +55,42 @@ impl ShardStore {
         group_id: &str,
         runtime: tokio::runtime::Handle,
     ) -> Result<Self, CheckpointError> {
+        let location = match config.kind.as_str() {
+            "s3" => format!("s3://{}/", config.bucket),
+            _ => {
+                let dir = config.path.clone().unwrap_or_else(|| data_dir.join("raw"));
+                format!("{}/", dir.display())
+            }
+        };
         Ok(ShardStore {
             store: open_store(config, data_dir)?,
             prefix: format!("checkpoints/{group_id}"),
+            location,
             runtime,
         })
+    }
+
+    /// The object's full name, e.g. `s3://retail-data/checkpoints/shelfstream/partition-0.json.gz`.
+    pub fn describe(&self, path: &Path) -> String {
+        format!("{}{path}", self.location)
+    }
+
+    /// Move a (corrupt) checkpoint out of the way, to `<name>.corrupt-<unix ms>`, so that the
+    /// partition starts without it and the object is kept for a look. Returns the new name.
+    pub fn set_aside(&self, partition: i32) -> String {
+        let path = self.path(partition);
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default();
+        let kept = Path::from(format!("{path}.corrupt-{ms}"));
+        retry("setting a corrupt shard checkpoint aside", &path, || {
+            self.runtime.block_on(async {
+                self.store.copy(&path, &kept).await?;
+                self.store.delete(&path).await
+            })
+        });
+        self.describe(&kept)
     }
 
     pub fn path(&self, partition: i32) -> Path {
@@ -80,7 +114,7 @@ impl ShardStore {
             .map(|b| {
                 serde_json::from_reader(flate2::read::GzDecoder::new(&b[..])).map_err(|error| {
                     CheckpointError::Corrupt {
-                        path: path.to_string(),
+                        object: self.describe(&path),
                         error,
                     }
                 })

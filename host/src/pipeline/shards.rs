@@ -80,6 +80,11 @@ impl Shards {
         self
     }
 
+    /// What to do with saved state that cannot be used.
+    pub fn on_bad_state(&self) -> OnBadState {
+        self.on_bad_state
+    }
+
     /// Open a shard with its saved stage state (stages without any start fresh).
     pub fn open(
         &mut self,
