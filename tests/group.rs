@@ -119,7 +119,7 @@ fn two_hosts_in_one_group_share_partitions_across_rebalances() {
     tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(shelfstream::tools::kafka::create_topics(
-            &t.broker.address,
+            &t.broker.address.as_str().into(),
             3,
         ))
         .unwrap();

@@ -110,7 +110,7 @@ fn main() {
             m.bootstrap_servers()
         }
         None => {
-            rt.block_on(create_topics(LOCAL_BROKER, 3)).unwrap();
+            rt.block_on(create_topics(&LOCAL_BROKER.into(), 3)).unwrap();
             LOCAL_BROKER.to_string()
         }
     };
@@ -124,7 +124,7 @@ fn main() {
         }
     );
     let topics: Vec<String> = TOPICS.iter().map(|t| t.to_string()).collect();
-    let before = end_offsets(brokers, &topics).unwrap();
+    let before = end_offsets(&brokers.into(), &topics).unwrap();
 
     // Produce a fresh slice of simulated traffic.
     let sim_config = SimulatorConfig {
@@ -138,7 +138,7 @@ fn main() {
         .unwrap()
         .as_millis() as i64;
     let mut sim = Simulator::new(&sim_config, now);
-    let producer = RecordProducer::new(brokers).unwrap();
+    let producer = RecordProducer::new(&brokers.into()).unwrap();
     let started = Instant::now();
     let mut produced = 0u64;
     while sim.steps() < steps {

@@ -17,6 +17,8 @@ pub struct Broker {
     pub address: String,
     /// sqlite storage (brokers that restart), else in memory.
     storage: Option<tempfile::TempDir>,
+    /// Clients must log in (SASL/SCRAM).
+    authentication: bool,
 }
 
 impl Drop for Broker {
@@ -29,11 +31,12 @@ impl Drop for Broker {
 /// A broker of the test's own, on a free port, keeping its data in memory.
 pub fn broker() -> Broker {
     let address = format!("127.0.0.1:{}", free_port());
-    let child = start_tansu(&address, "memory://tansu/", None);
+    let child = start_tansu(&address, "memory://tansu/", None, false);
     Broker {
         child,
         address,
         storage: None,
+        authentication: false,
     }
 }
 
@@ -41,22 +44,50 @@ pub fn broker() -> Broker {
 pub fn broker_on_disk() -> Broker {
     let address = format!("127.0.0.1:{}", free_port());
     let storage = tempfile::tempdir().unwrap();
-    let child = start_tansu(&address, "sqlite://tansu.db", Some(storage.path()));
+    let child = start_tansu(&address, "sqlite://tansu.db", Some(storage.path()), false);
     Broker {
         child,
         address,
         storage: Some(storage),
+        authentication: false,
     }
 }
 
+/// A broker on disk that requires SASL/SCRAM-SHA-512 logins, with one user. (tansu keeps users
+/// in its storage and creates them through the Kafka API, which needs no login while
+/// authentication is off: the user is created first, then the broker restarts with it on.)
+pub fn broker_with_user(user: &str, password: &str) -> Broker {
+    let mut broker = broker_on_disk();
+    let status = Command::new("tansu")
+        .args(["user", "create", user, password, "--mechanism", "scram512"])
+        .args(["--broker", &format!("tcp://{}", broker.address)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "tansu user create");
+    broker.stop();
+    broker.authentication = true;
+    broker.back();
+    broker
+}
+
 /// tansu on `address`; a sqlite path is relative to `cwd`.
-fn start_tansu(address: &str, storage: &str, cwd: Option<&std::path::Path>) -> Child {
+fn start_tansu(
+    address: &str,
+    storage: &str,
+    cwd: Option<&std::path::Path>,
+    authentication: bool,
+) -> Child {
     let mut cmd = Command::new("tansu");
     cmd.args(["broker", "--listener-url", &format!("tcp://{address}")])
         .args(["--advertised-listener-url", &format!("tcp://{address}")])
         .args(["--storage-engine", storage, "--silent"])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    if authentication {
+        cmd.arg("--authentication");
+    }
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
@@ -80,7 +111,12 @@ impl Broker {
     /// Start it again on the same address and data (a broker made by [`broker_on_disk`]).
     pub fn back(&mut self) {
         let dir = self.storage.as_ref().expect("a broker on disk").path();
-        self.child = start_tansu(&self.address, "sqlite://tansu.db", Some(dir));
+        self.child = start_tansu(
+            &self.address,
+            "sqlite://tansu.db",
+            Some(dir),
+            self.authentication,
+        );
     }
 }
 
@@ -89,6 +125,7 @@ pub struct S3 {
     child: Child,
     pub endpoint: String,
     pub dir: tempfile::TempDir,
+    keys: [String; 2],
 }
 
 impl Drop for S3 {
@@ -99,22 +136,29 @@ impl Drop for S3 {
 }
 
 pub fn s3() -> S3 {
+    s3_with_keys("minioadmin", "minioadmin")
+}
+
+/// The same with other credentials.
+pub fn s3_with_keys(access_key: &str, secret_key: &str) -> S3 {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("retail-data")).unwrap();
     let port = free_port();
     let endpoint = format!("http://127.0.0.1:{port}");
-    let child = start_s3s(dir.path(), port);
+    let keys = [access_key.to_string(), secret_key.to_string()];
+    let child = start_s3s(dir.path(), port, &keys);
     S3 {
         child,
         endpoint,
         dir,
+        keys,
     }
 }
 
-fn start_s3s(dir: &std::path::Path, port: u16) -> Child {
+fn start_s3s(dir: &std::path::Path, port: u16, [access, secret]: &[String; 2]) -> Child {
     let child = Command::new("s3s-fs")
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--access-key", "minioadmin", "--secret-key", "minioadmin"])
+        .args(["--access-key", access, "--secret-key", secret])
         .arg(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -137,7 +181,7 @@ impl S3 {
 
     pub fn back(&mut self) {
         let port: u16 = self.endpoint.rsplit(':').next().unwrap().parse().unwrap();
-        self.child = start_s3s(self.dir.path(), port);
+        self.child = start_s3s(self.dir.path(), port, &self.keys);
     }
 }
 

@@ -3,7 +3,7 @@
 #   - ClickHouse server and client (Debian package; 18.16 on bookworm)
 #   - tansu, a Kafka-protocol broker in Rust (crates.io), with storage engines
 #   - s3s-fs, an S3-compatible server over a folder (crates.io)
-#   - cmake and the C libraries librdkafka's build needs
+#   - cmake and the C libraries librdkafka's build needs (OpenSSL: SASL/SCRAM and TLS)
 # Idempotent: anything already present is skipped. Usage: install.sh [clickhouse|kafka|s3 ...]
 set -euo pipefail
 wanted=" ${*:-clickhouse kafka s3} "
@@ -16,7 +16,7 @@ if [[ $wanted == *" clickhouse "* ]]; then
 fi
 if [[ $wanted == *" kafka "* ]]; then
     command -v cmake >/dev/null || need_apt+=(cmake)
-    for pkg in libcurl4-openssl-dev libssl-dev zlib1g-dev; do
+    for pkg in libcurl4-openssl-dev libssl-dev pkg-config zlib1g-dev; do
         dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
     done
 fi

@@ -217,6 +217,13 @@ impl Checkpoints {
             self.offsets.remove(&p);
             self.record_times.remove(&p);
         }
+        // Uploads of the lost partitions already under way finish before anyone reopens them:
+        // an object stored after the reopening's removal of what follows the checkpoint would
+        // cover offsets that are read (and archived) again. (Found by the chaos soak: a broker
+        // restart during an object-store outage.)
+        if let Some(raw) = &mut self.archive {
+            raw.wait();
+        }
         Ok(())
     }
 

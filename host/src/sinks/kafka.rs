@@ -14,6 +14,7 @@ use super::{Sink, SinkError};
 use crate::pipeline::Provenance;
 use crate::pipeline::{event_json, DeadLetter};
 use crate::plugin::Event;
+use crate::sources::kafka::auth::{self, AuthWatch};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -21,6 +22,9 @@ pub struct KafkaSinkConfig {
     pub brokers: String,
     pub alerts_topic: String,
     pub dead_letter_topic: String,
+    /// More librdkafka producer properties (security: `security.protocol`, `sasl.mechanism`,
+    /// `sasl.username`, `sasl.password`, `ssl.*`), applied after the host's.
+    pub properties: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for KafkaSinkConfig {
@@ -29,6 +33,7 @@ impl Default for KafkaSinkConfig {
             brokers: "127.0.0.1:9092".into(),
             alerts_topic: crate::topics::ALERTS.into(),
             dead_letter_topic: crate::topics::DEAD_LETTERS.into(),
+            properties: Default::default(),
         }
     }
 }
@@ -36,19 +41,36 @@ impl Default for KafkaSinkConfig {
 pub struct KafkaSink {
     config: KafkaSinkConfig,
     /// Shared with the checkpoint's background wait for deliveries.
-    producer: std::sync::Arc<BaseProducer>,
+    producer: std::sync::Arc<BaseProducer<AuthWatch>>,
 }
 
 impl KafkaSink {
     pub fn new(config: KafkaSinkConfig) -> Result<Self, SinkError> {
-        let producer = ClientConfig::new()
+        let mut client = ClientConfig::new();
+        client
             .set("bootstrap.servers", &config.brokers)
             .set("linger.ms", "5")
             .set("message.timeout.ms", "0") // never give up on a message: retry until delivered
             // Retries after a lost acknowledgement (a broker restart) do not write twice.
-            .set("enable.idempotence", "true")
-            .create()
+            .set("enable.idempotence", "true");
+        for (key, value) in &config.properties {
+            client.set(key, value);
+        }
+        let producer: BaseProducer<AuthWatch> = client
+            .create_with_context(AuthWatch::default())
             .map_err(|e| kafka_error("creating the Kafka producer", e))?;
+        // Connect now: refused credentials fail the start with the reason, instead of every
+        // alert waiting for a login that cannot succeed.
+        auth::connect(
+            producer.client(),
+            || {
+                producer.poll(Duration::ZERO);
+                producer.context().failure()
+            },
+            &config.brokers,
+            Duration::from_secs(15),
+        )
+        .map_err(SinkError::Connect)?;
         Ok(KafkaSink {
             config,
             producer: std::sync::Arc::new(producer),
@@ -131,12 +153,13 @@ impl Sink for KafkaSink {
 
 /// Wait for every delivery report; with message.timeout.ms = 0 librdkafka keeps retrying while
 /// the broker is away, so this blocks (backpressure) rather than losing messages.
-fn wait_for_deliveries(producer: &BaseProducer) {
+fn wait_for_deliveries(producer: &BaseProducer<AuthWatch>) {
     loop {
         match producer.flush(Duration::from_secs(5)) {
             Ok(()) => return,
             Err(e) => {
-                tracing::warn!(error = %e, in_flight = producer.in_flight_count(), "waiting for Kafka to acknowledge alerts and dead letters")
+                let refused = producer.context().failure();
+                tracing::warn!(error = %e, in_flight = producer.in_flight_count(), refused, "waiting for Kafka to acknowledge alerts and dead letters")
             }
         }
     }

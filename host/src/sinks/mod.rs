@@ -25,6 +25,9 @@ pub enum SinkError {
         what: String,
         source: std::io::Error,
     },
+    /// The sink cannot start (unreachable, credentials refused).
+    #[error("{0}")]
+    Connect(String),
 }
 
 pub trait Sink: Send {

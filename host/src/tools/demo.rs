@@ -82,7 +82,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     let client = clickhouse.client();
     runtime.block_on(async {
-        create_topics(BROKERS, sim.partitions).await?;
+        create_topics(&BROKERS.into(), sim.partitions).await?;
         ch::migrate(&client, &clickhouse.database)
             .await
             .context("creating the ClickHouse tables")?;
@@ -101,7 +101,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
             .iter()
             .map(|t| t.to_string())
             .collect();
-        let ends = end_offsets(BROKERS, &topics)?;
+        let ends = end_offsets(&BROKERS.into(), &topics)?;
         let store = ShardStore::new(
             config.raw_store.as_ref().expect("set above"),
             &args.data_dir,

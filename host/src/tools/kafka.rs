@@ -10,23 +10,72 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 
 use crate::plugin::RawRecord;
+use crate::sources::kafka::auth::{self, AuthWatch};
 use crate::sources::{Offsets, TopicPartition};
+
+/// Where the tools connect: bootstrap servers and librdkafka properties (security settings).
+#[derive(Debug, Clone, Default)]
+pub struct Connection {
+    pub brokers: String,
+    pub properties: Vec<(String, String)>,
+}
+
+impl From<&str> for Connection {
+    fn from(brokers: &str) -> Self {
+        Connection {
+            brokers: brokers.into(),
+            properties: Vec::new(),
+        }
+    }
+}
+
+impl Connection {
+    fn client(&self) -> ClientConfig {
+        let mut client = ClientConfig::new();
+        client.set("bootstrap.servers", &self.brokers);
+        for (key, value) in &self.properties {
+            client.set(key, value);
+        }
+        client
+    }
+}
+
+/// `KEY=VALUE`, a librdkafka property from the command line (`-X`, as kcat has it).
+pub fn parse_property(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!(
+            "{text:?} is not KEY=VALUE (e.g. -X security.protocol=sasl_plaintext)"
+        )),
+    }
+}
 
 /// Produce raw records (e.g. from the simulator) to their topics and partitions.
 pub struct RecordProducer {
-    producer: BaseProducer,
+    producer: BaseProducer<AuthWatch>,
 }
 
 impl RecordProducer {
-    pub fn new(brokers: &str) -> anyhow::Result<Self> {
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
+    pub fn new(kafka: &Connection) -> anyhow::Result<Self> {
+        let brokers = &kafka.brokers;
+        let producer: BaseProducer<AuthWatch> = kafka
+            .client()
             .set("linger.ms", "5")
             .set("queue.buffering.max.messages", "1000000")
             // Retries after a lost acknowledgement (a broker restart) do not write twice.
             .set("enable.idempotence", "true")
-            .create()
+            .create_with_context(AuthWatch::default())
             .with_context(|| format!("creating a Kafka producer for {brokers}"))?;
+        auth::connect(
+            producer.client(),
+            || {
+                producer.poll(Duration::ZERO);
+                producer.context().failure()
+            },
+            brokers,
+            Duration::from_secs(15),
+        )
+        .map_err(anyhow::Error::msg)?;
         Ok(RecordProducer { producer })
     }
 
@@ -54,19 +103,21 @@ impl RecordProducer {
     }
 
     pub fn flush(&self) -> anyhow::Result<()> {
-        self.producer
-            .flush(Duration::from_secs(30))
-            .context("flushing the Kafka producer")
+        let flushed = self.producer.flush(Duration::from_secs(30));
+        if let Some(reason) = self.producer.context().failure() {
+            anyhow::bail!(auth::describe("the brokers", &reason));
+        }
+        flushed.context("flushing the Kafka producer")
     }
 }
 
 /// Create the retail topics (and the alerts and dead-letter topics) if they do not exist.
-pub async fn create_topics(brokers: &str, partitions: i32) -> anyhow::Result<()> {
+pub async fn create_topics(kafka: &Connection, partitions: i32) -> anyhow::Result<()> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
+    let brokers = &kafka.brokers;
+    let admin: AdminClient<AuthWatch> = kafka
+        .client()
+        .create_with_context(AuthWatch::default())
         .with_context(|| format!("creating a Kafka admin client for {brokers}"))?;
     let names: Vec<&str> = crate::topics::RETAIL
         .iter()
@@ -78,11 +129,11 @@ pub async fn create_topics(brokers: &str, partitions: i32) -> anyhow::Result<()>
         .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    for result in admin
-        .create_topics(&topics, &options)
-        .await
-        .context("creating topics")?
-    {
+    let created = admin.create_topics(&topics, &options).await;
+    if let Some(reason) = admin.inner().context().failure() {
+        anyhow::bail!(auth::describe(brokers, &reason));
+    }
+    for result in created.context("creating topics")? {
         match result {
             Ok(topic) => tracing::info!(%topic, partitions, "topic created"),
             Err((topic, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {
@@ -96,9 +147,10 @@ pub async fn create_topics(brokers: &str, partitions: i32) -> anyhow::Result<()>
 
 /// The current end offset of every partition of `topics`: where a
 /// source starts to read only what is produced from now on.
-pub fn end_offsets(brokers: &str, topics: &[String]) -> anyhow::Result<Offsets> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+pub fn end_offsets(kafka: &Connection, topics: &[String]) -> anyhow::Result<Offsets> {
+    let brokers = &kafka.brokers;
+    let consumer: BaseConsumer = kafka
+        .client()
         .set("group.id", "shelfstream-offsets")
         .create()
         .with_context(|| format!("creating a Kafka consumer for {brokers}"))?;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::kafka::{create_topics, RecordProducer};
+use super::kafka::{create_topics, Connection, RecordProducer};
 use crate::config::PipelineConfig;
 use crate::sim::{rfc3339, Simulator, SimulatorConfig};
 use crate::sources::SourceConfig;
@@ -53,6 +53,10 @@ pub struct SimulateArgs {
     /// Kafka bootstrap servers.
     #[arg(long, default_value = "127.0.0.1:9092")]
     pub brokers: String,
+    /// A librdkafka property, KEY=VALUE (repeatable), e.g. -X security.protocol=sasl_plaintext
+    /// -X sasl.mechanism=SCRAM-SHA-512 -X sasl.username=... -X sasl.password=...
+    #[arg(short = 'X', long = "kafka-property", value_parser = super::kafka::parse_property)]
+    pub kafka_properties: Vec<(String, String)>,
     /// Pipeline config whose simulator source to use.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -90,6 +94,7 @@ impl SimulateArgs {
     pub fn new(brokers: &str) -> Self {
         SimulateArgs {
             brokers: brokers.into(),
+            kafka_properties: Vec::new(),
             config: None,
             overrides: SimOverrides::default(),
             start: None,
@@ -141,8 +146,13 @@ pub fn simulate(args: &SimulateArgs) -> Result<()> {
         .transpose()
         .map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
-    runtime.block_on(create_topics(&args.brokers, config.partitions))?;
-    let producer = RecordProducer::new(&args.brokers)?;
+    let kafka = Connection {
+        brokers: args.brokers.clone(),
+        properties: args.kafka_properties.clone(),
+    };
+    // The producer connects first: refused credentials fail there with the reason.
+    let producer = RecordProducer::new(&kafka)?;
+    runtime.block_on(create_topics(&kafka, config.partitions))?;
     let mut sim = Simulator::new(&config, start_ms);
     sim.skip(args.skip_steps);
     let max_steps = config.max_events.unwrap_or(u64::MAX);

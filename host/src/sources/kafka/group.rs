@@ -64,11 +64,23 @@ pub(super) struct GroupState {
 /// Runs the group's rebalances through the shards' owner (see the module docs).
 pub(super) struct GroupContext {
     pub(super) source: String,
+    pub(super) brokers: String,
     pub(super) events: Sender<GroupEvent>,
     pub(super) state: Mutex<GroupState>,
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    /// Rejected credentials or permissions stop the source (librdkafka would retry forever).
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if super::auth::is_fatal(&error) {
+            let mut state = self.lock();
+            if state.failure.is_none() {
+                state.failure = Some(super::auth::describe(&self.brokers, reason));
+            }
+        }
+        tracing::error!(source = %self.source, %error, reason, "librdkafka error");
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn rebalance(

@@ -21,6 +21,7 @@
 //! The group's assignments and revocations reach the shards' owner as [`GroupEvent`]s on the
 //! source's own channel ([`Source::group`]); see [`group`].
 
+pub mod auth;
 mod gaps;
 mod group;
 
@@ -214,6 +215,7 @@ fn read(
 ) -> anyhow::Result<()> {
     let context = GroupContext {
         source: c.name.clone(),
+        brokers: c.brokers.clone(),
         events,
         state: Mutex::new(GroupState::default()),
     };
@@ -221,6 +223,18 @@ fn read(
     let consumer: BaseConsumer<GroupContext> = client
         .create_with_context(context)
         .with_context(|| format!("creating a Kafka consumer for {}", c.brokers))?;
+    // Refused credentials fail here with the reason, instead of a consumer that waits forever.
+    auth::connect(
+        consumer.client(),
+        || {
+            // Nothing is assigned yet: a poll serves the error events only.
+            let _ = consumer.poll(Duration::ZERO);
+            consumer.context().lock().failure.clone()
+        },
+        &c.brokers,
+        Duration::from_secs(15),
+    )
+    .map_err(anyhow::Error::msg)?;
     partitions_of(&consumer, c)?;
     let topics: Vec<&str> = c.topics.iter().map(String::as_str).collect();
     consumer
