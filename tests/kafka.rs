@@ -67,26 +67,7 @@ fn kafka_in_equals_the_same_events_read_directly_and_restarts_resume() {
 
     // A raw object written after the checkpoint by a host that then crashed: must not survive.
     let next = offsets["retail-sales-transactions:0"];
-    let orphan_dir = s3
-        .dir
-        .path()
-        .join("retail-data/raw/retail-sales-transactions/date=2026-11-01/partition=0");
-    std::fs::create_dir_all(&orphan_dir).unwrap();
-    let orphan: Vec<shelfstream::plugin::RawRecord> = (next..next + 5)
-        .map(|o| shelfstream::plugin::RawRecord {
-            topic: "retail-sales-transactions".into(),
-            partition: 0,
-            offset: o,
-            key: None,
-            payload: b"{}".to_vec(),
-            timestamp: 0,
-        })
-        .collect();
-    std::fs::write(
-        orphan_dir.join(format!("{next:020}-{:020}.ndjson.gz", next + 4)),
-        shelfstream::archive::encode(&orphan),
-    )
-    .unwrap();
+    plant_raw_object(&s3, "retail-sales-transactions", 0, next, 5);
 
     // Second half; the next run resumes at the saved offsets and closes the windows at the end.
     simulate(&broker.address, 4_000, 2_000);
@@ -599,6 +580,32 @@ fn a_corrupt_shard_checkpoint_stops_the_host_naming_it_or_is_set_aside_and_read_
             "SELECT count() FROM spark_sales_metrics FINAL WHERE metric = 'sales_1m'"
         ),
         minutes.to_string()
+    );
+    clickhouse_query(&database, &format!("DROP DATABASE {database}"));
+}
+
+#[test]
+#[ignore = "needs tansu, s3s-fs and ClickHouse: run tests/run.sh"]
+fn raw_objects_of_a_host_killed_before_its_first_checkpoint_are_removed() {
+    let broker = broker();
+    let s3 = s3();
+    let database = format!("shelfstream_first_checkpoint_{}", std::process::id());
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("pipeline.toml");
+    write_config(&config, &broker.address, &s3, &database);
+    simulate(&broker.address, 1_000, 0);
+    // What a host killed after storing raw objects of partition 0, before any checkpoint of
+    // it, leaves behind: objects from offset 0 that no checkpoint covers.
+    plant_raw_object(&s3, "retail-sales-transactions", 0, 0, 5);
+    plant_raw_object(&s3, "retail-price-changes", 0, 0, 3);
+    assert!(host_run(&config, data.path(), true)
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(
+        raw_offsets(&s3.dir.path().join("retail-data")),
+        consumed_offsets(&s3),
+        "every consumed offset in exactly one raw object"
     );
     clickhouse_query(&database, &format!("DROP DATABASE {database}"));
 }

@@ -51,6 +51,30 @@ pub fn host_binary() -> std::path::PathBuf {
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_host").into())
 }
 
+/// A raw object of `n` records from offset `first`, as a host that crashed before a checkpoint
+/// covered it leaves behind (dated 2026-11-01, the simulator's start in these tests).
+pub fn plant_raw_object(s3: &S3, topic: &str, partition: i32, first: i64, n: i64) {
+    let dir = s3.dir.path().join(format!(
+        "retail-data/raw/{topic}/date=2026-11-01/partition={partition}"
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let records: Vec<shelfstream::plugin::RawRecord> = (first..first + n)
+        .map(|offset| shelfstream::plugin::RawRecord {
+            topic: topic.into(),
+            partition,
+            offset,
+            key: None,
+            payload: b"{}".to_vec(),
+            timestamp: 0,
+        })
+        .collect();
+    std::fs::write(
+        dir.join(format!("{first:020}-{:020}.ndjson.gz", first + n - 1)),
+        shelfstream::archive::encode(&records),
+    )
+    .unwrap();
+}
+
 /// `host simulate` of `steps` steps after the first `skip` (4 stores, 30 products, a fixed
 /// start), as fast as possible.
 pub fn simulate(brokers: &str, steps: u64, skip: u64) {

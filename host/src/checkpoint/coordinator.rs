@@ -14,7 +14,7 @@ use super::{CheckpointError, SavedState, ShardCheckpoint, ShardStore};
 use crate::archive::RawStore;
 use crate::pipeline::{OnBadState, ShardId, Shards};
 use crate::sinks::Sink;
-use crate::sources::{Offsets, Position};
+use crate::sources::{Offsets, Position, TopicPartition};
 
 /// Checkpoints: every sink flushed, then each shard's stage state saved together with its
 /// sources' positions (the local shard in one file, each Kafka partition as a shard checkpoint),
@@ -111,15 +111,15 @@ impl Checkpoints {
                 resume.extend(self.offsets.get(&p).cloned().unwrap_or_default());
                 continue; // still open (never revoked)
             }
-            let (checkpoint, from_scratch) = match store.load(p) {
-                Ok(checkpoint) => (checkpoint.unwrap_or_default(), false),
+            let checkpoint = match store.load(p) {
+                Ok(checkpoint) => checkpoint.unwrap_or_default(),
                 Err(e @ CheckpointError::Corrupt { .. })
                     if shards.on_bad_state() == OnBadState::StartEmpty =>
                 {
                     let kept = store.set_aside(p);
                     tracing::error!(partition = p, error = %e, kept_as = %kept,
                         "shard checkpoint unreadable; set aside, the partition is read again from the beginning of its topics with empty state (runtime.on_bad_state = \"start-empty\")");
-                    (ShardCheckpoint::default(), true)
+                    ShardCheckpoint::default()
                 }
                 Err(e @ CheckpointError::Corrupt { .. }) => anyhow::bail!(
                     "{e}. Partition {p} is not started (runtime.on_bad_state = \"stop\"), and the object is left as it is. Choices: put back a good copy of the object; or set runtime.on_bad_state = \"start-empty\" to set it aside and read partition {p} again from the beginning of its topics with empty state (ClickHouse rows are replaced by their identity; alerts and NDJSON rows are written again)"
@@ -131,34 +131,23 @@ impl Checkpoints {
             tracing::info!(partition = p, offsets = ?checkpoint.offsets, stages = checkpoint.stages.len(),
                 "opening partition shard");
             if let Some(raw) = &self.archive {
-                if from_scratch {
-                    // Every raw batch of the partition is written again as it is read again.
-                    for topic in topics {
-                        let deleted = raw
-                            .discard_after_blocking(topic, p, 0, None)
-                            .with_context(|| format!("removing raw batches of {topic}:{p}"))?;
-                        tracing::info!(
-                            topic,
-                            partition = p,
-                            deleted,
-                            "removed the partition's raw batches (read again)"
-                        );
-                    }
-                }
-                for (tp, &next) in &checkpoint.offsets {
-                    let topic = tp.topic.as_str();
-                    let since = checkpoint.newest_record_ms.get(tp).copied();
+                // Raw objects from each topic-partition's saved offset on were stored after the
+                // checkpoint and are read (and stored) again: remove them. Without a saved
+                // offset that is from 0: a predecessor killed before the partition's first
+                // checkpoint may have stored some (found by the chaos soak).
+                let mut next_of: BTreeMap<TopicPartition, i64> = topics
+                    .iter()
+                    .map(|t| (TopicPartition::new(t.as_str(), p), 0))
+                    .collect();
+                next_of.extend(checkpoint.offsets.iter().map(|(tp, &n)| (tp.clone(), n)));
+                for (tp, next) in next_of {
+                    let since = checkpoint.newest_record_ms.get(&tp).copied();
                     let deleted = raw
-                        .discard_after_blocking(topic, p, next, since)
+                        .discard_after_blocking(&tp.topic, p, next, since)
                         .with_context(|| format!("removing raw batches of {tp} after {next}"))?;
                     if deleted > 0 {
-                        tracing::info!(
-                            topic,
-                            partition = p,
-                            next,
-                            deleted,
-                            "removed raw batches written after the last checkpoint"
-                        );
+                        tracing::info!(topic = %tp.topic, partition = p, next, deleted,
+                            "removed raw batches written after the last checkpoint");
                     }
                 }
             }
