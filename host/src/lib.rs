@@ -21,6 +21,8 @@
 //! - [`checkpoint`]: the coordinator (sinks and archive durable, then state with positions,
 //!   then offsets committed), the local saved state, shard checkpoints in the object store.
 //! - [`runtime`]: `host run`: wires the above, runs the pipeline thread, stops cleanly.
+//! - [`observe`]: metrics, health, the live page and `host top`, from one snapshot the
+//!   pipeline thread publishes every second; [`meter`]: the counters stages and sinks keep.
 //! - [`hotswap`]: watching the plugins folder and the config file.
 //! - [`config`]: the strict pipeline config; [`units`]: durations and sizes; [`topics`]: the
 //!   retail topic names.
@@ -48,6 +50,9 @@ pub mod archive;
 pub mod checkpoint;
 
 pub mod runtime;
+
+pub mod meter;
+pub mod observe;
 
 pub mod config;
 pub mod harness;

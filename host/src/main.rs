@@ -45,6 +45,18 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// A running host's stages, partitions, sinks and recent alerts, redrawn every second.
+    Top {
+        /// The host's HTTP address ([http] listen).
+        #[arg(long, default_value = "http://127.0.0.1:9464")]
+        url: String,
+        /// The host's [http] token, if it has one.
+        #[arg(long, env = "SHELFSTREAM_HTTP_TOKEN")]
+        token: Option<String>,
+        /// Print the table once and exit.
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -75,6 +87,9 @@ struct RunArgs {
     /// No live summary.
     #[arg(long)]
     quiet: bool,
+    /// Serve metrics and the live page here (host:port, or "off"); overrides [http] listen.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -112,6 +127,10 @@ fn main() -> Result<()> {
         Command::Migrate { config } => migrate(config),
         Command::Simulate(args) => simulate(&args),
         Command::Demo(args) => demo(args),
+        Command::Top { url, token, once } => tokio::runtime::Runtime::new()
+            .context("starting the tokio runtime")?
+            .block_on(shelfstream::observe::top::run(&url, token.as_deref(), once))
+            .map_err(anyhow::Error::from),
     }
 }
 
@@ -122,6 +141,9 @@ fn run_command(args: RunArgs) -> Result<()> {
     }
     if args.close_windows_at_end {
         config.runtime.close_windows_at_end = true;
+    }
+    if let Some(listen) = args.http {
+        config.http.listen = listen;
     }
     if let Some(path) = args.input {
         config.sources = vec![SourceConfig::Ndjson(NdjsonConfig {

@@ -48,6 +48,9 @@ pub struct PipelineConfig {
     pub kafka_sink: Option<crate::sinks::kafka::KafkaSinkConfig>,
     /// Where raw batches from Kafka are kept (default: a local folder `<data_dir>/raw`).
     pub raw_store: Option<crate::archive::RawStoreConfig>,
+    /// Metrics, health and the live page (default: `127.0.0.1:9464`).
+    #[serde(default)]
+    pub http: crate::observe::HttpConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -22,6 +22,34 @@ pub enum DeadLetterKind {
     Malformed,
 }
 
+impl DeadLetterKind {
+    pub const ALL: [DeadLetterKind; 6] = [
+        DeadLetterKind::Rejected,
+        DeadLetterKind::Late,
+        DeadLetterKind::PluginFailure,
+        DeadLetterKind::Quarantined,
+        DeadLetterKind::Unloaded,
+        DeadLetterKind::Malformed,
+    ];
+
+    /// The kind as a metric label (as it is spelled in dead-letter JSON).
+    pub fn label(self) -> &'static str {
+        match self {
+            DeadLetterKind::Rejected => "rejected",
+            DeadLetterKind::Late => "late",
+            DeadLetterKind::PluginFailure => "plugin_failure",
+            DeadLetterKind::Quarantined => "quarantined",
+            DeadLetterKind::Unloaded => "unloaded",
+            DeadLetterKind::Malformed => "malformed",
+        }
+    }
+
+    /// This kind's index in [`Self::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// Where a raw record came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceRef {

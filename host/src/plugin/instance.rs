@@ -51,6 +51,30 @@ pub enum PluginError {
     Malformed(#[from] Malformed),
 }
 
+impl PluginError {
+    /// The kinds of failure, as metric labels.
+    pub const KINDS: [&'static str; 6] = [
+        "deadline",
+        "stack",
+        "memory",
+        "trap",
+        "refused",
+        "malformed",
+    ];
+
+    /// This failure's index in [`Self::KINDS`].
+    pub fn kind(&self) -> usize {
+        match self {
+            PluginError::Deadline(_) => 0,
+            PluginError::StackOverflow => 1,
+            PluginError::MemoryLimit(_) => 2,
+            PluginError::Trap(_) => 3,
+            PluginError::Refused(_) => 4,
+            PluginError::Malformed(_) => 5,
+        }
+    }
+}
+
 /// What a plugin's store holds: its identity for logs and the host imports' data.
 pub struct StoreData {
     plugin: Arc<str>,

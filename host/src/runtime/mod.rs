@@ -24,6 +24,7 @@ pub use report::RunReport;
 use crate::archive::RawStore;
 use crate::checkpoint::{Checkpoints, SavedState, ShardStore};
 use crate::config::PipelineConfig;
+use crate::observe::{Collector, Telemetry};
 use crate::pipeline::{ShardId, Shards, StageSpec};
 use crate::plugin::registry::{load_plugins, PluginSet};
 use crate::plugin::{LoadedPlugin, PluginEngine};
@@ -49,6 +50,8 @@ pub async fn run(
     let config = &opts.config;
     let runtime = config.runtime.clone();
     let data_dir = runtime.data_dir.clone();
+    let telemetry = Telemetry::new();
+    let _http = crate::observe::http::serve(&config.http, telemetry.clone()).await?;
     let engine = Arc::new(PluginEngine::new(Some(data_dir.join("cache")))?);
     let specs = config.stage_specs()?;
     let plugins = stage_plugins(&specs, load_plugins(&engine, &opts.plugins_dir)?, &opts)?;
@@ -85,10 +88,15 @@ pub async fn run(
         }
         None => (None, None),
     };
-    let (group_events, commits) = match group {
-        Some(g) => (Some(g.events), Some(g.commits)),
-        None => (None, None),
+    let (group_events, commits, high_watermarks) = match group {
+        Some(g) => (Some(g.events), Some(g.commits), Some(g.high_watermarks)),
+        None => (None, None, None),
     };
+    let mut meters = sinks.meters();
+    meters.extend(archive.as_ref().map(|a| a.meter()));
+    let collector = Collector::new(telemetry, &config.sources)
+        .with_sinks(meters)
+        .with_high_watermarks(high_watermarks);
     let checkpoints = Checkpoints::new(
         data_dir.clone(),
         saved.sources,
@@ -130,8 +138,8 @@ pub async fn run(
         shards,
         sinks,
         checkpoints,
-        opts.summary,
-        runtime.close_windows_at_end,
+        collector,
+        (opts.summary, runtime.close_windows_at_end),
         stop.clone(),
     );
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();

@@ -19,6 +19,7 @@ use crossbeam_channel::{Receiver, Select};
 use super::report::{summary_line, totals, RunReport};
 use crate::checkpoint::Checkpoints;
 use crate::hotswap::Change;
+use crate::observe::{Collector, HistoryEntry};
 use crate::pipeline::{Batch, Outputs, ShardId, Shards};
 use crate::sinks::Sink;
 use crate::sources::{GroupEvent, Position, SourceBatch, SourceEvent, StopFlag};
@@ -38,6 +39,7 @@ pub struct PipelineThread {
     pub sinks: Box<dyn Sink>,
     pub checkpoints: Checkpoints,
     pub report: RunReport,
+    pub collector: Collector,
     summary: bool,
     close_windows_at_end: bool,
     stop: StopFlag,
@@ -50,8 +52,8 @@ impl PipelineThread {
         shards: Shards,
         sinks: Box<dyn Sink>,
         checkpoints: Checkpoints,
-        summary: bool,
-        close_windows_at_end: bool,
+        collector: Collector,
+        (summary, close_windows_at_end): (bool, bool),
         stop: StopFlag,
     ) -> Self {
         PipelineThread {
@@ -59,6 +61,7 @@ impl PipelineThread {
             sinks,
             checkpoints,
             report: RunReport::default(),
+            collector,
             summary,
             close_windows_at_end,
             stop,
@@ -90,7 +93,10 @@ impl PipelineThread {
                 select.recv(&group),
                 select.recv(changes_rx),
             );
-            let op = select.select();
+            let Ok(op) = select.select_timeout(crate::observe::collect::EVERY) else {
+                self.collector.tick(&self.shards, self.report.records_in);
+                continue;
+            };
             match op.index() {
                 i if i == s => match op.recv(&sources) {
                     Ok(event) => running -= self.on_source(event)?,
@@ -102,19 +108,31 @@ impl PipelineThread {
                         while let Ok(event) = sources.try_recv() {
                             running -= self.on_source(event)?;
                         }
+                        self.collector.collect(&self.shards);
                         self.on_group(event)?;
                     }
                 }
                 i if i == c => match op.recv(changes_rx) {
-                    Ok(change) => self.on_change(change),
+                    Ok(change) => {
+                        self.collector.collect(&self.shards);
+                        self.on_change(change);
+                        self.collector.publish(&self.shards, self.report.records_in);
+                    }
                     Err(_) => changes = None, // no watchers
                 },
                 _ => unreachable!("three operations"),
             }
             if self.checkpoints.periodic() && last_checkpoint.elapsed() >= self.checkpoints.every {
+                let started = Instant::now();
                 self.checkpoints.take(&mut self.shards, &mut *self.sinks)?;
+                let partitions = self.shards.ids().into_iter().filter_map(|s| match s {
+                    ShardId::Partition(p) => Some(p),
+                    ShardId::Local => None,
+                });
+                self.collector.checkpointed(partitions, started.elapsed());
                 last_checkpoint = Instant::now();
             }
+            self.collector.tick(&self.shards, self.report.records_in);
             if self.summary && last_print.elapsed() >= Duration::from_secs(1) {
                 let records = self.report.records_in;
                 let rate = (records - last_records) as f64 / last_print.elapsed().as_secs_f64();
@@ -132,6 +150,8 @@ impl PipelineThread {
                 self.flush_windows(shard)?;
             }
         }
+        self.collector.stopping();
+        self.collector.publish(&self.shards, self.report.records_in);
         let totals = totals(&self.shards);
         let report = &mut self.report;
         report.alerts = totals.alerts;
@@ -156,8 +176,11 @@ impl PipelineThread {
 
     /// The last checkpoint (every sink flushed first), and the dead letters of the whole run.
     pub fn finish(&mut self) -> anyhow::Result<()> {
+        let started = Instant::now();
         self.checkpoints
             .take_now(&mut self.shards, &mut *self.sinks)?;
+        self.collector.checkpointed([], started.elapsed());
+        self.collector.publish(&self.shards, self.report.records_in);
         let shards = &self.shards;
         self.report.dead_letters =
             shards.retired.dead_letters + shards.iter().map(|(_, p)| p.dead_letters).sum::<u64>();
@@ -165,6 +188,7 @@ impl PipelineThread {
     }
 
     fn write(&mut self, outputs: &Outputs) -> anyhow::Result<()> {
+        self.collector.outputs(outputs);
         self.sinks
             .write_outputs(outputs)
             .context("writing pipeline outputs")
@@ -226,6 +250,9 @@ impl PipelineThread {
             }
         }
         if let (Some(first), Some(last)) = (records.first(), records.last()) {
+            if partitioned {
+                self.collector.read(&topic, last.partition, last.offset);
+            }
             if partitioned && self.first_batches.insert((topic.clone(), first.partition)) {
                 tracing::info!(
                     topic,
@@ -264,6 +291,7 @@ impl PipelineThread {
                 let result = self
                     .checkpoints
                     .assign(&mut self.shards, &partitions, &topics);
+                self.collector.assigned();
                 if let Err(error) = &result {
                     tracing::error!(%source, ?partitions, error = format!("{error:#}"), "opening assigned partitions failed");
                 }
@@ -294,8 +322,12 @@ impl PipelineThread {
                         self.flush_windows(ShardId::Partition(p))?;
                     }
                 }
+                let started = Instant::now();
+                self.collector.collect(&self.shards);
                 let offsets =
                     (self.checkpoints).revoke(&mut self.shards, &mut *self.sinks, &partitions)?;
+                self.collector
+                    .checkpointed(partitions.iter().copied(), started.elapsed());
                 tracing::debug!(%source, ?partitions, ?offsets, "partitions checkpointed and closed");
                 let _ = reply.send(offsets);
             }
@@ -304,29 +336,95 @@ impl PipelineThread {
     }
 
     fn on_change(&mut self, change: Change) {
+        // One history entry per stage (every shard runs the same change).
+        let mut history: std::collections::BTreeMap<String, HistoryEntry> = Default::default();
         match change {
             Change::Swap(plugin) => {
+                let before = self.versions_of(&plugin.name);
                 for (shard, outcome) in self.shards.swap(&plugin) {
+                    let entry = HistoryEntry {
+                        stage: outcome.stage.clone(),
+                        plugin: plugin.name.clone(),
+                        version: plugin.version.clone(),
+                        previous: before.get(&outcome.stage).cloned(),
+                        ..Default::default()
+                    };
                     match outcome.result {
-                        Ok(pause) => tracing::info!(
-                            %shard, stage = %outcome.stage, plugin = %plugin.name, version = %plugin.version,
-                            pause_us = pause.as_micros() as u64, "hot-swapped plugin"
-                        ),
-                        Err(error) => tracing::error!(
-                            %shard, stage = %outcome.stage, plugin = %plugin.name, version = %plugin.version,
-                            %error, "new plugin version rejected; the running version stays"
-                        ),
+                        Ok(pause) => {
+                            tracing::info!(
+                                %shard, stage = %outcome.stage, plugin = %plugin.name, version = %plugin.version,
+                                pause_us = pause.as_micros() as u64, "hot-swapped plugin"
+                            );
+                            history
+                                .entry(outcome.stage.clone())
+                                .or_insert(HistoryEntry {
+                                    kind: "hot_swap".into(),
+                                    detail: format!("paused {} us", pause.as_micros()),
+                                    ..entry
+                                });
+                        }
+                        Err(error) => {
+                            tracing::error!(
+                                %shard, stage = %outcome.stage, plugin = %plugin.name, version = %plugin.version,
+                                %error, "new plugin version rejected; the running version stays"
+                            );
+                            history.insert(
+                                outcome.stage.clone(),
+                                HistoryEntry {
+                                    kind: "swap_rejected".into(),
+                                    detail: error.to_string(),
+                                    ..entry
+                                },
+                            );
+                        }
                     }
                 }
             }
             Change::Reconfigure(specs) => {
                 let (outcomes, restart) = self.shards.reconfigure(&specs);
+                let versions = self.versions_of_stages();
                 for (shard, outcome) in outcomes {
+                    let (plugin, version) =
+                        versions.get(&outcome.stage).cloned().unwrap_or_default();
+                    let params = (specs.iter().find(|s| s.name == outcome.stage))
+                        .map(|s| {
+                            s.params
+                                .iter()
+                                .map(|(k, v)| format!("{k}={v}"))
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        })
+                        .unwrap_or_default();
+                    let entry = HistoryEntry {
+                        stage: outcome.stage.clone(),
+                        plugin,
+                        version,
+                        ..Default::default()
+                    };
                     match outcome.result {
-                        Ok(pause) => tracing::info!(%shard, stage = %outcome.stage,
-                            pause_us = pause.as_micros() as u64, "new parameters applied with the stage's state"),
-                        Err(error) => tracing::error!(%shard, stage = %outcome.stage, %error,
-                            "new parameters rejected; the stage keeps the old ones"),
+                        Ok(pause) => {
+                            tracing::info!(%shard, stage = %outcome.stage,
+                                pause_us = pause.as_micros() as u64, "new parameters applied with the stage's state");
+                            history
+                                .entry(outcome.stage.clone())
+                                .or_insert(HistoryEntry {
+                                    kind: "params".into(),
+                                    detail: params,
+                                    ..entry
+                                });
+                        }
+                        Err(error) => {
+                            tracing::error!(%shard, stage = %outcome.stage, %error,
+                                "new parameters rejected; the stage keeps the old ones");
+                            history.insert(
+                                outcome.stage.clone(),
+                                HistoryEntry {
+                                    kind: "params_rejected".into(),
+                                    detail: format!("{params}: {error}"),
+                                    ..entry
+                                },
+                            );
+                        }
                     }
                 }
                 for change in restart {
@@ -334,10 +432,43 @@ impl PipelineThread {
                 }
             }
             Change::Unload(name) => {
+                let versions = self.versions_of(&name);
                 for stage in self.shards.unload(&name) {
                     tracing::warn!(%stage, plugin = %name, "plugin file removed: stage stopped (state kept); its input goes to the dead letters");
+                    history.entry(stage.clone()).or_insert(HistoryEntry {
+                        kind: "unloaded".into(),
+                        plugin: name.clone(),
+                        version: versions.get(&stage).cloned().unwrap_or_default(),
+                        detail: "plugin file removed; input goes to the dead letters".into(),
+                        stage,
+                        ..Default::default()
+                    });
                 }
             }
         }
+        for entry in history.into_values() {
+            self.collector.history(entry);
+        }
+    }
+
+    /// The running version of `plugin` per stage that runs it.
+    fn versions_of(&self, plugin: &str) -> std::collections::BTreeMap<String, String> {
+        (self.versions_of_stages().into_iter())
+            .filter(|(_, (p, _))| p == plugin)
+            .map(|(stage, (_, version))| (stage, version))
+            .collect()
+    }
+
+    /// Every stage's plugin and running version.
+    fn versions_of_stages(&self) -> std::collections::BTreeMap<String, (String, String)> {
+        let mut out = std::collections::BTreeMap::new();
+        for (_, pipeline) in self.shards.iter() {
+            for stage in pipeline.stages() {
+                let p = stage.plugin();
+                out.entry(stage.spec().name.clone())
+                    .or_insert_with(|| (p.name.clone(), p.version.clone()));
+            }
+        }
+        out
     }
 }

@@ -7,7 +7,11 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use super::{Sink, SinkError};
+use crate::meter::SinkMeter;
 use crate::pipeline::Provenance;
 use crate::pipeline::{event_json, DeadLetter};
 use crate::plugin::Event;
@@ -17,6 +21,9 @@ pub const DEAD_LETTERS: &str = "dead_letters";
 pub struct FileSink {
     dir: PathBuf,
     files: HashMap<String, BufWriter<File>>,
+    /// Lines written since the last flush (durable at the flush).
+    unsynced: usize,
+    meter: Arc<SinkMeter>,
 }
 
 impl FileSink {
@@ -28,6 +35,8 @@ impl FileSink {
         Ok(FileSink {
             dir: dir.to_path_buf(),
             files: HashMap::new(),
+            unsynced: 0,
+            meter: SinkMeter::new("files"),
         })
     }
 
@@ -49,6 +58,8 @@ impl FileSink {
     }
 
     fn line(&mut self, stream: &str, value: &serde_json::Value) -> Result<(), SinkError> {
+        self.unsynced += 1;
+        self.meter.queued(1);
         let out = self.file(stream)?;
         serde_json::to_writer(&mut *out, value)
             .map_err(std::io::Error::from)
@@ -88,6 +99,7 @@ impl Sink for FileSink {
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
+        let started = Instant::now();
         for (stream, file) in &mut self.files {
             file.flush()
                 .and_then(|_| file.get_ref().sync_data())
@@ -96,6 +108,12 @@ impl Sink for FileSink {
                     source,
                 })?;
         }
+        self.meter
+            .written(std::mem::take(&mut self.unsynced), started.elapsed());
         Ok(())
+    }
+
+    fn meters(&self) -> Vec<Arc<SinkMeter>> {
+        vec![self.meter.clone()]
     }
 }

@@ -11,6 +11,7 @@ use rdkafka::ClientConfig;
 use serde::Deserialize;
 
 use super::{Sink, SinkError};
+use crate::meter::SinkMeter;
 use crate::pipeline::Provenance;
 use crate::pipeline::{event_json, DeadLetter};
 use crate::plugin::Event;
@@ -42,6 +43,9 @@ pub struct KafkaSink {
     config: KafkaSinkConfig,
     /// Shared with the checkpoint's background wait for deliveries.
     producer: std::sync::Arc<BaseProducer<AuthWatch>>,
+    /// Messages sent and not yet known to be acknowledged.
+    unconfirmed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    meter: std::sync::Arc<SinkMeter>,
 }
 
 impl KafkaSink {
@@ -74,6 +78,8 @@ impl KafkaSink {
         Ok(KafkaSink {
             config,
             producer: std::sync::Arc::new(producer),
+            unconfirmed: Default::default(),
+            meter: SinkMeter::new("kafka"),
         })
     }
 
@@ -83,7 +89,11 @@ impl KafkaSink {
                 .producer
                 .send(BaseRecord::to(topic).key(key).payload(payload))
             {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.meter.queued(1);
+                    (self.unconfirmed).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(());
+                }
                 Err((e, _))
                     if e.rdkafka_error_code()
                         == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
@@ -141,23 +151,43 @@ impl Sink for KafkaSink {
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
-        wait_for_deliveries(&self.producer);
+        wait_for_deliveries(&self.producer, &self.unconfirmed, &self.meter);
         Ok(())
     }
 
     fn start_flush(&mut self) -> Result<Vec<super::Pending>, SinkError> {
-        let producer = self.producer.clone();
-        Ok(vec![Box::new(move || wait_for_deliveries(&producer))])
+        let (producer, unconfirmed, meter) = (
+            self.producer.clone(),
+            self.unconfirmed.clone(),
+            self.meter.clone(),
+        );
+        Ok(vec![Box::new(move || {
+            wait_for_deliveries(&producer, &unconfirmed, &meter)
+        })])
+    }
+
+    fn meters(&self) -> Vec<std::sync::Arc<SinkMeter>> {
+        vec![self.meter.clone()]
     }
 }
 
 /// Wait for every delivery report; with message.timeout.ms = 0 librdkafka keeps retrying while
 /// the broker is away, so this blocks (backpressure) rather than losing messages.
-fn wait_for_deliveries(producer: &BaseProducer<AuthWatch>) {
+fn wait_for_deliveries(
+    producer: &BaseProducer<AuthWatch>,
+    unconfirmed: &std::sync::atomic::AtomicUsize,
+    meter: &SinkMeter,
+) {
+    let started = std::time::Instant::now();
     loop {
         match producer.flush(Duration::from_secs(5)) {
-            Ok(()) => return,
+            Ok(()) => {
+                let sent = unconfirmed.swap(0, std::sync::atomic::Ordering::Relaxed);
+                meter.written(sent, started.elapsed());
+                return;
+            }
             Err(e) => {
+                meter.retry();
                 let refused = producer.context().failure();
                 tracing::warn!(error = %e, in_flight = producer.in_flight_count(), refused, "waiting for Kafka to acknowledge alerts and dead letters")
             }

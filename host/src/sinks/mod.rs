@@ -47,6 +47,11 @@ pub trait Sink: Send {
         Ok(Vec::new())
     }
 
+    /// The sink's meters, for metrics (none for sinks that keep no figures).
+    fn meters(&self) -> Vec<std::sync::Arc<crate::meter::SinkMeter>> {
+        Vec::new()
+    }
+
     /// Write everything a push through the chain returned: each output batch in order (as rows,
     /// made here once for every sink), then the dead letters.
     fn write_outputs(&mut self, outputs: &Outputs) -> Result<(), SinkError> {
@@ -92,5 +97,9 @@ impl Sink for Fanout {
             pending.extend(s.start_flush()?);
         }
         Ok(pending)
+    }
+
+    fn meters(&self) -> Vec<std::sync::Arc<crate::meter::SinkMeter>> {
+        self.0.iter().flat_map(|s| s.meters()).collect()
     }
 }

@@ -53,6 +53,23 @@ pub struct Group {
     pub events: Receiver<GroupEvent>,
     /// Offsets to commit to the group once a checkpoint covers them.
     pub commits: Sender<Offsets>,
+    /// The broker's newest offset per topic-partition, as last reported.
+    pub high_watermarks: HighWatermarks,
+}
+
+/// The broker's high watermark (the offset the next message will get) per topic and partition,
+/// updated by the consumer's statistics: what consumer lag is measured against.
+#[derive(Debug, Clone, Default)]
+pub struct HighWatermarks(
+    std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<(String, i32), i64>>>,
+);
+
+impl HighWatermarks {
+    pub fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<(String, i32), i64>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// The entities a source's events refer to (dimension tables), when the source knows them.

@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::dead_letter::{DeadLetter, DeadLetterKind, SourceRef};
 use super::Batch;
@@ -127,6 +128,11 @@ impl Stage {
         self.watermark
     }
 
+    /// The size of the plugin's state at the stage's last snapshot.
+    pub fn state_bytes(&self) -> usize {
+        self.checkpoint.data.len()
+    }
+
     /// Wait for these input lanes: the watermark does not pass a lane that has sent nothing yet.
     pub fn expect_lanes(&mut self, lanes: &[i32]) {
         for lane in lanes {
@@ -167,6 +173,9 @@ impl Stage {
             },
         };
         self.stats.dead_letters += (dead.len() - before) as u64;
+        for d in &dead[before..] {
+            self.stats.dead_by_kind[d.kind.index()] += 1;
+        }
         self.stats.events_out += out.len() as u64;
         self.maybe_checkpoint(dead);
         out
@@ -205,7 +214,10 @@ impl Stage {
         };
         let instance = self.instance.as_mut().expect("running");
         instance.set_watermark(self.watermark);
-        match instance.clean(&RawBatch::from_records(records)) {
+        let started = Instant::now();
+        let result = instance.clean(&RawBatch::from_records(records));
+        self.stats.calls.observe(started.elapsed());
+        match result {
             Ok(cleaned) => {
                 self.consecutive_failures = 0;
                 let mut topic: Option<Arc<str>> = None;
@@ -278,7 +290,10 @@ impl Stage {
         };
         let instance = self.instance.as_mut().expect("running");
         instance.set_watermark(watermark);
-        match instance.process(&on_time) {
+        let started = Instant::now();
+        let result = instance.process(&on_time);
+        self.stats.calls.observe(started.elapsed());
+        match result {
             Ok(emitted) => {
                 self.consecutive_failures = 0;
                 out = emitted;
@@ -369,6 +384,7 @@ impl Stage {
     /// A call failed: dead-letter its batch, then re-create the instance or quarantine.
     fn fail(&mut self, error: PluginError, batch: Option<Batch>, dead: &mut Vec<DeadLetter>) {
         self.stats.failures += 1;
+        self.stats.failures_by_kind[error.kind()] += 1;
         self.consecutive_failures += 1;
         if let Some(batch) = &batch {
             let reason = format!("plugin failed: {error}");
@@ -417,7 +433,9 @@ impl Stage {
 
     fn quarantine(&mut self) {
         self.consecutive_failures = 0;
+        self.stats.quarantines += 1;
         if let Some(previous) = self.previous.take() {
+            self.stats.rollbacks += 1;
             tracing::error!(
                 stage = %self.spec.name,
                 plugin = %self.plugin.name,

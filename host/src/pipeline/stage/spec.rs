@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::meter::Latency;
+use crate::pipeline::DeadLetterKind;
 use crate::plugin::{Limits, PluginError, PluginKind, Timestamp};
 
 /// Static description of a stage, from the pipeline config.
@@ -115,7 +117,8 @@ pub enum Status {
     Unloaded,
 }
 
-#[derive(Debug, Clone, Default)]
+/// A stage's counters since it started (see [`crate::observe`] for how they become metrics).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct StageStats {
     pub batches: u64,
     pub events_in: u64,
@@ -123,4 +126,69 @@ pub struct StageStats {
     pub failures: u64,
     pub dead_letters: u64,
     pub swaps: u64,
+    /// Failed calls by [`PluginError::kind`], in the order of [`PluginError::KINDS`].
+    pub failures_by_kind: [u64; PluginError::KINDS.len()],
+    /// Dead letters by [`DeadLetterKind::label`], in the order of [`DeadLetterKind::ALL`].
+    pub dead_by_kind: [u64; DeadLetterKind::ALL.len()],
+    pub quarantines: u64,
+    /// Quarantines that went back to the previous version.
+    pub rollbacks: u64,
+    /// The time of each call with a batch.
+    pub calls: Latency,
+}
+
+impl StageStats {
+    /// What was counted after `earlier` (a copy of these stats taken before).
+    pub fn since(&self, earlier: &StageStats) -> StageStats {
+        let sub = |a: &[u64], b: &[u64], out: &mut [u64]| {
+            for ((o, a), b) in out.iter_mut().zip(a).zip(b) {
+                *o = a.saturating_sub(*b);
+            }
+        };
+        let mut d = StageStats {
+            batches: self.batches.saturating_sub(earlier.batches),
+            events_in: self.events_in.saturating_sub(earlier.events_in),
+            events_out: self.events_out.saturating_sub(earlier.events_out),
+            failures: self.failures.saturating_sub(earlier.failures),
+            dead_letters: self.dead_letters.saturating_sub(earlier.dead_letters),
+            swaps: self.swaps.saturating_sub(earlier.swaps),
+            quarantines: self.quarantines.saturating_sub(earlier.quarantines),
+            rollbacks: self.rollbacks.saturating_sub(earlier.rollbacks),
+            calls: self.calls.since(&earlier.calls),
+            ..Default::default()
+        };
+        sub(
+            &self.failures_by_kind,
+            &earlier.failures_by_kind,
+            &mut d.failures_by_kind,
+        );
+        sub(
+            &self.dead_by_kind,
+            &earlier.dead_by_kind,
+            &mut d.dead_by_kind,
+        );
+        d
+    }
+
+    pub fn add(&mut self, other: &StageStats) {
+        self.batches += other.batches;
+        self.events_in += other.events_in;
+        self.events_out += other.events_out;
+        self.failures += other.failures;
+        self.dead_letters += other.dead_letters;
+        self.swaps += other.swaps;
+        self.quarantines += other.quarantines;
+        self.rollbacks += other.rollbacks;
+        self.calls.add(&other.calls);
+        for (a, b) in self
+            .failures_by_kind
+            .iter_mut()
+            .zip(&other.failures_by_kind)
+        {
+            *a += b;
+        }
+        for (a, b) in self.dead_by_kind.iter_mut().zip(&other.dead_by_kind) {
+            *a += b;
+        }
+    }
 }

@@ -6,6 +6,7 @@
 //! nothing is dropped (backpressure).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clickhouse::Client;
@@ -13,6 +14,7 @@ use serde_json::Value;
 
 use super::rows::{dead_letter_row, event_row, Columns};
 use super::ClickHouseConfig;
+use crate::meter::SinkMeter;
 use crate::pipeline::{DeadLetter, Provenance};
 use crate::plugin::Event;
 use crate::sinks::{Sink, SinkError};
@@ -29,6 +31,7 @@ pub struct ClickHouseSink {
     pub rows_written: u64,
     /// Inserts under way, oldest first (at most [`MAX_IN_FLIGHT`]).
     pending: std::collections::VecDeque<tokio::task::JoinHandle<()>>,
+    meter: Arc<SinkMeter>,
 }
 
 /// Inserts running at once; one more waits for the oldest (bounded memory; an outage holds the
@@ -50,6 +53,7 @@ impl ClickHouseSink {
             warned_metrics: Default::default(),
             rows_written: 0,
             pending: Default::default(),
+            meter: SinkMeter::new("clickhouse"),
         })
     }
 
@@ -76,9 +80,13 @@ impl ClickHouseSink {
     /// background, each retrying with backoff until ClickHouse accepts it.
     fn start_inserts(&mut self) {
         for (table, (rows, body)) in std::mem::take(&mut self.buffers) {
-            while self.pending.len() >= MAX_IN_FLIGHT {
-                let oldest = self.pending.pop_front().expect("not empty");
-                let _ = self.runtime.block_on(oldest);
+            if self.pending.len() >= MAX_IN_FLIGHT {
+                let waited = Instant::now();
+                while self.pending.len() >= MAX_IN_FLIGHT {
+                    let oldest = self.pending.pop_front().expect("not empty");
+                    let _ = self.runtime.block_on(oldest);
+                }
+                self.meter.held(waited.elapsed());
             }
             let sql = format!(
                 "INSERT INTO {}.{table} FORMAT JSONEachRow",
@@ -86,8 +94,9 @@ impl ClickHouseSink {
             );
             let client = self.client.clone();
             let body = bytes::Bytes::from(body);
+            let meter = self.meter.clone();
             self.pending
-                .push_back(self.runtime.spawn(insert(client, sql, table, rows, body)));
+                .push_back((self.runtime).spawn(insert(client, sql, table, rows, body, meter)));
             self.rows_written += rows as u64;
         }
         self.buffered = 0;
@@ -116,6 +125,7 @@ impl Sink for ClickHouseSink {
             let origin = provenance.origins.get(i);
             rows.extend(event_row(event, origin, &columns, &mut metric_table));
         }
+        self.meter.queued(rows.len());
         for (table, row) in rows {
             self.push_row(&table, &row);
         }
@@ -123,6 +133,7 @@ impl Sink for ClickHouseSink {
     }
 
     fn dead_letters(&mut self, dead: &[DeadLetter]) -> Result<(), SinkError> {
+        self.meter.queued(dead.len());
         for d in dead {
             self.push_row("dead_letters", &dead_letter_row(d));
         }
@@ -149,10 +160,22 @@ impl Sink for ClickHouseSink {
         }
         Ok(())
     }
+
+    fn meters(&self) -> Vec<Arc<SinkMeter>> {
+        vec![self.meter.clone()]
+    }
 }
 
 /// Insert one table's rows, retrying with backoff until ClickHouse accepts them.
-async fn insert(client: Client, sql: String, table: String, rows: usize, body: bytes::Bytes) {
+async fn insert(
+    client: Client,
+    sql: String,
+    table: String,
+    rows: usize,
+    body: bytes::Bytes,
+    meter: Arc<SinkMeter>,
+) {
+    let started = Instant::now();
     let mut backoff = Duration::from_millis(100);
     let mut attempt = 1u32;
     loop {
@@ -164,6 +187,7 @@ async fn insert(client: Client, sql: String, table: String, rows: usize, body: b
         .await;
         match result {
             Ok(()) => {
+                meter.written(rows, started.elapsed());
                 if attempt > 1 {
                     tracing::info!(
                         table,
@@ -175,6 +199,7 @@ async fn insert(client: Client, sql: String, table: String, rows: usize, body: b
                 return;
             }
             Err(error) => {
+                meter.retry();
                 tracing::warn!(table, rows, attempt, retry_in_ms = backoff.as_millis() as u64, %error,
                     "ClickHouse insert failed; retrying (the pipeline waits, nothing is dropped)");
                 tokio::time::sleep(backoff).await;

@@ -67,6 +67,7 @@ pub(super) struct GroupContext {
     pub(super) brokers: String,
     pub(super) events: Sender<GroupEvent>,
     pub(super) state: Mutex<GroupState>,
+    pub(super) high_watermarks: crate::sources::HighWatermarks,
 }
 
 impl ClientContext for GroupContext {
@@ -79,6 +80,18 @@ impl ClientContext for GroupContext {
             }
         }
         tracing::error!(source = %self.source, %error, reason, "librdkafka error");
+    }
+
+    /// librdkafka's statistics: keep the broker's high watermark of each partition fetched.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut marks = self.high_watermarks.lock();
+        for (topic, t) in &statistics.topics {
+            for (&partition, p) in &t.partitions {
+                if partition >= 0 && p.hi_offset >= 0 {
+                    marks.insert((topic.clone(), partition), p.hi_offset);
+                }
+            }
+        }
     }
 }
 

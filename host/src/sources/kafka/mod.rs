@@ -112,7 +112,8 @@ fn consumer_config(c: &KafkaSourceConfig) -> anyhow::Result<ClientConfig> {
         .set("enable.auto.offset.store", "false")
         .set("partition.assignment.strategy", "range")
         .set("session.timeout.ms", session_ms.to_string())
-        .set("heartbeat.interval.ms", (session_ms / 4).to_string());
+        .set("heartbeat.interval.ms", (session_ms / 4).to_string())
+        .set("statistics.interval.ms", "1000"); // high watermarks, for the lag metric
     for (key, value) in &c.properties {
         client.set(key, value);
     }
@@ -159,12 +160,14 @@ pub struct KafkaSource {
     /// Handed out by [`Source::group`].
     group: Option<Group>,
     commits: Receiver<Offsets>,
+    high_watermarks: super::HighWatermarks,
 }
 
 impl KafkaSource {
     pub fn new(config: KafkaSourceConfig, batch_size: usize) -> Self {
         let (events, events_rx) = crossbeam_channel::bounded(1);
         let (commits_tx, commits) = crossbeam_channel::unbounded();
+        let high_watermarks = super::HighWatermarks::default();
         KafkaSource {
             config,
             batch_size: batch_size.max(1),
@@ -172,8 +175,10 @@ impl KafkaSource {
             group: Some(Group {
                 events: events_rx,
                 commits: commits_tx,
+                high_watermarks: high_watermarks.clone(),
             }),
             commits,
+            high_watermarks,
         }
     }
 }
@@ -194,6 +199,7 @@ impl Source for KafkaSource {
             events,
             group,
             commits,
+            high_watermarks,
         } = *self;
         if group.is_some() {
             anyhow::bail!(
@@ -201,7 +207,14 @@ impl Source for KafkaSource {
                 config.name
             );
         }
-        read(&config, batch_size, out, stop, events, &commits)
+        read(
+            &config,
+            batch_size,
+            out,
+            stop,
+            (events, high_watermarks),
+            &commits,
+        )
     }
 }
 
@@ -210,13 +223,14 @@ fn read(
     batch_size: usize,
     tx: &Sender<SourceEvent>,
     stop: &StopFlag,
-    events: Sender<GroupEvent>,
+    (events, high_watermarks): (Sender<GroupEvent>, super::HighWatermarks),
     commits: &Receiver<Offsets>,
 ) -> anyhow::Result<()> {
     let context = GroupContext {
         source: c.name.clone(),
         brokers: c.brokers.clone(),
         events,
+        high_watermarks,
         state: Mutex::new(GroupState::default()),
     };
     let client = consumer_config(c)?;

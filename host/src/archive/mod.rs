@@ -11,7 +11,8 @@
 //! After a crash, objects beyond the saved offsets were never checkpointed: [`RawStore::discard_after`]
 //! deletes them at start, so every offset lies in exactly one object.
 
-use std::io::Write;
+mod format;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +21,11 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::Deserialize;
 
+use crate::meter::SinkMeter;
 use crate::plugin::RawRecord;
+use format::{encode_line, gzip};
+
+pub use format::{decode, encode, DecodeError};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -71,6 +76,8 @@ pub struct RawStore {
     pending: std::collections::VecDeque<tokio::task::JoinHandle<()>>,
     /// Per topic-partition: consecutive batches not uploaded yet, as NDJSON.
     open: std::collections::BTreeMap<(String, i32), OpenObject>,
+    /// Counts records (stored when their object is).
+    meter: Arc<SinkMeter>,
 }
 
 /// The next object of a topic-partition, growing until a checkpoint (or [`OBJECT_BYTES`]).
@@ -100,7 +107,12 @@ impl RawStore {
             runtime,
             pending: std::collections::VecDeque::new(),
             open: std::collections::BTreeMap::new(),
+            meter: SinkMeter::new("object_store"),
         })
+    }
+
+    pub fn meter(&self) -> Arc<SinkMeter> {
+        self.meter.clone()
     }
 
     /// [`RawStore::discard_after`], from a thread outside the runtime.
@@ -136,6 +148,7 @@ impl RawStore {
     /// (every checkpoint calls it before it covers the batches) or once it holds
     /// [`OBJECT_BYTES`]; uploads retry until they succeed.
     pub fn write(&mut self, records: &[RawRecord]) {
+        self.meter.queued(records.len());
         for r in records {
             let key = (r.topic.clone(), r.partition);
             let object = self.open.entry(key.clone()).or_insert_with(|| OpenObject {
@@ -159,23 +172,29 @@ impl RawStore {
         };
         let path = self.object_path(&key.0, key.1, object.first, object.last, object.first_ts);
         let body = bytes::Bytes::from(gzip(&object.ndjson));
+        let waited = std::time::Instant::now();
         while self.pending.len() >= MAX_IN_FLIGHT {
             let oldest = self.pending.pop_front().expect("not empty");
             let _ = self.runtime.block_on(oldest);
         }
-        let store = self.store.clone();
+        self.meter.held(waited.elapsed());
+        let (store, meter) = (self.store.clone(), self.meter.clone());
+        let records = (object.last - object.first + 1) as usize;
         self.pending.push_back(self.runtime.spawn(async move {
+            let started = std::time::Instant::now();
             let mut backoff = Duration::from_millis(100);
             let mut attempt = 1u32;
             loop {
                 match store.put(&path, PutPayload::from(body.clone())).await {
                     Ok(_) => {
+                        meter.written(records, started.elapsed());
                         if attempt > 1 {
                             tracing::info!(%path, attempt, "raw batch stored after retries");
                         }
                         return;
                     }
                     Err(error) => {
+                        meter.retry();
                         tracing::warn!(%path, attempt, retry_in_ms = backoff.as_millis() as u64, %error,
                             "storing a raw batch failed; retrying (the pipeline waits, nothing is dropped)");
                         tokio::time::sleep(backoff).await;
@@ -198,6 +217,7 @@ impl RawStore {
             }
             *p != partition
         });
+        self.meter.forgotten(dropped);
         dropped
     }
 
@@ -313,88 +333,6 @@ pub fn open_store(
             )))
         }
     })
-}
-
-/// One record as an NDJSON line (partition, offset, key, timestamp, payload).
-/// One line of a raw object.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Line<'a> {
-    partition: i32,
-    offset: i64,
-    #[serde(borrow)]
-    key: Option<std::borrow::Cow<'a, str>>,
-    timestamp: i64,
-    #[serde(borrow)]
-    payload: std::borrow::Cow<'a, str>,
-}
-
-fn encode_line(out: &mut Vec<u8>, r: &RawRecord) {
-    let line = Line {
-        partition: r.partition,
-        offset: r.offset,
-        key: r.key.as_deref().map(String::from_utf8_lossy),
-        timestamp: r.timestamp,
-        payload: String::from_utf8_lossy(&r.payload),
-    };
-    serde_json::to_writer(&mut *out, &line).expect("in-memory write");
-    out.push(b'\n');
-}
-
-/// Compress in one go: the compressor prepares its output buffer on every write, so many small
-/// writes (one per JSON fragment) cost far more than the data.
-fn gzip(ndjson: &[u8]) -> Vec<u8> {
-    let mut gz = flate2::write::GzEncoder::new(
-        Vec::with_capacity(ndjson.len() / 4 + 64),
-        flate2::Compression::fast(),
-    );
-    gz.write_all(ndjson).expect("in-memory write");
-    gz.finish().expect("in-memory write")
-}
-
-/// Gzip NDJSON: one line per record.
-pub fn encode(records: &[RawRecord]) -> Vec<u8> {
-    let mut ndjson = Vec::with_capacity(records.iter().map(|r| r.payload.len() + 96).sum());
-    for r in records {
-        encode_line(&mut ndjson, r);
-    }
-    gzip(&ndjson)
-}
-
-/// The records of a raw object of `topic` (what [`encode`] wrote), in order.
-pub fn decode(topic: &str, object: &[u8]) -> Result<Vec<RawRecord>, DecodeError> {
-    use std::io::Read;
-    let mut ndjson = Vec::new();
-    flate2::read::GzDecoder::new(object)
-        .read_to_end(&mut ndjson)
-        .map_err(DecodeError::Gzip)?;
-    ndjson
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .enumerate()
-        .map(|(i, l)| {
-            let line: Line<'_> = serde_json::from_slice(l)
-                .map_err(|error| DecodeError::Line { line: i + 1, error })?;
-            Ok(RawRecord {
-                topic: topic.to_string(),
-                partition: line.partition,
-                offset: line.offset,
-                key: line.key.map(|k| k.into_owned().into_bytes()),
-                payload: line.payload.into_owned().into_bytes(),
-                timestamp: line.timestamp,
-            })
-        })
-        .collect()
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
-    #[error("not gzip: {0}")]
-    Gzip(std::io::Error),
-    #[error("line {line}: {error}")]
-    Line {
-        line: usize,
-        error: serde_json::Error,
-    },
 }
 
 #[cfg(test)]
