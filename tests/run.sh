@@ -9,6 +9,8 @@ plugins/build.sh --fixtures
 # Real services (installed on first use), left running: ClickHouse, tansu and s3s-fs on their
 # default ports for the demo test; the Kafka tests start their own broker and S3 server too.
 tests/services/start.sh
+# Headless Chromium and chromedriver for the live page's browser test (Debian packages).
+tests/services/install.sh browser
 # Everything runs here: the service tests (ignored by a plain `cargo test`) too, and a missing
 # component fails its test instead of skipping it.
 export SHELFSTREAM_TEST_ALL=1

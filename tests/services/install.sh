@@ -4,9 +4,10 @@
 #   - tansu, a Kafka-protocol broker in Rust (crates.io), with storage engines
 #   - s3s-fs, an S3-compatible server over a folder (crates.io)
 #   - cmake and the C libraries librdkafka's build needs (OpenSSL: SASL/SCRAM and TLS)
-# Idempotent: anything already present is skipped. Usage: install.sh [clickhouse|kafka|s3 ...]
+#   - Chromium and chromedriver (Debian packages), for the live page's browser test
+# Idempotent: anything already present is skipped. Usage: install.sh [clickhouse|kafka|s3|browser ...]
 set -euo pipefail
-wanted=" ${*:-clickhouse kafka s3} "
+wanted=" ${*:-clickhouse kafka s3 browser} "
 log() { printf '[services/install] %s\n' "$*" >&2; }
 if [[ $(id -u) -eq 0 ]]; then sudo=(); else sudo=(sudo); fi
 
@@ -19,6 +20,10 @@ if [[ $wanted == *" kafka "* ]]; then
     for pkg in libcurl4-openssl-dev libssl-dev pkg-config zlib1g-dev; do
         dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
     done
+fi
+if [[ $wanted == *" browser "* ]]; then
+    command -v chromium >/dev/null || need_apt+=(chromium)
+    command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 fi
 if ((${#need_apt[@]})); then
     log "apt-get install ${need_apt[*]}"
