@@ -211,6 +211,20 @@ fn the_exercise_queries_answer_from_three_simulated_weeks() {
         let rows = query(&ch, sql);
         assert!(!rows.is_empty(), "{name} returned no rows");
     }
+    // Every ClickHouse query of the Grafana dashboards, over a fixed range around the data.
+    let (from, to) = (1_793_491_200, 1_795_132_800); // 2026-11-01 .. 2026-11-20, UTC
+    let mut panels = 0;
+    for (dashboard, title, sql) in grafana_clickhouse_queries() {
+        let sql =
+            expand_grafana_macros(&sql, from, to).replace("retail.", &format!("{}.", ch.database));
+        let rows = query(&ch, &sql);
+        assert!(
+            !rows.is_empty(),
+            "{dashboard}: panel {title:?} returned no rows:\n{sql}"
+        );
+        panels += 1;
+    }
+    assert!(panels >= 8, "{panels} ClickHouse queries in the dashboards");
     // Every category appears in the category rollup, and its revenue is the facts' revenue.
     let rollup: f64 = query(
         &ch,
@@ -289,4 +303,61 @@ fn migrate_adds_the_columns_an_older_table_lacks_and_rebuilds_a_changed_key() {
         "11"
     );
     query(&ch, &format!("DROP DATABASE {}", ch.database));
+}
+
+/// `(dashboard, panel title, SQL)` of every ClickHouse target in `sql/grafana/dashboards/`.
+fn grafana_clickhouse_queries() -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(repo().join("sql/grafana/dashboards")).unwrap() {
+        let path = entry.unwrap().path();
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for panel in json["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                if target["datasource"]["type"] == "grafana-clickhouse-datasource" {
+                    out.push((
+                        path.file_name().unwrap().to_string_lossy().into_owned(),
+                        panel["title"].as_str().unwrap().to_string(),
+                        target["rawSql"].as_str().unwrap().to_string(),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The Grafana ClickHouse datasource's time macros for the range `from..to` (Unix seconds), as
+/// the plugin expands them.
+fn expand_grafana_macros(sql: &str, from: i64, to: i64) -> String {
+    let mut out = String::new();
+    let mut rest = sql;
+    while let Some(at) = rest.find("$__timeFilter(") {
+        out.push_str(&rest[..at]);
+        let args = &rest[at + "$__timeFilter(".len()..];
+        let end = args.find(')').expect("closing parenthesis");
+        let column = args[..end].trim();
+        out.push_str(&format!(
+            "{column} >= toDateTime({from}) AND {column} <= toDateTime({to})"
+        ));
+        rest = &args[end + 1..];
+    }
+    out.push_str(rest);
+    let out = out
+        .replace("$__fromTime", &format!("toDateTime({from})"))
+        .replace("$__toTime", &format!("toDateTime({to})"));
+    assert!(
+        !out.contains('$'),
+        "a macro this test does not expand: {out}"
+    );
+    out
+}
+
+#[test]
+fn grafana_macros_expand_as_the_datasource_does() {
+    let sql = "SELECT 1 FROM t WHERE $__timeFilter(a) AND $__timeFilter( b ) AND c < $__toTime";
+    assert_eq!(
+        expand_grafana_macros(sql, 10, 20),
+        "SELECT 1 FROM t WHERE a >= toDateTime(10) AND a <= toDateTime(20) AND b >= toDateTime(10) AND b <= toDateTime(20) AND c < toDateTime(20)"
+    );
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::delivery::host_binary;
 use common::services::free_port;
-use common::{components_built, new_version_of, plugins_copy, repo, wait_for};
+use common::{components_built, http_get, new_version_of, plugins_copy, repo, wait_for};
 use serde_json::Value;
 use sha2::Digest;
 
@@ -49,7 +49,7 @@ impl LiveHost {
         };
         host.stdin = host.child.stdin.take();
         assert!(
-            wait_for(60, || get(&host.url("/healthz"))
+            wait_for(60, || http_get(&host.url("/healthz"), None)
                 .is_some_and(|r| r.0 == 200)),
             "the host did not serve /healthz: {}",
             host.log()
@@ -74,7 +74,7 @@ impl LiveHost {
     }
 
     fn status(&self) -> Value {
-        let (code, _, body) = get(&self.url("/api/status")).expect("status answers");
+        let (code, _, body) = http_get(&self.url("/api/status"), None).expect("status answers");
         assert_eq!(code, 200, "{body}");
         serde_json::from_str(&body).unwrap()
     }
@@ -122,28 +122,6 @@ impl Drop for LiveHost {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// `(status, content type, body)` of a GET, or `None` when nothing answers.
-fn get(url: &str) -> Option<(u16, String, String)> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let r = (reqwest::Client::new()
-            .get(url)
-            .timeout(Duration::from_secs(5)))
-        .send()
-        .await
-        .ok()?;
-        let status = r.status().as_u16();
-        let kind = (r.headers().get("content-type"))
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        Some((status, kind, r.text().await.ok()?))
-    })
 }
 
 /// `n` sale payloads from the simulator, and `bad` lines the cleaner must reject.
@@ -198,7 +176,7 @@ fn by_label(scrape: &prometheus_parse::Scrape, name: &str, label: &str) -> BTree
 }
 
 fn scrape(host: &LiveHost) -> prometheus_parse::Scrape {
-    let (code, kind, body) = get(&host.url("/metrics")).expect("metrics answer");
+    let (code, kind, body) = http_get(&host.url("/metrics"), None).expect("metrics answer");
     assert_eq!(code, 200);
     assert!(
         kind.starts_with("text/plain; version=0.0.4"),
@@ -270,7 +248,7 @@ fn metrics_parse_as_prometheus_text_and_agree_with_the_status_and_top() {
     }
     assert!(by_label(&m, "shelfstream_sink_queue_depth", "sink").contains_key("files"));
 
-    let (ready, _, why) = get(&host.url("/readyz")).unwrap();
+    let (ready, _, why) = http_get(&host.url("/readyz"), None).unwrap();
     assert_eq!(ready, 200, "{why}");
 
     // host top, once, shows the same stages and the record count.
@@ -456,4 +434,75 @@ fn the_live_page_shows_what_metrics_say_and_a_hot_swap_without_a_reload() {
         browser.close().await.unwrap();
     });
     host.finish();
+}
+
+/// Every metric family the host can export: a snapshot with every section filled, rendered.
+fn exported_families() -> std::collections::BTreeSet<String> {
+    use shelfstream::observe::*;
+    let live = Live {
+        series: vec![StageSeries::default()],
+        partitions: vec![PartitionLive {
+            high_watermark: Some(1),
+            lag: Some(1),
+            watermark_ms: Some(1),
+            checkpoint_age_secs: Some(1.0),
+            checkpoint_duration_secs: Some(1.0),
+            ..Default::default()
+        }],
+        sinks: vec![SinkReading::default()],
+        checkpoints: CheckpointLive {
+            count: 1,
+            last_age_secs: Some(1.0),
+            last_duration_secs: Some(1.0),
+        },
+        ..Default::default()
+    };
+    let text = prom::render(std::sync::Arc::new(live));
+    (text.lines())
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn every_prometheus_expression_of_the_dashboards_names_an_exported_metric() {
+    let families = exported_families();
+    assert!(
+        families.contains("shelfstream_stage_call_duration_seconds"),
+        "{families:?}"
+    );
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo().join("sql/grafana/dashboards")).unwrap() {
+        let path = entry.unwrap().path();
+        let json: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for panel in json["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                let Some(expr) = target["expr"].as_str() else {
+                    continue;
+                };
+                let names: Vec<&str> = (expr
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
+                .filter(|w| w.starts_with("shelfstream_"))
+                .collect();
+                assert!(
+                    !names.is_empty(),
+                    "{}: {expr} names no shelfstream metric",
+                    panel["title"]
+                );
+                for name in names {
+                    let family = ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .find_map(|s| name.strip_suffix(s).filter(|f| families.contains(*f)))
+                        .unwrap_or(name);
+                    assert!(
+                        families.contains(family),
+                        "{}: {name} is not exported ({families:?})",
+                        panel["title"]
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked >= 15, "{checked} metric references checked");
 }

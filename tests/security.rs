@@ -3,7 +3,9 @@
 //! are accepted but not used by the listener), so the test runs the Kafka source, the alert and
 //! dead-letter sinks and `host simulate` over SASL/SCRAM-SHA-512 against it. A wrong password is
 //! a clear error within seconds, not a hang. Recognisable secrets (the Kafka password, the S3
-//! secret key) appear in no log (debug level, librdkafka's security debug on), output or error.
+//! secret key, the token of the metrics and page) appear in no log (debug level, librdkafka's
+//! security debug on), output, error, metric, status or page; the page and metrics refuse requests
+//! without the token, and show the Kafka partitions with their lag.
 
 mod common;
 
@@ -15,6 +17,8 @@ use common::*;
 
 const USER: &str = "alice";
 const PASSWORD: &str = "kafka-SECRET-5e1f9c";
+/// The token of the host's metrics and page.
+const HTTP_TOKEN: &str = "http-SECRET-77d2aa";
 const S3_SECRET: &str = "s3-SECRET-9a7d21";
 
 fn sasl(password: &str) -> Vec<(String, String)> {
@@ -39,6 +43,17 @@ fn properties_toml(password: &str) -> String {
 
 /// A config: Kafka in and out over SASL, raw batches to an S3 server with a secret key.
 fn write_secure_config(path: &std::path::Path, brokers: &str, s3: &S3, password: &str) {
+    write_secure_config_http(path, brokers, s3, password, "off");
+}
+
+/// [`write_secure_config`] with metrics and the page on `listen`, behind [`HTTP_TOKEN`].
+fn write_secure_config_http(
+    path: &std::path::Path,
+    brokers: &str,
+    s3: &S3,
+    password: &str,
+    listen: &str,
+) {
     let base = std::fs::read_to_string(repo().join("host/pipeline.toml")).unwrap();
     let stages = &base[base.find("[[stage]]").unwrap()..];
     let properties = properties_toml(password);
@@ -59,6 +74,10 @@ properties = {source_properties}
 [kafka_sink]
 brokers = "{brokers}"
 properties = {properties}
+
+[http]
+listen = "{listen}"
+token = "{HTTP_TOKEN}"
 
 [raw_store]
 kind = "s3"
@@ -112,7 +131,7 @@ fn everything_written(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>
 
 fn assert_no_secret(what: &str, bytes: &[u8]) {
     let text = String::from_utf8_lossy(bytes);
-    for secret in [PASSWORD, S3_SECRET, "wrong-SECRET-0b3c"] {
+    for secret in [PASSWORD, S3_SECRET, "wrong-SECRET-0b3c", HTTP_TOKEN] {
         assert!(!text.contains(secret), "{what} shows the secret {secret:?}");
     }
 }
@@ -136,12 +155,48 @@ fn the_pipeline_runs_over_sasl_scram_and_no_secret_is_logged() {
 
     let data = tempfile::tempdir().unwrap();
     let config = data.path().join("pipeline.toml");
-    write_secure_config(&config, &broker.address, &s3, PASSWORD);
-    let status = host_run(&config, data.path(), true)
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    write_secure_config_http(&config, &broker.address, &s3, PASSWORD, &listen);
+    let mut run = host_run(&config, data.path(), true)
         .env("RUST_LOG", "debug")
-        .status()
+        .spawn()
         .unwrap();
+    // While it runs: what the metrics, the status and the page show (the last answer of each).
+    let mut seen: std::collections::BTreeMap<&str, String> = Default::default();
+    let mut refused_without_token = false;
+    // The Kafka source's partitions as the metrics show them while assigned, and their lag.
+    let (mut topics, mut lag_seen) = (std::collections::BTreeSet::new(), false);
+    while run.try_wait().unwrap().is_none() {
+        for path in ["/metrics", "/api/status", "/", "/readyz"] {
+            let url = format!("http://{listen}{path}");
+            if let Some((200, _, body)) = http_get(&url, Some(HTTP_TOKEN)) {
+                if path == "/metrics" {
+                    let m =
+                        prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+                            .expect("Prometheus text");
+                    for s in &m.samples {
+                        if s.metric == "shelfstream_partition_position" {
+                            topics.extend(s.labels.get("topic").map(String::from));
+                        }
+                        lag_seen |= s.metric == "shelfstream_partition_lag";
+                    }
+                }
+                seen.insert(path, body);
+            }
+            refused_without_token |= http_get(&url, None).is_some_and(|r| r.0 == 401);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let status = run.wait().unwrap();
     let log = log_of(data.path());
+    assert!(refused_without_token, "the page and metrics need the token");
+    assert_eq!(seen.len(), 4, "answers seen: {:?}", seen.keys());
+    for (path, body) in &seen {
+        assert_no_secret(&format!("GET {path}"), body.as_bytes());
+    }
+    assert_eq!(topics.len(), 4, "partition positions per topic: {topics:?}");
+    assert!(lag_seen, "consumer lag from librdkafka's statistics");
     assert!(status.success(), "host run over SASL:\n{log}");
     assert!(
         log.contains("SASL") || log.contains("sasl"),

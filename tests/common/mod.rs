@@ -281,3 +281,29 @@ pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// `(status, content type, body)` of a GET (with a bearer token), or `None` when nothing
+/// answers.
+pub fn http_get(url: &str, token: Option<&str>) -> Option<(u16, String, String)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut request = reqwest::Client::new().get(url);
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        let r = (request
+            .timeout(std::time::Duration::from_secs(5))
+            .send()
+            .await)
+            .ok()?;
+        let status = r.status().as_u16();
+        let kind = (r.headers().get("content-type"))
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        Some((status, kind, r.text().await.ok()?))
+    })
+}
