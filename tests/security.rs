@@ -3,9 +3,10 @@
 //! are accepted but not used by the listener), so the test runs the Kafka source, the alert and
 //! dead-letter sinks and `host simulate` over SASL/SCRAM-SHA-512 against it. A wrong password is
 //! a clear error within seconds, not a hang. Recognisable secrets (the Kafka password, the S3
-//! secret key, the token of the metrics and page) appear in no log (debug level, librdkafka's
-//! security debug on), output, error, metric, status or page; the page and metrics refuse requests
-//! without the token, and show the Kafka partitions with their lag.
+//! secret key, the ClickHouse password, the token of the metrics and page) appear in no log
+//! (debug level, librdkafka's security debug on), output, error, metric, status or page; the
+//! page and metrics refuse requests without the token, and show the Kafka partitions with
+//! their lag.
 
 mod common;
 
@@ -19,6 +20,8 @@ const USER: &str = "alice";
 const PASSWORD: &str = "kafka-SECRET-5e1f9c";
 /// The token of the host's metrics and page.
 const HTTP_TOKEN: &str = "http-SECRET-77d2aa";
+/// The password of the ClickHouse user the sink logs in as.
+const CH_PASSWORD: &str = "clickhouse-SECRET-31c8e0";
 const S3_SECRET: &str = "s3-SECRET-9a7d21";
 
 fn sasl(password: &str) -> Vec<(String, String)> {
@@ -43,16 +46,16 @@ fn properties_toml(password: &str) -> String {
 
 /// A config: Kafka in and out over SASL, raw batches to an S3 server with a secret key.
 fn write_secure_config(path: &std::path::Path, brokers: &str, s3: &S3, password: &str) {
-    write_secure_config_http(path, brokers, s3, password, "off");
+    write_secure_config_with(path, brokers, s3, password, "[http]\nlisten = \"off\"");
 }
 
-/// [`write_secure_config`] with metrics and the page on `listen`, behind [`HTTP_TOKEN`].
-fn write_secure_config_http(
+/// [`write_secure_config`] with more sections (`extra`, TOML).
+fn write_secure_config_with(
     path: &std::path::Path,
     brokers: &str,
     s3: &S3,
     password: &str,
-    listen: &str,
+    extra: &str,
 ) {
     let base = std::fs::read_to_string(repo().join("host/pipeline.toml")).unwrap();
     let stages = &base[base.find("[[stage]]").unwrap()..];
@@ -75,9 +78,7 @@ properties = {source_properties}
 brokers = "{brokers}"
 properties = {properties}
 
-[http]
-listen = "{listen}"
-token = "{HTTP_TOKEN}"
+{extra}
 
 [raw_store]
 kind = "s3"
@@ -131,7 +132,13 @@ fn everything_written(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>
 
 fn assert_no_secret(what: &str, bytes: &[u8]) {
     let text = String::from_utf8_lossy(bytes);
-    for secret in [PASSWORD, S3_SECRET, "wrong-SECRET-0b3c", HTTP_TOKEN] {
+    for secret in [
+        PASSWORD,
+        S3_SECRET,
+        "wrong-SECRET-0b3c",
+        HTTP_TOKEN,
+        CH_PASSWORD,
+    ] {
         assert!(!text.contains(secret), "{what} shows the secret {secret:?}");
     }
 }
@@ -157,7 +164,14 @@ fn the_pipeline_runs_over_sasl_scram_and_no_secret_is_logged() {
     let config = data.path().join("pipeline.toml");
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    write_secure_config_http(&config, &broker.address, &s3, PASSWORD, &listen);
+    // Metrics and the page behind a token; ClickHouse as a user with a password.
+    let clickhouse = private_clickhouse_with_user("shelfstream", CH_PASSWORD);
+    let database = format!("secure_{}", std::process::id());
+    let extra = format!(
+        "[http]\nlisten = \"{listen}\"\ntoken = \"{HTTP_TOKEN}\"\n\n[clickhouse]\nurl = \"{}\"\ndatabase = \"{database}\"\nuser = \"shelfstream\"\npassword = \"{CH_PASSWORD}\"\n",
+        clickhouse.url
+    );
+    write_secure_config_with(&config, &broker.address, &s3, PASSWORD, &extra);
     let mut run = host_run(&config, data.path(), true)
         .env("RUST_LOG", "debug")
         .spawn()
@@ -201,6 +215,11 @@ fn the_pipeline_runs_over_sasl_scram_and_no_secret_is_logged() {
     assert!(
         log.contains("SASL") || log.contains("sasl"),
         "the login shows in librdkafka's debug log"
+    );
+    // The sink logged in with the password: every sale is in ClickHouse.
+    assert_eq!(
+        clickhouse.rows(&database, "fact_sales"),
+        Some(stream_rows(data.path(), "sales").len() as u64)
     );
     for stream in ["sales", "sales_1m", "alerts", "dead_letters"] {
         assert_same_rows(

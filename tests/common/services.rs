@@ -200,23 +200,39 @@ pub struct PrivateClickHouse {
     child: Child,
     dir: tempfile::TempDir,
     ports: [u16; 3],
+    /// `name:password` of one more user, if any.
+    user: Option<String>,
     pub url: String,
 }
 
 pub fn private_clickhouse() -> PrivateClickHouse {
+    private_clickhouse_with(None)
+}
+
+/// A private ClickHouse with one more user, `name`, whose password is `password`.
+pub fn private_clickhouse_with_user(name: &str, password: &str) -> PrivateClickHouse {
+    private_clickhouse_with(Some(format!("{name}:{password}")))
+}
+
+fn private_clickhouse_with(user: Option<String>) -> PrivateClickHouse {
     let dir = tempfile::tempdir().unwrap();
     let ports = [free_port(), free_port(), free_port()];
-    let child = start_clickhouse(dir.path(), ports);
+    let child = start_clickhouse(dir.path(), ports, user.as_deref());
     PrivateClickHouse {
         child,
         url: format!("http://127.0.0.1:{}", ports[0]),
         dir,
         ports,
+        user,
     }
 }
 
-fn start_clickhouse(dir: &std::path::Path, ports: [u16; 3]) -> Child {
-    let child = Command::new(repo().join("tests/services/clickhouse-instance.sh"))
+fn start_clickhouse(dir: &std::path::Path, ports: [u16; 3], user: Option<&str>) -> Child {
+    let mut command = Command::new(repo().join("tests/services/clickhouse-instance.sh"));
+    if let Some(user) = user {
+        command.env("CLICKHOUSE_USER", user);
+    }
+    let child = command
         .arg(dir)
         .args(ports.map(|p| p.to_string()))
         .stdout(Stdio::null())
@@ -248,7 +264,7 @@ impl PrivateClickHouse {
     }
 
     pub fn back(&mut self) {
-        self.child = start_clickhouse(self.dir.path(), self.ports);
+        self.child = start_clickhouse(self.dir.path(), self.ports, self.user.as_deref());
     }
 }
 

@@ -169,7 +169,7 @@ pub fn render(live: &Live, url: &str, width: usize) -> String {
         let _ = writeln!(out, "  (none yet)");
     }
     out.lines()
-        .map(|l| cut(l, width))
+        .map(|l| cut(l.trim_end(), width))
         .collect::<Vec<_>>()
         .join("\n")
 }
