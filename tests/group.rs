@@ -64,6 +64,22 @@ impl GroupTest {
 
     /// Start host `dir` of the group.
     fn host(&self, dir: &std::path::Path, close_windows_at_end: bool) -> Child {
+        // The second host starts with the plugins the first one compiled (same files, same
+        // hashes): on a busy machine compiling all 22 again took longer than the tests wait for
+        // its first batch. Cache files are written whole (renamed into place).
+        if dir != self.a.path() {
+            let cache = dir.join("cache");
+            std::fs::create_dir_all(&cache).unwrap();
+            for entry in std::fs::read_dir(self.a.path().join("cache"))
+                .into_iter()
+                .flatten()
+            {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|x| x == "cwasm") {
+                    std::fs::copy(&path, cache.join(path.file_name().unwrap())).unwrap();
+                }
+            }
+        }
         host_run(&self.config, dir, close_windows_at_end)
             .spawn()
             .unwrap()

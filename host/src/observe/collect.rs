@@ -30,6 +30,8 @@ pub struct Collector {
     partitioned: bool,
     sinks: Vec<Arc<SinkMeter>>,
     high_watermarks: Option<HighWatermarks>,
+    /// Every stage seen this run, in the order first seen (the page's rows).
+    known: Vec<StageLive>,
     /// What each open shard's stages had counted at the last collection.
     seen: HashMap<(ShardId, String), StageStats>,
     series: BTreeMap<SeriesKey, StageStats>,
@@ -55,6 +57,7 @@ impl Collector {
             partitioned: sources.iter().any(|s| s.is_partitioned()),
             sinks: Vec::new(),
             high_watermarks: None,
+            known: Vec::new(),
             seen: HashMap::new(),
             series: BTreeMap::new(),
             positions: BTreeMap::new(),
@@ -250,29 +253,36 @@ impl Collector {
     /// One row per stage name, over shards and versions; `events_before` (events in per stage
     /// at the last snapshot) is updated for the next rate.
     fn stages(
-        &self,
+        &mut self,
         shards: &Shards,
         elapsed: f64,
         events_before: &mut BTreeMap<String, u64>,
     ) -> Vec<StageLive> {
-        let mut rows: BTreeMap<String, StageLive> = BTreeMap::new();
-        let mut order = Vec::new();
+        // Every stage seen this run stays on the page, `idle` while no shard is open (a host
+        // with no partitions assigned, between rebalances, after the end of the input).
+        let mut rows: BTreeMap<String, StageLive> = (self.known.iter())
+            .map(|k| (k.name.clone(), k.clone()))
+            .collect();
         for (_, pipeline) in shards.iter() {
             for stage in pipeline.stages() {
                 let spec = stage.spec();
                 let row = rows.entry(spec.name.clone()).or_insert_with(|| {
-                    order.push(spec.name.clone());
-                    StageLive {
+                    let template = StageLive {
                         name: spec.name.clone(),
                         plugin: stage.plugin().name.clone(),
-                        version: stage.plugin().version.clone(),
                         kind: kind_name(stage.plugin().info.kind),
                         inputs: spec.inputs.clone(),
                         output: spec.output.clone(),
-                        status: "running".into(),
+                        status: "idle".into(),
                         ..Default::default()
-                    }
+                    };
+                    self.known.push(template.clone());
+                    template
                 });
+                if row.shards == 0 {
+                    row.status = "running".into();
+                    row.version = stage.plugin().version.clone();
+                }
                 row.shards += 1;
                 row.state_bytes += stage.state_bytes() as u64;
                 match stage.status() {
@@ -283,12 +293,18 @@ impl Collector {
                 }
             }
         }
+        for known in &mut self.known {
+            if let Some(row) = rows.get(&known.name).filter(|r| r.shards > 0) {
+                known.version = row.version.clone(); // shown while idle: the version that ran last
+            }
+        }
         // Totals from the series, so the page and /metrics agree.
         let mut calls: BTreeMap<&str, super::Latency> = BTreeMap::new();
         for ((stage, ..), s) in &self.series {
             let Some(row) = rows.get_mut(stage) else {
                 continue;
             };
+
             row.events_in += s.events_in;
             row.events_out += s.events_out;
             row.failures += s.failures;
@@ -305,7 +321,9 @@ impl Collector {
                 .get(row.name.as_str())
                 .map_or(0.0, |l| l.mean_secs() * 1e3);
         }
-        order.into_iter().filter_map(|n| rows.remove(&n)).collect()
+        (self.known.iter())
+            .filter_map(|k| rows.remove(&k.name))
+            .collect()
     }
 
     fn partitions(&self, shards: &Shards, now: Instant) -> Vec<PartitionLive> {
