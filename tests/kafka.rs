@@ -407,14 +407,16 @@ fn a_broker_restart_mid_stream_loses_and_doubles_nothing() {
     let database = format!("shelfstream_broker_restart_{}", std::process::id());
     let data = tempfile::tempdir().unwrap();
     let config = data.path().join("pipeline.toml");
-    // Idle longer than the broker is away, so the host does not take the outage for the end.
+    // Idle longer than the broker is away, so the host does not take the outage for the end:
+    // under CI load tansu took about 9 s to come back, and 12 s of idleness ended a run that
+    // way before the producer's next message arrived.
     write_config_for(
         &config,
         &broker.address,
         &s3,
         &shared_clickhouse(),
         &database,
-        "12s",
+        "30s",
     );
     // A session longer than the restart (Kafka's default is 45 s): the group keeps this host's
     // partitions, so nothing is re-read.
