@@ -49,12 +49,14 @@ pub mod sinks;
 pub mod archive;
 pub mod checkpoint;
 
+pub mod replay;
 pub mod runtime;
 
 pub mod meter;
 pub mod observe;
 
 pub mod config;
+pub mod diff;
 pub mod harness;
 pub mod hotswap;
 pub mod topics;

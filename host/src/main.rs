@@ -45,6 +45,12 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Run archived raw batches (a time range of topics) through the pipeline, or a candidate
+    /// version of one stage, into a replay folder (and a ClickHouse database of its own).
+    Replay(ReplayArgs),
+    /// Compare two output sets (folders or ClickHouse databases) row by row: what a candidate
+    /// adds, removes and changes; exits 1 when more rows diverge than --fail-over.
+    Diff(DiffArgs),
     /// A running host's stages, partitions, sinks and recent alerts, redrawn every second.
     Top {
         /// The host's HTTP address ([http] listen).
@@ -93,6 +99,81 @@ struct RunArgs {
 }
 
 #[derive(clap::Args)]
+struct ReplayArgs {
+    /// The live run's pipeline config (TOML); default: the embedded host/pipeline.toml.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Folder of plugin components.
+    #[arg(long, default_value = "plugins")]
+    plugins: PathBuf,
+    /// Overrides runtime.data_dir (where the local archive is, by default).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Start of the range (record time, inclusive): RFC 3339 in UTC or a date (2026-11-22).
+    #[arg(long)]
+    from: Option<String>,
+    /// End of the range (exclusive).
+    #[arg(long)]
+    to: Option<String>,
+    /// Topics to replay (comma-separated); default: the config's source topics.
+    #[arg(long, value_delimiter = ',')]
+    topics: Option<Vec<String>>,
+    /// Partitions to replay (comma-separated); default: all.
+    #[arg(long, value_delimiter = ',')]
+    partitions: Option<Vec<i32>>,
+    /// Run only these stages and the stages that feed them (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    stages: Option<Vec<String>>,
+    /// Run a stage with another plugin file: STAGE=path/to/candidate.wasm (repeatable).
+    #[arg(long = "plugin", value_name = "STAGE=PATH")]
+    candidates: Vec<String>,
+    /// Override a stage parameter: STAGE.KEY=VALUE (repeatable).
+    #[arg(long = "params", value_name = "STAGE.KEY=VALUE")]
+    params: Vec<String>,
+    /// The replay's id (names its folder and ClickHouse database); default: replay-<time>.
+    #[arg(long)]
+    id: Option<String>,
+    /// The replay folder; default: <data_dir>/replays/<id>.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Also write the outputs to ClickHouse (the config's server), database <database>_replay_<id>.
+    #[arg(long)]
+    clickhouse: bool,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct DiffArgs {
+    /// The baseline: an outputs folder (data/out, a replay folder) or clickhouse:DATABASE.
+    baseline: shelfstream::diff::Side,
+    /// The candidate, in the same forms.
+    candidate: shelfstream::diff::Side,
+    /// Only rows from here on (windows starting here or later): RFC 3339 in UTC or a date.
+    #[arg(long)]
+    from: Option<String>,
+    /// Only rows before this (windows ending here or earlier).
+    #[arg(long)]
+    to: Option<String>,
+    /// Numbers closer than this, relatively, are equal.
+    #[arg(long, default_value_t = 1e-9)]
+    tolerance: f64,
+    /// Exit with status 1 when more rows than this diverge.
+    #[arg(long)]
+    fail_over: Option<u64>,
+    /// Where report.json and report.md go.
+    #[arg(long, default_value = "diff-report")]
+    report: PathBuf,
+    /// Examples kept per table and kind of difference.
+    #[arg(long, default_value_t = 20)]
+    examples: usize,
+    /// Pipeline config whose [clickhouse] section names the server of clickhouse: sides.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
 struct TestPluginArgs {
     /// The plugin component.
     plugin: PathBuf,
@@ -127,6 +208,8 @@ fn main() -> Result<()> {
         Command::Migrate { config } => migrate(config),
         Command::Simulate(args) => simulate(&args),
         Command::Demo(args) => demo(args),
+        Command::Replay(args) => replay_command(args),
+        Command::Diff(args) => diff_command(args),
         Command::Top { url, token, once } => tokio::runtime::Runtime::new()
             .context("starting the tokio runtime")?
             .block_on(shelfstream::observe::top::run(&url, token.as_deref(), once))
@@ -185,6 +268,111 @@ fn run_command(args: RunArgs) -> Result<()> {
     }
     if !report.source_errors.is_empty() {
         bail!("{} source(s) failed", report.source_errors.len());
+    }
+    Ok(())
+}
+
+fn replay_command(args: ReplayArgs) -> Result<()> {
+    use shelfstream::replay::{replay, ReplayOptions};
+    let mut config = PipelineConfig::load(args.config.as_deref())?;
+    if let Some(dir) = args.data_dir {
+        config.runtime.data_dir = dir;
+    }
+    let time = |t: &Option<String>| -> Result<Option<i64>> {
+        t.as_deref()
+            .map(shelfstream::units::parse_time)
+            .transpose()
+            .map_err(anyhow::Error::msg)
+    };
+    let range = shelfstream::archive::Range {
+        from_ms: time(&args.from)?,
+        to_ms: time(&args.to)?,
+    };
+    let candidates = (args.candidates.iter())
+        .map(|c| {
+            let (stage, path) = c
+                .split_once('=')
+                .with_context(|| format!("--plugin {c:?} is not STAGE=PATH"))?;
+            Ok((stage.trim().to_string(), PathBuf::from(path.trim())))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let params = (args.params.iter())
+        .map(|p| {
+            let (key, value) = p
+                .split_once('=')
+                .with_context(|| format!("--params {p:?} is not STAGE.KEY=VALUE"))?;
+            let (stage, key) = key
+                .split_once('.')
+                .with_context(|| format!("--params {p:?} is not STAGE.KEY=VALUE"))?;
+            Ok((stage.trim().into(), key.trim().into(), value.trim().into()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let id = args.id.unwrap_or_else(|| {
+        let now = shelfstream::units::datetime(shelfstream::units::now_ms());
+        format!("replay-{}", now.replace([':', '-'], "").replace(' ', "T"))
+    });
+    let out_dir =
+        (args.out.clone()).unwrap_or_else(|| config.runtime.data_dir.join("replays").join(&id));
+    let summary = replay(ReplayOptions {
+        config,
+        plugins_dir: args.plugins,
+        topics: args.topics,
+        partitions: args.partitions,
+        range,
+        stages: args.stages,
+        candidates,
+        params,
+        id,
+        out_dir: out_dir.clone(),
+        clickhouse: args.clickhouse,
+        progress: !args.quiet,
+    })?;
+    print!("{}", shelfstream::replay::report(&summary));
+    println!("outputs: {}", out_dir.display());
+    Ok(())
+}
+
+fn diff_command(args: DiffArgs) -> Result<()> {
+    use shelfstream::diff::{diff, markdown, text, DiffOptions};
+    let clickhouse = match &args.config {
+        Some(path) => PipelineConfig::load(Some(path))?
+            .clickhouse
+            .unwrap_or_default(),
+        None => Default::default(),
+    };
+    let time = |t: &Option<String>| -> Result<Option<i64>> {
+        t.as_deref()
+            .map(shelfstream::units::parse_time)
+            .transpose()
+            .map_err(anyhow::Error::msg)
+    };
+    let report = diff(&DiffOptions {
+        baseline: args.baseline,
+        candidate: args.candidate,
+        range: shelfstream::archive::Range {
+            from_ms: time(&args.from)?,
+            to_ms: time(&args.to)?,
+        },
+        tolerance: args.tolerance,
+        clickhouse,
+        examples: args.examples,
+    })?;
+    std::fs::create_dir_all(&args.report)
+        .with_context(|| format!("creating {}", args.report.display()))?;
+    let json = args.report.join("report.json");
+    std::fs::write(&json, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    let md = args.report.join("report.md");
+    std::fs::write(&md, markdown(&report)).with_context(|| format!("writing {}", md.display()))?;
+    print!("{}", text(&report));
+    println!("report: {} and {}", md.display(), json.display());
+    if let Some(limit) = args.fail_over {
+        if report.divergent > limit {
+            bail!(
+                "{} rows diverge, more than --fail-over {limit}",
+                report.divergent
+            );
+        }
     }
     Ok(())
 }

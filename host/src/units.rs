@@ -36,6 +36,31 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Microseconds since the Unix epoch, now.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// A time as a command line writes it: RFC 3339 in UTC (`2026-11-22T09:30:00Z`), or a
+/// date (`2026-11-22`, its midnight UTC). Milliseconds since the epoch.
+pub fn parse_time(text: &str) -> Result<i64, String> {
+    let t = text.trim();
+    let full = if t.len() == 10 {
+        format!("{t}T00:00:00Z")
+    } else {
+        t.to_string()
+    };
+    let parsed = humantime::parse_rfc3339_weak(&full)
+        .map_err(|e| format!("{text:?} is not a date or an RFC 3339 time: {e}"))?;
+    let ms = parsed
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| format!("{text:?} is before 1970"))?
+        .as_millis();
+    Ok(ms as i64)
+}
+
 /// `YYYY-MM-DD hh:mm:ss` in UTC, the DateTime text every ClickHouse version reads.
 pub fn datetime(ms: i64) -> String {
     let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.clamp(0, 4_102_444_800_000) as u64);

@@ -180,7 +180,8 @@ pub fn plugins_copy() -> tempfile::TempDir {
     dir
 }
 
-/// The lines of an output stream without provenance fields, sorted: comparable across runs.
+/// The lines of an output stream without provenance fields (stage, plugin, version, partition),
+/// sorted: comparable across runs.
 pub fn stream_rows(data_dir: &std::path::Path, stream: &str) -> Vec<String> {
     let path = data_dir.join("out").join(format!("{stream}.ndjson"));
     let text = std::fs::read_to_string(&path).unwrap_or_default();
@@ -192,6 +193,7 @@ pub fn stream_rows(data_dir: &std::path::Path, stream: &str) -> Vec<String> {
             m.remove("_plugin_version");
             m.remove("_stage");
             m.remove("_plugin");
+            m.remove("_partition");
             v.to_string()
         })
         .collect();

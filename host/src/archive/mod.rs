@@ -12,6 +12,7 @@
 //! deletes them at start, so every offset lies in exactly one object.
 
 mod format;
+mod read;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +26,8 @@ use crate::meter::SinkMeter;
 use crate::plugin::RawRecord;
 use format::{encode_line, gzip};
 
-pub use format::{decode, encode, DecodeError};
+pub use format::{decode, decode_tagged, encode, BatchTag, DecodeError};
+pub use read::{ArchiveObject, ArchiveReader, Range, ReadError};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -78,6 +80,8 @@ pub struct RawStore {
     open: std::collections::BTreeMap<(String, i32), OpenObject>,
     /// Counts records (stored when their object is).
     meter: Arc<SinkMeter>,
+    /// The id of the last batch written (see [`RawStore::write`]).
+    last_batch: i64,
 }
 
 /// The next object of a topic-partition, growing until a checkpoint (or [`OBJECT_BYTES`]).
@@ -108,6 +112,7 @@ impl RawStore {
             pending: std::collections::VecDeque::new(),
             open: std::collections::BTreeMap::new(),
             meter: SinkMeter::new("object_store"),
+            last_batch: 0,
         })
     }
 
@@ -143,13 +148,23 @@ impl RawStore {
         ))
     }
 
-    /// Take a batch (records of one topic-partition, in offset order). Consecutive batches of a
-    /// partition go into one object, uploaded in the background at the next [`RawStore::wait`]
-    /// (every checkpoint calls it before it covers the batches) or once it holds
-    /// [`OBJECT_BYTES`]; uploads retry until they succeed.
+    /// Take a source batch (records of one topic, in the order the pipeline gets them).
+    /// Consecutive batches of a partition go into one object, uploaded in the background at the
+    /// next [`RawStore::wait`] (every checkpoint calls it before it covers the batches) or once
+    /// it holds [`OBJECT_BYTES`]; uploads retry until they succeed.
+    ///
+    /// Every line is tagged with the batch's id (microseconds since the epoch at arrival, made
+    /// strictly increasing on this host) and its index in the batch, so a replay rebuilds the
+    /// batches and their order.
     pub fn write(&mut self, records: &[RawRecord]) {
         self.meter.queued(records.len());
-        for r in records {
+        let batch = crate::units::now_us().max(self.last_batch + 1);
+        self.last_batch = batch;
+        for (index, r) in records.iter().enumerate() {
+            let tag = BatchTag {
+                batch,
+                index: index as u32,
+            };
             let key = (r.topic.clone(), r.partition);
             let object = self.open.entry(key.clone()).or_insert_with(|| OpenObject {
                 ndjson: Vec::with_capacity(64 << 10),
@@ -157,7 +172,7 @@ impl RawStore {
                 last: r.offset,
                 first_ts: r.timestamp,
             });
-            encode_line(&mut object.ndjson, r);
+            encode_line(&mut object.ndjson, r, Some(tag));
             object.last = r.offset;
             if object.ndjson.len() >= OBJECT_BYTES {
                 self.upload(&key);
@@ -290,6 +305,32 @@ impl RawStore {
                     .and_then(|n| n.parse::<i64>().ok());
                 if first.is_some_and(|f| f >= next) {
                     self.store.delete(&meta.location).await?;
+                    deleted += 1;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Delete the objects of `topics` from each topic-partition's offset in `archived` on (from
+    /// 0 where it has none): what a local run stored after its last saved state, which the
+    /// next run reads and stores again. Returns how many were deleted.
+    pub async fn discard_beyond(
+        &self,
+        topics: &[String],
+        archived: &crate::sources::Offsets,
+    ) -> Result<usize, RawStoreError> {
+        let mut deleted = 0;
+        for topic in topics {
+            let dir = Path::from(format!("{}/{topic}", self.prefix));
+            let metas: Vec<_> = self.store.list(Some(&dir)).try_collect().await?;
+            for meta in metas {
+                let Some(object) = read::parse_object(topic, "", meta.location) else {
+                    continue;
+                };
+                let tp = crate::sources::TopicPartition::new(topic.as_str(), object.partition);
+                if object.first >= archived.get(&tp).copied().unwrap_or(0) {
+                    self.store.delete(&object.path).await?;
                     deleted += 1;
                 }
             }

@@ -26,6 +26,8 @@ pub struct Checkpoints {
     pub every: Duration,
     /// Unpartitioned sources' positions (the local shard).
     sources: BTreeMap<String, u64>,
+    /// The local shard's archived records: the next offset per topic-partition.
+    archived: Offsets,
     /// Per Kafka partition (shard): the next offset to read of each of its topic-partitions.
     offsets: BTreeMap<i32, Offsets>,
     /// Per Kafka partition: the newest record timestamp processed per topic-partition.
@@ -45,7 +47,7 @@ impl Checkpoints {
     /// `commits` the group the offsets go to.
     pub fn new(
         data_dir: PathBuf,
-        saved: BTreeMap<String, u64>,
+        (saved, archived): (BTreeMap<String, u64>, Offsets),
         shard_store: Option<Arc<ShardStore>>,
         archive: Option<RawStore>,
         commits: Option<Sender<Offsets>>,
@@ -55,6 +57,7 @@ impl Checkpoints {
             commits,
             every: Duration::from_secs(1),
             sources: saved,
+            archived,
             offsets: BTreeMap::new(),
             record_times: BTreeMap::new(),
             dirty: BTreeSet::new(),
@@ -89,6 +92,16 @@ impl Checkpoints {
             Position::Count(n) => {
                 self.sources.insert(source.to_string(), n);
             }
+        }
+    }
+
+    /// Records of the local shard went to the archive: what it holds after a checkpoint.
+    pub fn archived(&mut self, records: &[crate::plugin::RawRecord]) {
+        for r in records {
+            let next = (self.archived)
+                .entry(TopicPartition::new(r.topic.as_str(), r.partition))
+                .or_insert(0);
+            *next = (*next).max(r.offset + 1);
         }
     }
 
@@ -275,6 +288,7 @@ impl Checkpoints {
                     local = Some(SavedState {
                         sources: self.sources.clone(),
                         stages,
+                        archived: self.archived.clone(),
                     });
                 }
                 ShardId::Partition(p) if self.dirty.contains(&p) => {

@@ -8,6 +8,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::pipeline::StageCheckpoint;
+use crate::sources::Offsets;
 
 /// The local shard's state, persisted between runs in `<data_dir>/state/pipeline.json`
 /// (Kafka partitions have shard checkpoints: [`crate::checkpoint`]).
@@ -15,6 +16,10 @@ use crate::pipeline::StageCheckpoint;
 pub struct SavedState {
     pub sources: BTreeMap<String, u64>,
     pub stages: BTreeMap<String, StageCheckpoint>,
+    /// The next offset of every topic-partition the raw archive holds up to (older state files
+    /// have none).
+    #[serde(default)]
+    pub archived: Offsets,
 }
 
 impl SavedState {

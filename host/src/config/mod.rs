@@ -145,17 +145,43 @@ impl PipelineConfig {
 
     /// The topics the sources produce.
     pub fn source_topics(&self) -> HashSet<String> {
-        self.sources
-            .iter()
-            .flat_map(|s| match s {
-                SourceConfig::Simulator(_) => crate::topics::RETAIL
-                    .iter()
-                    .map(|t| t.to_string())
-                    .collect(),
-                SourceConfig::Ndjson(n) => vec![n.topic.clone()],
-                SourceConfig::Kafka(k) => k.topics.clone(),
-            })
-            .collect()
+        self.sources.iter().flat_map(|s| s.topics()).collect()
+    }
+
+    /// Keep only `chosen` stages and the stages that feed them, directly or not.
+    pub fn keep_stages_feeding(&mut self, chosen: &[String]) -> Result<(), ConfigError> {
+        let mut needed: HashSet<String> = HashSet::new();
+        let mut todo: Vec<String> = chosen.to_vec();
+        while let Some(name) = todo.pop() {
+            let stage = (self.stages.iter().find(|s| s.name == name)).ok_or_else(|| {
+                ConfigError::Invalid(format!("the pipeline has no stage {name:?}"))
+            })?;
+            if !needed.insert(name) {
+                continue;
+            }
+            for input in &stage.input {
+                todo.extend(
+                    (self.stages.iter())
+                        .filter(|s| &s.output == input)
+                        .map(|s| s.name.clone()),
+                );
+            }
+        }
+        self.stages.retain(|s| needed.contains(&s.name));
+        Ok(())
+    }
+
+    /// Set one parameter of a stage; `value` is read as a TOML value (`7`, `0.5`, `true`,
+    /// `"text"`), or taken as text when it is not one.
+    pub fn set_param(&mut self, stage: &str, key: &str, value: &str) -> Result<(), ConfigError> {
+        let s = (self.stages.iter_mut().find(|s| s.name == stage))
+            .ok_or_else(|| ConfigError::Invalid(format!("the pipeline has no stage {stage:?}")))?;
+        let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.to_string()));
+        s.params.insert(key.to_string(), parsed);
+        Ok(())
     }
 
     /// Drop the stages that nothing feeds (an input topic has no source, directly or through

@@ -150,7 +150,12 @@ pub fn event_json(event: &Event) -> serde_json::Value {
 /// Parse the flat JSON form written by [`event_json`] (`{"kind": "sale", ...fields}`).
 pub fn event_from_json(text: &str) -> anyhow::Result<Event> {
     use anyhow::Context;
-    let mut value: serde_json::Value = serde_json::from_str(text).context("invalid JSON")?;
+    event_from_value(serde_json::from_str(text).context("invalid JSON")?)
+}
+
+/// [`event_from_json`] of parsed JSON.
+pub fn event_from_value(mut value: serde_json::Value) -> anyhow::Result<Event> {
+    use anyhow::Context;
     let kind = value
         .as_object_mut()
         .and_then(|m| m.remove("kind"))
@@ -158,15 +163,21 @@ pub fn event_from_json(text: &str) -> anyhow::Result<Event> {
         .context(
             "an event needs a \"kind\" (sale, inventory, price, customer, metric, alert, forecast)",
         )?;
-    let ctx = || format!("not a valid {kind} event: {text}");
+    fn parse<T: serde::de::DeserializeOwned>(
+        v: &serde_json::Value,
+        kind: &str,
+    ) -> anyhow::Result<T> {
+        T::deserialize(v).with_context(|| format!("not a valid {kind} event: {v}"))
+    }
+    let v = &value;
     Ok(match kind.as_str() {
-        "sale" => Event::Sale(serde_json::from_value(value).with_context(ctx)?),
-        "inventory" => Event::Inventory(serde_json::from_value(value).with_context(ctx)?),
-        "price" => Event::Price(serde_json::from_value(value).with_context(ctx)?),
-        "customer" => Event::Customer(serde_json::from_value(value).with_context(ctx)?),
-        "metric" => Event::Metric(serde_json::from_value(value).with_context(ctx)?),
-        "alert" => Event::Alert(serde_json::from_value(value).with_context(ctx)?),
-        "forecast" => Event::Forecast(serde_json::from_value(value).with_context(ctx)?),
+        "sale" => Event::Sale(parse(v, &kind)?),
+        "inventory" => Event::Inventory(parse(v, &kind)?),
+        "price" => Event::Price(parse(v, &kind)?),
+        "customer" => Event::Customer(parse(v, &kind)?),
+        "metric" => Event::Metric(parse(v, &kind)?),
+        "alert" => Event::Alert(parse(v, &kind)?),
+        "forecast" => Event::Forecast(parse(v, &kind)?),
         other => anyhow::bail!("unknown event kind {other:?}"),
     })
 }

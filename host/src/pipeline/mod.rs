@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use dead_letter::{event_json, DeadLetter, DeadLetterKind, SourceRef};
+pub use dead_letter::{event_from_value, event_json, DeadLetter, DeadLetterKind, SourceRef};
 pub use output::{Output, Outputs, Provenance};
 pub use shards::{OnBadState, ShardId, Shards};
 pub use stage::{Stage, StageCheckpoint, StageSpec, StageStats, StartError, Status, SwapError};

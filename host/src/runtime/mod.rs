@@ -72,36 +72,52 @@ pub async fn run(
     if config.sources.iter().any(|s| !s.is_partitioned()) {
         shards.open(ShardId::Local, saved.stages)?;
     }
-    // A partitioned source's raw batches go to object storage before they are checkpointed,
-    // and each of its partitions' shards is checkpointed there too.
+    // Every raw batch is archived (object storage, by default `<data_dir>/raw`) before a
+    // checkpoint covers it; a partitioned source's partitions are checkpointed there too.
     let group = sources.iter_mut().find_map(|s| s.group());
-    let (archive, shard_store) = match config.sources.iter().find_map(|s| match s {
+    let store_config = config.raw_store.clone().unwrap_or_default();
+    let handle = tokio::runtime::Handle::current();
+    let archive = RawStore::new(&store_config, &data_dir, handle.clone())?;
+    let local_topics: Vec<String> = (config.sources.iter())
+        .filter(|s| !s.is_partitioned())
+        .flat_map(|s| s.topics())
+        .collect();
+    let deleted = archive
+        .discard_beyond(&local_topics, &saved.archived)
+        .await
+        .context("removing raw batches stored after the last saved state")?;
+    if deleted > 0 {
+        tracing::info!(
+            deleted,
+            "removed raw batches stored after the last saved state"
+        );
+    }
+    let shard_store = match config.sources.iter().find_map(|s| match s {
         sources::SourceConfig::Kafka(k) => Some(k),
         _ => None,
     }) {
-        Some(k) => {
-            let store_config = config.raw_store.clone().unwrap_or_default();
-            let handle = tokio::runtime::Handle::current();
-            let archive = RawStore::new(&store_config, &data_dir, handle.clone())?;
-            let store = ShardStore::new(&store_config, &data_dir, &k.group_id, handle)?;
-            (Some(archive), Some(Arc::new(store)))
-        }
-        None => (None, None),
+        Some(k) => Some(Arc::new(ShardStore::new(
+            &store_config,
+            &data_dir,
+            &k.group_id,
+            handle,
+        )?)),
+        None => None,
     };
     let (group_events, commits, high_watermarks) = match group {
         Some(g) => (Some(g.events), Some(g.commits), Some(g.high_watermarks)),
         None => (None, None, None),
     };
     let mut meters = sinks.meters();
-    meters.extend(archive.as_ref().map(|a| a.meter()));
+    meters.push(archive.meter());
     let collector = Collector::new(telemetry, &config.sources)
         .with_sinks(meters)
         .with_high_watermarks(high_watermarks);
     let checkpoints = Checkpoints::new(
         data_dir.clone(),
-        saved.sources,
+        (saved.sources, saved.archived),
         shard_store,
-        archive,
+        Some(archive),
         commits,
     );
 

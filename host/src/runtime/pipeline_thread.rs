@@ -244,10 +244,11 @@ impl PipelineThread {
             .first_batch_secs
             .get_or_insert_with(|| started.elapsed().as_secs_f64());
         let partitioned = matches!(position, Position::Offset { .. });
-        if partitioned {
-            if let Some(archive) = &mut self.checkpoints.archive {
-                archive.write(&records);
-            }
+        if let Some(archive) = &mut self.checkpoints.archive {
+            archive.write(&records);
+        }
+        if !partitioned {
+            self.checkpoints.archived(&records);
         }
         if let (Some(first), Some(last)) = (records.first(), records.last()) {
             if partitioned {

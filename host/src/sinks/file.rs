@@ -1,6 +1,7 @@
 //! The embedded default sink: one NDJSON file per stream under `<data_dir>/out/`, plus
 //! `dead_letters.ndjson`. Each line is the record's fields with `kind` and the provenance fields
-//! `_stage`, `_plugin`, `_plugin_version`.
+//! `_stage`, `_plugin`, `_plugin_version`, and `_partition` (the shard's source partition; absent
+//! for unpartitioned sources).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -84,6 +85,9 @@ impl Sink for FileSink {
                 map.insert("_stage".into(), (&*provenance.stage).into());
                 map.insert("_plugin".into(), (&*provenance.plugin).into());
                 map.insert("_plugin_version".into(), (&*provenance.version).into());
+                if let Some(p) = provenance.partition {
+                    map.insert("_partition".into(), p.into());
+                }
             }
             self.line(stream, &value)?;
         }

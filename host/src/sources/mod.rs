@@ -130,6 +130,15 @@ impl SourceConfig {
         }
     }
 
+    /// The topics the source's records belong to.
+    pub fn topics(&self) -> Vec<String> {
+        match self {
+            SourceConfig::Simulator(_) => crate::topics::RETAIL.map(String::from).to_vec(),
+            SourceConfig::Ndjson(n) => vec![n.topic.clone()],
+            SourceConfig::Kafka(k) => k.topics.clone(),
+        }
+    }
+
     /// Whether the source reads partitions (and resumes from shard checkpoints).
     pub fn is_partitioned(&self) -> bool {
         matches!(self, SourceConfig::Kafka(_))

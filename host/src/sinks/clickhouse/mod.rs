@@ -21,6 +21,8 @@ mod schema;
 mod sink;
 
 pub use config::ClickHouseConfig;
-pub use rows::product_key;
-pub use schema::{load_dimensions, migrate, migrate_when_reachable, statements, SCHEMA};
+pub use rows::{dead_letter_row, product_key, table_row};
+pub use schema::{
+    load_dimensions, migrate, migrate_when_reachable, statements, table_shapes, TableShape, SCHEMA,
+};
 pub use sink::ClickHouseSink;

@@ -94,7 +94,7 @@ pub(super) fn event_row(
             let mut row = json!({
                 "alert_time": datetime(a.timestamp),
                 "rule": a.rule,
-                "severity": format!("{:?}", a.severity).to_uppercase(),
+                "severity": severity(a.severity),
                 "store_id": a.store_id,
                 "product_id": a.product_id,
                 "message": a.message,
@@ -145,9 +145,25 @@ fn metric_row(
     Some((table, Value::Object(row)))
 }
 
+/// The table and row an event of a batch with this provenance gets (`None`: no table keeps it);
+/// `metric_tables` as in the `[clickhouse]` config. What the sink inserts, for tools that compare
+/// outputs as rows.
+pub fn table_row(
+    event: &Event,
+    provenance: &Provenance,
+    metric_tables: &std::collections::BTreeMap<String, String>,
+) -> Option<(String, Value)> {
+    event_row(
+        event,
+        provenance.origins.first(),
+        &Columns::new(provenance),
+        &mut |metric| metric_tables.get(metric).cloned(),
+    )
+}
+
 /// The `dead_letters` row of a dead letter; its id hashes what identifies it, so one written
 /// again after a crash collapses.
-pub(super) fn dead_letter_row(d: &DeadLetter) -> Value {
+pub fn dead_letter_row(d: &DeadLetter) -> Value {
     let record = match &d.record {
         Some(Value::String(s)) => s.clone(),
         Some(v) => v.to_string(),
@@ -169,6 +185,16 @@ pub(super) fn dead_letter_row(d: &DeadLetter) -> Value {
         "record": record,
         "recorded_date": date(crate::units::now_ms()),
     })
+}
+
+/// `INFO`, `WARNING`, `CRITICAL` (the bindings' `Debug` writes `Severity::Warning`).
+fn severity(s: crate::plugin::Severity) -> &'static str {
+    use crate::plugin::Severity;
+    match s {
+        Severity::Info => "INFO",
+        Severity::Warning => "WARNING",
+        Severity::Critical => "CRITICAL",
+    }
 }
 
 /// A fact's own source record.
@@ -212,5 +238,6 @@ mod tests {
         assert_eq!(product_key("SKU-00042"), 42);
         assert_eq!(number(3.0), json!(3));
         assert_eq!(number(2.5), json!(2.5));
+        assert_eq!(severity(crate::plugin::Severity::Critical), "CRITICAL");
     }
 }

@@ -104,6 +104,40 @@ async fn rebuild(
     Ok(())
 }
 
+/// A table of `sql/schema.sql`: its columns (name, type) and its identity (the sorting key of
+/// its ReplacingMergeTree: rows with equal keys are one row).
+#[derive(Debug, Clone)]
+pub struct TableShape {
+    pub name: String,
+    pub columns: Vec<(String, String)>,
+    pub key: Vec<String>,
+}
+
+/// Every table of `sql/schema.sql`.
+pub fn table_shapes() -> Vec<TableShape> {
+    statements(SCHEMA)
+        .iter()
+        .filter_map(|statement| {
+            let (name, columns) = table_columns(statement)?;
+            let key = sorting_key(statement)
+                .trim_start_matches("ORDER BY")
+                .trim()
+                .trim_matches(|c| c == '(' || c == ')')
+                .split(',')
+                .map(|k| k.trim().to_string())
+                .filter(|k| !k.is_empty())
+                .collect();
+            let columns = (columns.into_iter())
+                .map(|(n, def)| {
+                    let ty = def.split_whitespace().nth(1).unwrap_or("").to_string();
+                    (n, ty)
+                })
+                .collect();
+            Some(TableShape { name, columns, key })
+        })
+        .collect()
+}
+
 /// The `ORDER BY (...)` part of a table definition (empty if none).
 fn sorting_key(definition: &str) -> &str {
     definition

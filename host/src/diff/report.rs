@@ -1,0 +1,209 @@
+//! A diff report as a short text table (the terminal) and as Markdown (a page a person reads).
+
+use std::fmt::Write;
+
+use serde_json::{Map, Value};
+
+use super::Report;
+
+/// The short table: per table the rows on each side and how they differ; alerts per rule.
+pub fn text(r: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "baseline  {}\ncandidate {}", r.baseline, r.candidate);
+    if let Some(stages) = &r.stages {
+        let _ = writeln!(out, "stages    {} (what the replay ran)", stages.join(", "));
+    }
+    let _ = writeln!(
+        out,
+        "\n{:<28} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9}",
+        "table", "baseline", "candidate", "same", "changed", "only base", "only cand", "agreement"
+    );
+    for t in &r.tables {
+        let _ = writeln!(
+            out,
+            "{:<28} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9} {:>8.2}%",
+            t.table,
+            t.baseline_rows,
+            t.candidate_rows,
+            t.same,
+            t.changed,
+            t.only_baseline,
+            t.only_candidate,
+            100.0 * t.agreement
+        );
+    }
+    if !r.alerts.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:<28} {:>9} {:>9} {:>7} {:>7} {:>7}",
+            "alert rule", "baseline", "candidate", "added", "removed", "changed"
+        );
+        for a in &r.alerts {
+            let _ = writeln!(
+                out,
+                "{:<28} {:>9} {:>9} {:>7} {:>7} {:>7}",
+                a.rule,
+                a.baseline,
+                a.candidate,
+                a.added.len(),
+                a.removed.len(),
+                a.changed
+            );
+        }
+    }
+    for note in &r.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
+    let _ = writeln!(
+        out,
+        "\n{} divergent rows (tolerance {:e})",
+        r.divergent, r.tolerance
+    );
+    out
+}
+
+/// The whole report as Markdown.
+pub fn markdown(r: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# Diff: {} against {}\n", r.candidate, r.baseline);
+    let _ = writeln!(
+        out,
+        "Range {} .. {}; numbers compared with relative tolerance {:e}; **{} divergent rows**.\n",
+        r.from.as_deref().unwrap_or("(start)"),
+        r.to.as_deref().unwrap_or("(end)"),
+        r.tolerance,
+        r.divergent
+    );
+    for note in &r.notes {
+        let _ = writeln!(out, "Note: {note}.\n");
+    }
+    let _ = writeln!(out, "| table | baseline | candidate | same | changed | only baseline | only candidate | agreement |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for t in &r.tables {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {:.2}% |",
+            t.table,
+            t.baseline_rows,
+            t.candidate_rows,
+            t.same,
+            t.changed,
+            t.only_baseline,
+            t.only_candidate,
+            100.0 * t.agreement
+        );
+    }
+    if !r.alerts.is_empty() {
+        let _ = writeln!(out, "\n## Alerts per rule\n");
+        let _ = writeln!(out, "| rule | baseline | candidate | added | removed | changed |\n|---|---:|---:|---:|---:|---:|");
+        for a in &r.alerts {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} |",
+                a.rule,
+                a.baseline,
+                a.candidate,
+                a.added.len(),
+                a.removed.len(),
+                a.changed
+            );
+        }
+        for a in r
+            .alerts
+            .iter()
+            .filter(|a| !a.added.is_empty() || !a.removed.is_empty())
+        {
+            let _ = writeln!(out, "\n### {}\n", a.rule);
+            for (what, rows) in [("added", &a.added), ("removed", &a.removed)] {
+                for row in rows {
+                    let _ = writeln!(out, "- {what}: {}", alert_line(row));
+                }
+            }
+        }
+    }
+    for t in r
+        .tables
+        .iter()
+        .filter(|t| t.same != t.baseline_rows || t.same != t.candidate_rows)
+    {
+        let _ = writeln!(out, "\n## {}\n", t.table);
+        for (what, rows) in [
+            ("only in the baseline", &t.examples_only_baseline),
+            ("only in the candidate", &t.examples_only_candidate),
+        ] {
+            for row in rows {
+                let _ = writeln!(out, "- {what}: `{}`", Value::Object(row.clone()));
+            }
+        }
+        for c in &t.examples_changed {
+            let columns: Vec<String> = (c.columns.iter())
+                .map(|(k, [b, v])| format!("{k}: {b} -> {v}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "- changed `{}`: {}",
+                Value::Object(c.key.clone()),
+                columns.join(", ")
+            );
+        }
+        if !t.largest_deltas.is_empty() {
+            let _ = writeln!(out, "\nLargest changes:\n\n| key | column | baseline | candidate | relative |\n|---|---|---:|---:|---:|");
+            for d in &t.largest_deltas {
+                let _ = writeln!(
+                    out,
+                    "| `{}` | {} | {} | {} | {:.3e} |",
+                    Value::Object(d.key.clone()),
+                    d.column,
+                    d.baseline,
+                    d.candidate,
+                    d.relative
+                );
+            }
+        }
+    }
+    for (side, quality) in &r.quality {
+        let _ = writeln!(out, "\n## Data quality of {side}\n");
+        let _ = writeln!(out, "| topic | day | messages | accepted | rejected | duplicates | late | failed |\n|---|---|---:|---:|---:|---:|---:|---:|");
+        for (topic, days) in quality {
+            for (day, q) in days {
+                let rejected: Vec<String> = q
+                    .rejected
+                    .iter()
+                    .map(|(why, n)| format!("{n} {why}"))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "| {topic} | {day} | {} | {} | {} | {} | {} | {} |",
+                    q.messages,
+                    q.accepted,
+                    match rejected.is_empty() {
+                        true => "0".to_string(),
+                        false => rejected.join(", "),
+                    },
+                    q.duplicates,
+                    q.late,
+                    q.failed
+                );
+            }
+        }
+    }
+    out
+}
+
+fn alert_line(row: &Map<String, Value>) -> String {
+    let get = |k: &str| {
+        row.get(k)
+            .map(|v| v.as_str().map_or(v.to_string(), str::to_string))
+            .unwrap_or_default()
+    };
+    format!(
+        "{} {} {} at {} (window {}): {} evidence {}",
+        get("severity"),
+        get("store_id"),
+        get("product_id"),
+        get("alert_time"),
+        get("window_start"),
+        get("message"),
+        get("evidence")
+    )
+}

@@ -1,0 +1,367 @@
+//! `host replay`: archived raw batches through a pipeline, as the live run processed them.
+//!
+//! The archive ([`crate::archive`]) holds every batch a run read, tagged with its arrival order.
+//! A replay rebuilds each shard's batches (one shard per partition when the config's source is
+//! Kafka, the local shard otherwise, as `host run` does), runs them through fresh plugin
+//! instances with the same event time (watermarks, allowed lateness), and closes the windows
+//! still open at the end of the range. Outputs go to a replay folder (NDJSON per stream, dead
+//! letters, `summary.json` with the data-quality counts) and, if asked, to a ClickHouse
+//! database of its own (`<database>_replay_<id>`): never to the live tables, the alerts topic or
+//! the dead-letter topic. One input gives byte-identical outputs on every replay.
+
+mod batches;
+pub mod quality;
+mod report;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+use crate::archive::{ArchiveReader, Range};
+use crate::config::PipelineConfig;
+use crate::pipeline::{Batch, Outputs, ShardId, Shards};
+use crate::plugin::registry::load_plugins;
+use crate::plugin::{LoadedPlugin, PluginEngine};
+use crate::sinks::{clickhouse, Fanout, FileSink, Sink};
+use batches::{Cursor, ShardBatches};
+pub use quality::{DayQuality, Quality};
+pub use report::report;
+
+pub struct ReplayOptions {
+    /// The live run's pipeline config (sources say how it was sharded, `raw_store` where the
+    /// archive is).
+    pub config: PipelineConfig,
+    pub plugins_dir: PathBuf,
+    /// Topics to read (default: the config's source topics).
+    pub topics: Option<Vec<String>>,
+    pub partitions: Option<Vec<i32>>,
+    pub range: Range,
+    /// Run only these stages (and the stages that feed them).
+    pub stages: Option<Vec<String>>,
+    /// `(stage, component)`: run the stage with this plugin file instead.
+    pub candidates: Vec<(String, PathBuf)>,
+    /// `(stage, key, value)`: parameter overrides.
+    pub params: Vec<(String, String, String)>,
+    /// The replay's id: names its folder and its ClickHouse database.
+    pub id: String,
+    /// The replay folder (must be empty or absent).
+    pub out_dir: PathBuf,
+    /// Also write to ClickHouse (the config's `[clickhouse]` server), database
+    /// `<database>_replay_<id>`.
+    pub clickhouse: bool,
+    pub progress: bool,
+}
+
+/// What a replay did; also `summary.json` in its folder.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReplaySummary {
+    pub id: String,
+    pub archive: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub shards: Vec<String>,
+    pub objects: usize,
+    pub records: u64,
+    pub batches: u64,
+    /// Records in the objects read but outside the range.
+    pub skipped: u64,
+    pub outputs: BTreeMap<String, u64>,
+    pub dead_letters: u64,
+    /// Stage -> plugin and version that ran it.
+    pub plugins: BTreeMap<String, String>,
+    pub params: BTreeMap<String, String>,
+    pub clickhouse_database: Option<String>,
+    pub elapsed_secs: f64,
+    pub quality: Quality,
+}
+
+impl ReplaySummary {
+    pub const FILE: &'static str = "summary.json";
+
+    pub fn load(dir: &std::path::Path) -> anyhow::Result<Self> {
+        let path = dir.join(Self::FILE);
+        let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+}
+
+/// Run a replay to the end of its range.
+pub fn replay(mut opts: ReplayOptions) -> anyhow::Result<ReplaySummary> {
+    let started = Instant::now();
+    prepare_out_dir(&opts.out_dir)?;
+    let config = &mut opts.config;
+    if let Some(stages) = &opts.stages {
+        config.keep_stages_feeding(stages)?;
+    }
+    for (stage, key, value) in &opts.params {
+        config.set_param(stage, key, value)?;
+    }
+    let mut specs = config.stage_specs()?;
+    let data_dir = config.runtime.data_dir.clone();
+    let engine = PluginEngine::new(Some(data_dir.join("cache")))?;
+    let set = load_plugins(&engine, &opts.plugins_dir)?;
+    let mut plugins: BTreeMap<String, Arc<LoadedPlugin>> = BTreeMap::new();
+    for (stage, path) in &opts.candidates {
+        let spec = (specs.iter_mut())
+            .find(|s| &s.name == stage)
+            .with_context(|| {
+                format!("--plugin {stage}=...: the pipeline has no stage {stage:?}")
+            })?;
+        let candidate = engine
+            .load(path)
+            .with_context(|| format!("loading the candidate {}", path.display()))?;
+        spec.plugin = format!("{}@{stage}", candidate.name);
+        plugins.insert(spec.plugin.clone(), candidate);
+    }
+    for spec in &specs {
+        if plugins.contains_key(&spec.plugin) {
+            continue;
+        }
+        let plugin = set.loaded.get(&spec.plugin).with_context(|| {
+            format!(
+                "stage {:?} needs plugin {:?}, which is not in {} ({})",
+                spec.name,
+                spec.plugin,
+                opts.plugins_dir.display(),
+                set.failed
+                    .get(&spec.plugin)
+                    .map_or("no such file", |e| e.as_str())
+            )
+        })?;
+        plugins.insert(spec.plugin.clone(), plugin.clone());
+    }
+    let mut summary = ReplaySummary {
+        id: opts.id.clone(),
+        from: opts.range.from_ms.map(crate::units::datetime),
+        to: opts.range.to_ms.map(crate::units::datetime),
+        plugins: (specs.iter())
+            .map(|s| {
+                let p = &plugins[&s.plugin];
+                (s.name.clone(), format!("{} {}", p.name, p.version))
+            })
+            .collect(),
+        params: (opts.params.iter())
+            .map(|(s, k, v)| (format!("{s}.{k}"), v.clone()))
+            .collect(),
+        ..Default::default()
+    };
+    let cleaners: BTreeMap<String, Vec<String>> = {
+        let topics = config.source_topics();
+        let mut by_topic: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for s in specs
+            .iter()
+            .filter(|s| s.inputs.iter().any(|i| topics.contains(i)))
+        {
+            for i in &s.inputs {
+                by_topic.entry(i.clone()).or_default().push(s.name.clone());
+            }
+        }
+        by_topic
+    };
+
+    let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    let store_config = config.raw_store.clone().unwrap_or_default();
+    let reader = ArchiveReader::open(&store_config, &data_dir)?;
+    summary.archive = ArchiveReader::describe(&store_config, &data_dir);
+    let wanted: Vec<String> = match &opts.topics {
+        Some(t) => t.clone(),
+        None => config.source_topics().into_iter().collect(),
+    };
+    let stored = rt.block_on(reader.topics())?;
+    let mut objects = BTreeMap::new(); // (topic, partition) -> objects
+    for topic in wanted.iter().filter(|t| stored.contains(t)) {
+        let found = rt.block_on(reader.objects(topic, opts.partitions.as_deref(), opts.range))?;
+        for (p, o) in found {
+            objects.insert((topic.clone(), p), o);
+        }
+    }
+    if objects.is_empty() {
+        bail!(
+            "the archive at {} holds nothing of {:?} in that range (it holds topics {:?})",
+            summary.archive,
+            wanted,
+            stored
+        );
+    }
+    summary.objects = objects.values().map(Vec::len).sum();
+
+    let partitioned = config.sources.iter().any(|s| s.is_partitioned());
+    let mut shard_cursors: BTreeMap<ShardId, Vec<Cursor>> = BTreeMap::new();
+    for ((_, p), objects) in objects {
+        let shard = match partitioned {
+            true => ShardId::Partition(p),
+            false => ShardId::Local,
+        };
+        shard_cursors
+            .entry(shard)
+            .or_default()
+            .push(Cursor::new(objects));
+    }
+
+    let ch = opts.clickhouse.then(|| {
+        let mut ch = config.clickhouse.clone().unwrap_or_default();
+        ch.database = replay_database(&ch.database, &opts.id);
+        ch
+    });
+    let mut sinks = open_sinks(&opts.out_dir, ch, &rt, &mut summary)?;
+    let mut shards = Shards::new(specs, plugins);
+    let progress = Progress::new(opts.progress, summary.objects);
+    let batch_size = config.runtime.batch_size.max(1);
+    for (shard, cursors) in shard_cursors {
+        summary.shards.push(shard.to_string());
+        let pipeline = shards.open(shard, BTreeMap::new())?;
+        if let ShardId::Partition(p) = shard {
+            for topic in &wanted {
+                pipeline.expect_lanes(topic, &[p]);
+            }
+        }
+        let lane = match shard {
+            ShardId::Partition(p) => p,
+            ShardId::Local => 0,
+        };
+        let mut batches = ShardBatches {
+            cursors,
+            batch_size,
+            range: opts.range,
+            skipped: 0,
+        };
+        let read_before = progress.objects_done();
+        while let Some((topic, records)) = rt.block_on(batches.next(&reader))? {
+            summary.records += records.len() as u64;
+            summary.batches += 1;
+            let newest = records.last().map(|r| r.timestamp);
+            let pipeline = shards.get_mut(shard).expect("opened above");
+            let seen = quality::Seen::of(&records);
+            let outputs = pipeline.push_lane(&topic, Batch::Raw(records), lane);
+            let readers: Vec<&str> = (cleaners.get(&topic).into_iter().flatten())
+                .map(String::as_str)
+                .collect();
+            quality::count(&mut summary.quality, &seen, &outputs, &readers);
+            write(&mut *sinks, &outputs, &mut summary)?;
+            progress.update(
+                read_before + batches.objects_read(),
+                summary.records,
+                newest,
+            );
+        }
+        summary.skipped += batches.skipped;
+        let pipeline = shards.get_mut(shard).expect("opened above");
+        let outputs = pipeline.flush_windows();
+        write(&mut *sinks, &outputs, &mut summary)?;
+        progress.set_objects(read_before + batches.objects_read());
+        shards.close(shard);
+    }
+    sinks.flush().context("flushing the replay's outputs")?;
+    progress.finish();
+    summary.elapsed_secs = started.elapsed().as_secs_f64();
+    let path = opts.out_dir.join(ReplaySummary::FILE);
+    std::fs::write(&path, serde_json::to_vec_pretty(&summary)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(summary)
+}
+
+fn write(
+    sinks: &mut dyn Sink,
+    outputs: &Outputs,
+    summary: &mut ReplaySummary,
+) -> anyhow::Result<()> {
+    for o in &outputs.batches {
+        *summary.outputs.entry(o.stream.to_string()).or_default() += o.events.len() as u64;
+    }
+    summary.dead_letters += outputs.dead_letters.len() as u64;
+    sinks
+        .write_outputs(outputs)
+        .context("writing the replay's outputs")
+}
+
+/// The replay folder must not hold an earlier replay's files (outputs are appended).
+fn prepare_out_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    if let Ok(mut entries) = std::fs::read_dir(dir) {
+        if entries.next().is_some() {
+            bail!(
+                "the replay folder {} is not empty: give another --id or --out, or remove it",
+                dir.display()
+            );
+        }
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
+}
+
+/// NDJSON files in the replay folder, and ClickHouse under the replay's own database if asked.
+fn open_sinks(
+    out_dir: &std::path::Path,
+    clickhouse: Option<clickhouse::ClickHouseConfig>,
+    rt: &tokio::runtime::Runtime,
+    summary: &mut ReplaySummary,
+) -> anyhow::Result<Box<dyn Sink>> {
+    let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(FileSink::new(out_dir)?)];
+    if let Some(ch) = clickhouse {
+        let client = ch.client();
+        rt.block_on(clickhouse::migrate(&client, &ch.database))
+            .with_context(|| {
+                format!("creating the replay database {} at {}", ch.database, ch.url)
+            })?;
+        tracing::info!(database = %ch.database, "replay outputs also go to ClickHouse");
+        summary.clickhouse_database = Some(ch.database.clone());
+        let sink =
+            clickhouse::ClickHouseSink::new(ch, rt.handle().clone()).map_err(anyhow::Error::msg)?;
+        sinks.push(Box::new(sink));
+    }
+    Ok(Box::new(Fanout(sinks)))
+}
+
+/// The ClickHouse database of a replay: `<live database>_replay_<id>` (id letters, digits and
+/// `_` only).
+pub fn replay_database(live: &str, id: &str) -> String {
+    let id: String = id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("{live}_replay_{id}")
+}
+
+/// The terminal's progress bar: objects read, events per second, the event time reached.
+struct Progress(indicatif::ProgressBar);
+
+impl Progress {
+    fn new(show: bool, objects: usize) -> Self {
+        let bar = match show {
+            true => indicatif::ProgressBar::new(objects as u64),
+            false => indicatif::ProgressBar::hidden(),
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} objects  {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        Progress(bar)
+    }
+
+    fn objects_done(&self) -> usize {
+        self.0.position() as usize
+    }
+
+    fn set_objects(&self, n: usize) {
+        self.0.set_position(n as u64);
+    }
+
+    fn update(&self, objects: usize, records: u64, at: Option<i64>) {
+        self.set_objects(objects);
+        let secs = self.0.elapsed().as_secs_f64().max(1e-3);
+        let at = at.map(crate::units::datetime).unwrap_or_default();
+        self.0.set_message(format!(
+            "{records} events, {:.0}/s, at {at}",
+            records as f64 / secs
+        ));
+    }
+
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
