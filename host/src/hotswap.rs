@@ -24,8 +24,8 @@ pub enum Change {
     Swap(Arc<LoadedPlugin>),
     /// A plugin file was removed.
     Unload(String),
-    /// The pipeline config file changed: the stages it now describes.
-    Reconfigure(Vec<StageSpec>),
+    /// The pipeline config file changed: the stages and shadows it now describes.
+    Reconfigure(Vec<StageSpec>, Vec<crate::pipeline::ShadowSpec>),
 }
 
 /// How long the folder must be quiet before changes are acted on.
@@ -101,11 +101,11 @@ pub fn watch_config(path: &Path, tx: Sender<Change>) -> anyhow::Result<Watcher> 
         }
         let specs = crate::config::PipelineConfig::load(Some(&watched))
             .map_err(anyhow::Error::from)
-            .and_then(|c| Ok(c.stage_specs()?));
+            .and_then(|c| Ok((c.stage_specs()?, c.shadow_specs()?)));
         match specs {
-            Ok(specs) => {
+            Ok((specs, shadows)) => {
                 tracing::info!(config = %watched.display(), "pipeline config changed");
-                let _ = tx.send(Change::Reconfigure(specs));
+                let _ = tx.send(Change::Reconfigure(specs, shadows));
             }
             Err(error) => {
                 tracing::error!(config = %watched.display(), %error, "changed pipeline config rejected; nothing applied")

@@ -51,6 +51,16 @@ enum Command {
     /// Compare two output sets (folders or ClickHouse databases) row by row: what a candidate
     /// adds, removes and changes; exits 1 when more rows diverge than --fail-over.
     Diff(DiffArgs),
+    /// How each shadow stage compares with the live stage it runs beside (the reports a
+    /// running or finished `host run` keeps in <data_dir>/shadow/).
+    ShadowReport {
+        /// The host's data directory.
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+        /// Print the reports as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// A running host's stages, partitions, sinks and recent alerts, redrawn every second.
     Top {
         /// The host's HTTP address ([http] listen).
@@ -210,6 +220,14 @@ fn main() -> Result<()> {
         Command::Demo(args) => demo(args),
         Command::Replay(args) => replay_command(args),
         Command::Diff(args) => diff_command(args),
+        Command::ShadowReport { data_dir, json } => {
+            let reports = shelfstream::runtime::shadows::load_reports(&data_dir)?;
+            match json {
+                true => println!("{}", serde_json::to_string_pretty(&reports)?),
+                false => print!("{}", shelfstream::diff::running::text(&reports)),
+            }
+            Ok(())
+        }
         Command::Top { url, token, once } => tokio::runtime::Runtime::new()
             .context("starting the tokio runtime")?
             .block_on(shelfstream::observe::top::run(&url, token.as_deref(), once))

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::pipeline::StageSpec;
+use crate::pipeline::{ShadowSpec, StageSpec};
 use crate::plugin::Limits;
 use crate::sources::SourceConfig;
 use crate::units::{parse_duration, parse_size};
@@ -42,6 +42,9 @@ pub struct PipelineConfig {
     pub sources: Vec<SourceConfig>,
     #[serde(default, rename = "stage")]
     pub stages: Vec<StageConfig>,
+    /// Candidates running beside live stages (see [`crate::pipeline::shadow`]).
+    #[serde(default, rename = "shadow")]
+    pub shadows: Vec<ShadowConfig>,
     /// Also write outputs and dead letters to ClickHouse (see `sql/schema.sql`).
     pub clickhouse: Option<crate::sinks::clickhouse::ClickHouseConfig>,
     /// Also produce alerts and dead letters to Kafka topics.
@@ -86,6 +89,29 @@ impl Default for RuntimeConfig {
             on_bad_state: crate::pipeline::OnBadState::default(),
             file_outputs: true,
         }
+    }
+}
+
+/// A candidate plugin running beside a live stage on the same input, with its own instance and
+/// state; its outputs go only to the shadow outputs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowConfig {
+    /// The live stage it runs beside.
+    pub stage: String,
+    /// The candidate's component file stem in the plugins folder.
+    pub plugin: String,
+    /// Default: `<stage>@<plugin>`.
+    pub name: Option<String>,
+    /// Default: the live stage's parameters.
+    pub params: Option<BTreeMap<String, toml::Value>>,
+}
+
+impl ShadowConfig {
+    pub fn name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("{}@{}", self.stage, self.plugin))
     }
 }
 
@@ -272,6 +298,38 @@ impl PipelineConfig {
             pending = rest;
         }
         Ok(ordered)
+    }
+
+    /// The shadows, each with its stage spec (the live stage's wiring and limits, the candidate's
+    /// plugin and parameters).
+    pub fn shadow_specs(&self) -> Result<Vec<ShadowSpec>, ConfigError> {
+        let mut names: HashSet<String> = self.stages.iter().map(|s| s.name.clone()).collect();
+        let mut out = Vec::new();
+        for shadow in &self.shadows {
+            let name = shadow.name();
+            let live = (self.stages.iter().find(|s| s.name == shadow.stage)).ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "shadow {name:?}: the pipeline has no stage {:?}",
+                    shadow.stage
+                ))
+            })?;
+            if !names.insert(name.clone()) {
+                return Err(ConfigError::Invalid(format!(
+                    "shadow {name:?}: a stage or another shadow has that name"
+                )));
+            }
+            let config = StageConfig {
+                name: name.clone(),
+                plugin: shadow.plugin.clone(),
+                params: shadow.params.clone().unwrap_or_else(|| live.params.clone()),
+                ..live.clone()
+            };
+            out.push(ShadowSpec {
+                of: live.name.clone(),
+                spec: self.spec(&config)?,
+            });
+        }
+        Ok(out)
     }
 
     fn spec(&self, s: &StageConfig) -> Result<StageSpec, ConfigError> {

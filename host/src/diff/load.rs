@@ -168,6 +168,29 @@ pub fn folder(
     Ok(out)
 }
 
+/// The table, identity and row of one event of an output batch (`stream:<name>` for events no
+/// table keeps): what a running comparison matches.
+pub fn event_row(
+    stream: &str,
+    event: &crate::plugin::Event,
+    provenance: &Provenance,
+    metric_tables: &BTreeMap<String, String>,
+    shapes: &BTreeMap<String, TableShape>,
+) -> (String, String, Row) {
+    let (table, row) = table_row(event, provenance, metric_tables).unwrap_or_else(|| {
+        let mut row = crate::pipeline::event_json(event);
+        if let Value::Object(m) = &mut row {
+            m.insert("_stage".into(), Value::from(&*provenance.stage));
+        }
+        (format!("stream:{stream}"), row)
+    });
+    let Value::Object(row) = row else {
+        unreachable!("rows are objects")
+    };
+    let (key, row) = keyed(shapes.get(&table), row);
+    (table, key, row)
+}
+
 /// The table row of one NDJSON output line (`stream:<name>` for events no table keeps).
 fn stream_row(
     stream: &str,

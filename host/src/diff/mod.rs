@@ -8,6 +8,7 @@
 
 mod load;
 mod report;
+pub mod running;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -307,7 +308,7 @@ fn rules(baseline: &Rows, candidate: &Rows) -> Vec<RuleDiff> {
 
 /// The columns whose values differ beyond the tolerance (a column one side lacks counts as
 /// its default: empty text, zero).
-fn changed_columns(
+pub(crate) fn changed_columns(
     b: &Row,
     c: &Row,
     tolerance: f64,

@@ -10,6 +10,7 @@
 
 pub mod dead_letter;
 mod output;
+pub mod shadow;
 pub mod shards;
 pub mod stage;
 
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 pub use dead_letter::{event_from_value, event_json, DeadLetter, DeadLetterKind, SourceRef};
 pub use output::{Output, Outputs, Provenance};
+pub use shadow::{ShadowDeadLetter, ShadowOutput, ShadowSpec};
 pub use shards::{OnBadState, ShardId, Shards};
 pub use stage::{Stage, StageCheckpoint, StageSpec, StageStats, StartError, Status, SwapError};
 
@@ -102,6 +104,7 @@ pub struct Pipeline {
     positions: Arc<BTreeMap<TopicPartition, i64>>,
     /// The source partition this pipeline is the shard of (`None`: unpartitioned sources).
     partition: Option<i32>,
+    shadows: Vec<shadow::Shadow>,
 }
 
 impl Pipeline {
@@ -134,6 +137,7 @@ impl Pipeline {
             alerts: 0,
             positions: Arc::default(),
             partition: None,
+            shadows: Vec::new(),
         }
     }
 
@@ -177,7 +181,15 @@ impl Pipeline {
                 } else {
                     batch.as_ref().expect("still here").clone()
                 };
+                let shadowed = self
+                    .shadows
+                    .iter()
+                    .any(|s| s.of == i)
+                    .then(|| input.clone());
                 let out = self.stages[i].process_lane(input, lane_of_input(k, lane), &mut dead);
+                if let Some(input) = shadowed {
+                    self.run_shadows(i, &input, lane_of_input(k, lane), &mut outputs);
+                }
                 let out_lane = match self.stages[i].plugin().info.kind {
                     crate::plugin::PluginKind::Cleaner => lane,
                     _ => DERIVED_LANE,
@@ -222,6 +234,9 @@ impl Pipeline {
         for (i, k) in consumers {
             let keyed: Vec<i32> = lanes.iter().map(|&l| lane_of_input(k, l)).collect();
             self.stages[i].expect_lanes(&keyed);
+            for s in self.shadows.iter_mut().filter(|s| s.of == i) {
+                s.stage.expect_lanes(&keyed);
+            }
             if self.stages[i].plugin().info.kind == crate::plugin::PluginKind::Cleaner {
                 let output = self.stages[i].spec().output.clone();
                 self.expect_lanes(&output, lanes);
@@ -235,6 +250,7 @@ impl Pipeline {
         for i in 0..self.stages.len() {
             let mut dead = Vec::new();
             let out = self.stages[i].flush(&mut dead);
+            self.flush_shadows(i, &mut outputs);
             self.count_dead(&dead);
             outputs.dead_letters.extend(dead);
             let mut queue = VecDeque::new();
@@ -294,6 +310,7 @@ impl Pipeline {
     pub fn swap(&mut self, plugin: &Arc<LoadedPlugin>) -> Vec<SwapOutcome> {
         self.stages
             .iter_mut()
+            .chain(self.shadows.iter_mut().map(|s| &mut s.stage))
             .filter(|s| s.spec().plugin == plugin.name && s.plugin().version != plugin.version)
             .map(|s| SwapOutcome {
                 stage: s.spec().name.clone(),
@@ -362,6 +379,7 @@ impl Pipeline {
     pub fn save(&mut self) -> Result<BTreeMap<String, StageCheckpoint>, SwapError> {
         self.stages
             .iter_mut()
+            .chain(self.shadows.iter_mut().map(|s| &mut s.stage))
             .map(|s| Ok((s.spec().name.clone(), s.save()?)))
             .collect()
     }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::shadow::{ShadowDeadLetter, ShadowOutput};
 use super::{DeadLetter, SourceRef};
 use crate::plugin::{Event, EventBatch};
 use crate::sources::TopicPartition;
@@ -46,17 +47,25 @@ pub struct Output {
 pub struct Outputs {
     pub batches: Vec<Output>,
     pub dead_letters: Vec<DeadLetter>,
+    /// What shadow stages emitted: for the shadow outputs only, never the live sinks.
+    pub shadows: Vec<ShadowOutput>,
+    pub shadow_dead_letters: Vec<ShadowDeadLetter>,
 }
 
 impl Outputs {
     pub fn is_empty(&self) -> bool {
-        self.batches.is_empty() && self.dead_letters.is_empty()
+        self.batches.is_empty()
+            && self.dead_letters.is_empty()
+            && self.shadows.is_empty()
+            && self.shadow_dead_letters.is_empty()
     }
 
     /// Add what a later push produced.
     pub fn extend(&mut self, other: Outputs) {
         self.batches.extend(other.batches);
         self.dead_letters.extend(other.dead_letters);
+        self.shadows.extend(other.shadows);
+        self.shadow_dead_letters.extend(other.shadow_dead_letters);
     }
 
     /// The events of one stream as rows, over every batch (tests, tools).

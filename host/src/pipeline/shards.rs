@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::{Pipeline, Stage, StageCheckpoint, StageSpec, StartError, SwapOutcome};
+use super::{Pipeline, ShadowSpec, Stage, StageCheckpoint, StageSpec, StartError, SwapOutcome};
 use crate::plugin::LoadedPlugin;
 
 /// Which pipeline a batch belongs to.
@@ -54,6 +54,7 @@ pub struct Retired {
 
 pub struct Shards {
     specs: Vec<StageSpec>,
+    shadows: Vec<ShadowSpec>,
     plugins: BTreeMap<String, Arc<LoadedPlugin>>,
     unloaded: BTreeSet<String>,
     pipelines: BTreeMap<ShardId, Pipeline>,
@@ -66,6 +67,7 @@ impl Shards {
     pub fn new(specs: Vec<StageSpec>, plugins: BTreeMap<String, Arc<LoadedPlugin>>) -> Self {
         Shards {
             specs,
+            shadows: Vec::new(),
             plugins,
             unloaded: BTreeSet::new(),
             pipelines: BTreeMap::new(),
@@ -78,6 +80,50 @@ impl Shards {
     pub fn with_on_bad_state(mut self, policy: OnBadState) -> Self {
         self.on_bad_state = policy;
         self
+    }
+
+    /// Candidates to run beside live stages in every shard.
+    pub fn with_shadows(mut self, shadows: Vec<ShadowSpec>) -> Self {
+        self.shadows = shadows;
+        self
+    }
+
+    /// The configured shadows.
+    pub fn shadow_specs(&self) -> &[ShadowSpec] {
+        &self.shadows
+    }
+
+    /// Start a shadow in a pipeline; a shadow that cannot start is logged and left out (it
+    /// never stops the live stages).
+    fn start_shadow(
+        pipeline: &mut Pipeline,
+        shadow: &ShadowSpec,
+        plugins: &BTreeMap<String, Arc<LoadedPlugin>>,
+        saved: Option<StageCheckpoint>,
+    ) {
+        let name = &shadow.spec.name;
+        let Some(plugin) = plugins.get(&shadow.spec.plugin) else {
+            tracing::error!(shadow = %name, plugin = %shadow.spec.plugin, "shadow not started: its plugin is not loaded");
+            return;
+        };
+        let live_kind = (pipeline.stages().iter())
+            .find(|s| s.spec().name == shadow.of)
+            .map(|s| s.plugin().info.kind);
+        if live_kind != Some(plugin.info.kind) {
+            tracing::error!(shadow = %name, stage = %shadow.of, "shadow not started: its plugin is not of the live stage's kind");
+            return;
+        }
+        let started = Stage::start(shadow.spec.clone(), plugin.clone(), saved)
+            .or_else(|e| {
+                tracing::error!(shadow = %name, error = %e, "shadow's saved state refused; it starts empty");
+                Stage::start(shadow.spec.clone(), plugin.clone(), None)
+            });
+        match started {
+            Ok(stage) => {
+                pipeline.add_shadow(&shadow.of, stage);
+            }
+            Err(e) => tracing::error!(shadow = %name, error = %e, "shadow not started"),
+        }
     }
 
     /// What to do with saved state that cannot be used.
@@ -116,7 +162,11 @@ impl Shards {
             ShardId::Local => None,
             ShardId::Partition(p) => Some(p),
         };
-        let pipeline = Pipeline::new(stages).with_partition(partition);
+        let mut pipeline = Pipeline::new(stages).with_partition(partition);
+        for shadow in &self.shadows {
+            let state = saved.remove(&shadow.spec.name);
+            Self::start_shadow(&mut pipeline, shadow, &self.plugins, state);
+        }
         self.pipelines.insert(shard, pipeline);
         Ok(self.pipelines.get_mut(&shard).expect("just inserted"))
     }
@@ -158,8 +208,8 @@ impl Shards {
         for (&shard, pipeline) in &mut self.pipelines {
             outcomes.extend(pipeline.swap(plugin).into_iter().map(|o| (shard, o)));
         }
-        let known = self.plugins.contains_key(&plugin.name);
-        if known && outcomes.iter().all(|(_, o)| o.result.is_ok()) {
+        // Kept even when no stage runs it yet: a shadow or a config change may name it.
+        if outcomes.iter().all(|(_, o)| o.result.is_ok()) {
             self.plugins.insert(plugin.name.clone(), plugin.clone());
             self.unloaded.remove(&plugin.name);
         }
@@ -171,8 +221,9 @@ impl Shards {
     pub fn reconfigure(
         &mut self,
         specs: &[StageSpec],
+        shadows: &[ShadowSpec],
     ) -> (Vec<(ShardId, SwapOutcome)>, Vec<String>) {
-        let mut outcomes = Vec::new();
+        let mut outcomes = self.promote_and_reshadow(specs, shadows);
         let mut restart = Vec::new();
         let template = Pipeline::restart_notes(&self.specs, specs);
         for (&shard, pipeline) in &mut self.pipelines {
@@ -195,6 +246,77 @@ impl Shards {
             }
         }
         (outcomes, restart)
+    }
+
+    /// The config changed shadows: a stage now naming the plugin of one of its shadows that the
+    /// config no longer lists takes that shadow over, warm state and all, in every shard
+    /// (promotion); shadows no longer listed stop; new ones start empty; a shadow with new
+    /// parameters takes them with its state.
+    fn promote_and_reshadow(
+        &mut self,
+        specs: &[StageSpec],
+        shadows: &[ShadowSpec],
+    ) -> Vec<(ShardId, SwapOutcome)> {
+        let mut outcomes = Vec::new();
+        let listed = |name: &str| shadows.iter().any(|s| s.spec.name == name);
+        for old in std::mem::take(&mut self.shadows) {
+            let live = self.specs.iter_mut().find(|s| s.name == old.of);
+            let new = specs.iter().find(|s| s.name == old.of);
+            match (live, new) {
+                (Some(live), Some(new))
+                    if !listed(&old.spec.name)
+                        && new.plugin == old.spec.plugin
+                        && live.plugin != old.spec.plugin =>
+                {
+                    for (&shard, pipeline) in &mut self.pipelines {
+                        if let Some(pause) = pipeline.promote(&old.spec.name) {
+                            tracing::info!(%shard, stage = %old.of, shadow = %old.spec.name,
+                                pause_us = pause.as_micros() as u64, "shadow promoted: it runs the stage now, with its own state");
+                            outcomes.push((
+                                shard,
+                                SwapOutcome {
+                                    stage: old.of.clone(),
+                                    result: Ok(pause),
+                                },
+                            ));
+                        }
+                    }
+                    live.plugin = old.spec.plugin.clone();
+                    live.params = old.spec.params.clone();
+                }
+                _ if !listed(&old.spec.name) => {
+                    for pipeline in self.pipelines.values_mut() {
+                        pipeline.remove_shadow(&old.spec.name);
+                    }
+                    tracing::info!(shadow = %old.spec.name, "shadow stopped");
+                }
+                _ => self.shadows.push(old),
+            }
+        }
+        for new in shadows {
+            match self
+                .shadows
+                .iter_mut()
+                .find(|s| s.spec.name == new.spec.name)
+            {
+                Some(running) if running.spec.params != new.spec.params => {
+                    for (&shard, pipeline) in &mut self.pipelines {
+                        let o = pipeline.reconfigure_shadow(&new.spec);
+                        outcomes.extend(o.map(|o| (shard, o)));
+                    }
+                    running.spec.params = new.spec.params.clone();
+                }
+                Some(_) => {}
+                None => {
+                    for pipeline in self.pipelines.values_mut() {
+                        Self::start_shadow(pipeline, new, &self.plugins, None);
+                    }
+                    tracing::info!(shadow = %new.spec.name, stage = %new.of, plugin = %new.spec.plugin, "shadow started");
+                    self.shadows.push(new.clone());
+                }
+            }
+        }
+        outcomes
     }
 
     /// The plugin's file was removed: its stages stop in every shard, and in shards opened later.

@@ -12,6 +12,7 @@
 
 mod pipeline_thread;
 mod report;
+pub mod shadows;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -54,6 +55,7 @@ pub async fn run(
     let _http = crate::observe::http::serve(&config.http, telemetry.clone()).await?;
     let engine = Arc::new(PluginEngine::new(Some(data_dir.join("cache")))?);
     let specs = config.stage_specs()?;
+    let shadow_specs = config.shadow_specs()?;
     let plugins = stage_plugins(&specs, load_plugins(&engine, &opts.plugins_dir)?, &opts)?;
     let saved = SavedState::load(&data_dir)?;
 
@@ -68,7 +70,14 @@ pub async fn run(
     let dimensions: Vec<Dimensions> = sources.iter().filter_map(|s| s.dimensions()).collect();
     let sinks = open_sinks(config, &dimensions).await?;
 
-    let mut shards = Shards::new(specs, plugins).with_on_bad_state(runtime.on_bad_state);
+    let watch = shadows::ShadowWatch::new(
+        &data_dir,
+        &shadow_specs,
+        config.clickhouse.clone().unwrap_or_default().metric_tables,
+    );
+    let mut shards = Shards::new(specs, plugins)
+        .with_shadows(shadow_specs)
+        .with_on_bad_state(runtime.on_bad_state);
     if config.sources.iter().any(|s| !s.is_partitioned()) {
         shards.open(ShardId::Local, saved.stages)?;
     }
@@ -157,7 +166,8 @@ pub async fn run(
         collector,
         (opts.summary, runtime.close_windows_at_end),
         stop.clone(),
-    );
+    )
+    .with_shadows(watch);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let worker = std::thread::Builder::new()
         .name("pipeline".into())
@@ -190,16 +200,15 @@ pub async fn run(
     Ok(report)
 }
 
-/// The plugin of every stage; a stage whose plugin is missing or failed to load fails the run.
+/// Every loaded plugin (shadows and config changes may name any); a stage whose plugin is
+/// missing or failed to load fails the run.
 fn stage_plugins(
     specs: &[StageSpec],
     set: PluginSet,
     opts: &RunOptions,
 ) -> anyhow::Result<BTreeMap<String, Arc<LoadedPlugin>>> {
-    let mut used = BTreeMap::new();
     for spec in specs {
-        if let Some(plugin) = set.loaded.get(&spec.plugin) {
-            used.insert(spec.plugin.clone(), plugin.clone());
+        if set.loaded.contains_key(&spec.plugin) {
             continue;
         }
         match set.failed.get(&spec.plugin) {
@@ -210,7 +219,7 @@ fn stage_plugins(
             ),
         }
     }
-    Ok(used)
+    Ok(set.loaded)
 }
 
 /// The configured sinks as one: NDJSON files, ClickHouse (schema applied, the sources'

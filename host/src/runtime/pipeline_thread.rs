@@ -45,6 +45,7 @@ pub struct PipelineThread {
     stop: StopFlag,
     started: Instant,
     first_batches: HashSet<(String, i32)>,
+    shadows: Option<super::shadows::ShadowWatch>,
 }
 
 impl PipelineThread {
@@ -67,7 +68,14 @@ impl PipelineThread {
             stop,
             started: Instant::now(),
             first_batches: HashSet::new(),
+            shadows: None,
         }
+    }
+
+    /// Shadow outputs and reports (see [`super::shadows`]).
+    pub fn with_shadows(mut self, shadows: super::shadows::ShadowWatch) -> Self {
+        self.shadows = Some(shadows);
+        self
     }
 
     /// Process until every source is done, then close windows (end of input, if configured)
@@ -133,6 +141,7 @@ impl PipelineThread {
                 last_checkpoint = Instant::now();
             }
             self.collector.tick(&self.shards, self.report.records_in);
+            self.shadows.iter_mut().for_each(|s| s.tick());
             if self.summary && last_print.elapsed() >= Duration::from_secs(1) {
                 let records = self.report.records_in;
                 let rate = (records - last_records) as f64 / last_print.elapsed().as_secs_f64();
@@ -181,6 +190,7 @@ impl PipelineThread {
             .take_now(&mut self.shards, &mut *self.sinks)?;
         self.collector.checkpointed([], started.elapsed());
         self.collector.publish(&self.shards, self.report.records_in);
+        self.shadows.iter_mut().for_each(|s| s.write_reports());
         let shards = &self.shards;
         self.report.dead_letters =
             shards.retired.dead_letters + shards.iter().map(|(_, p)| p.dead_letters).sum::<u64>();
@@ -189,6 +199,7 @@ impl PipelineThread {
 
     fn write(&mut self, outputs: &Outputs) -> anyhow::Result<()> {
         self.collector.outputs(outputs);
+        self.shadows.iter_mut().for_each(|s| s.observe(outputs));
         self.sinks
             .write_outputs(outputs)
             .context("writing pipeline outputs")
@@ -381,8 +392,10 @@ impl PipelineThread {
                     }
                 }
             }
-            Change::Reconfigure(specs) => {
-                let (outcomes, restart) = self.shards.reconfigure(&specs);
+            Change::Reconfigure(specs, shadows) => {
+                let (outcomes, restart) = self.shards.reconfigure(&specs, &shadows);
+                let now = self.shards.shadow_specs();
+                self.shadows.iter_mut().for_each(|s| s.set_shadows(now));
                 let versions = self.versions_of_stages();
                 for (shard, outcome) in outcomes {
                     let (plugin, version) =

@@ -133,6 +133,11 @@ impl Stage {
         self.checkpoint.data.len()
     }
 
+    /// The input lanes the stage knows (waited for or seen).
+    pub fn lane_ids(&self) -> Vec<i32> {
+        self.lanes.keys().copied().collect()
+    }
+
     /// Wait for these input lanes: the watermark does not pass a lane that has sent nothing yet.
     pub fn expect_lanes(&mut self, lanes: &[i32]) {
         for lane in lanes {

@@ -64,6 +64,24 @@ impl Stage {
         }
     }
 
+    /// Promote a shadow of this stage: it takes over, with its own warm state, plugin and
+    /// parameters, under this stage's name and wiring; this stage's plugin is kept as the
+    /// previous version (rolled back to on repeated failures). Returns the pause.
+    pub fn promote(&mut self, mut candidate: Stage) -> Duration {
+        let started = Instant::now();
+        candidate.spec = StageSpec {
+            name: self.spec.name.clone(),
+            inputs: self.spec.inputs.clone(),
+            output: self.spec.output.clone(),
+            ..candidate.spec
+        };
+        candidate.previous = Some(self.plugin.clone());
+        candidate.stats = std::mem::take(&mut self.stats);
+        candidate.stats.swaps += 1;
+        *self = candidate;
+        started.elapsed()
+    }
+
     /// New parameters for the running plugin: a fresh instance configured with them takes over
     /// the current state at this batch boundary. Rejected parameters leave everything as it was.
     pub fn reconfigure(&mut self, params: Vec<(String, String)>) -> Result<Duration, SwapError> {

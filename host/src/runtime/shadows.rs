@@ -1,0 +1,161 @@
+//! Shadows in `host run`: each shadow's outputs go to `<data_dir>/shadow/<name>/` (NDJSON per
+//! stream and its dead letters), never to the live sinks; its running comparison with the live
+//! stage ([`crate::diff::running`]) is written there as `report.json` every few seconds and at
+//! the end (what `host shadow-report` reads), and logged every 30 s. A shadow's files failing to
+//! write is logged and never stops the pipeline.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::diff::running::{Running, ShadowReport};
+use crate::pipeline::{Outputs, ShadowSpec};
+use crate::sinks::{FileSink, Sink};
+
+const WRITE_EVERY: Duration = Duration::from_secs(2);
+const LOG_EVERY: Duration = Duration::from_secs(30);
+
+pub struct ShadowWatch {
+    dir: PathBuf,
+    sinks: BTreeMap<String, FileSink>,
+    running: Running,
+    written: Instant,
+    logged: Instant,
+}
+
+/// Where a data directory's shadows keep their outputs and reports.
+pub fn shadow_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("shadow")
+}
+
+/// The reports the shadows of a data directory wrote last.
+pub fn load_reports(data_dir: &Path) -> anyhow::Result<Vec<ShadowReport>> {
+    use anyhow::Context;
+    let dir = shadow_dir(data_dir);
+    let mut reports = Vec::new();
+    let entries = std::fs::read_dir(&dir).with_context(|| {
+        format!(
+            "no shadows have run with data directory {}",
+            data_dir.display()
+        )
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path().join("report.json")))
+        .filter(|p| p.exists())
+        .collect();
+    paths.sort();
+    for path in paths {
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        reports.push(
+            serde_json::from_slice(&bytes)
+                .with_context(|| format!("parsing {}", path.display()))?,
+        );
+    }
+    Ok(reports)
+}
+
+impl ShadowWatch {
+    pub fn new(
+        data_dir: &Path,
+        specs: &[ShadowSpec],
+        metric_tables: BTreeMap<String, String>,
+    ) -> Self {
+        let mut running = Running::new(metric_tables);
+        running.set_shadows(specs);
+        ShadowWatch {
+            dir: shadow_dir(data_dir),
+            sinks: BTreeMap::new(),
+            running,
+            written: Instant::now(),
+            logged: Instant::now(),
+        }
+    }
+
+    /// The shadows configured now (after a config change).
+    pub fn set_shadows(&mut self, specs: &[ShadowSpec]) {
+        self.write_reports();
+        self.running.set_shadows(specs);
+    }
+
+    /// A shadow's folder sink, opened on first use.
+    fn sink(&mut self, shadow: &str) -> Option<&mut FileSink> {
+        if !self.sinks.contains_key(shadow) {
+            match FileSink::new(&self.dir.join(shadow)) {
+                Ok(sink) => {
+                    self.sinks.insert(shadow.to_string(), sink);
+                }
+                Err(error) => {
+                    tracing::error!(%shadow, %error, "shadow outputs cannot be written");
+                    return None;
+                }
+            }
+        }
+        self.sinks.get_mut(shadow)
+    }
+
+    /// What one push returned: shadow outputs to their folders, both sides to the comparison.
+    pub fn observe(&mut self, outputs: &Outputs) {
+        if self.running.is_empty() {
+            return;
+        }
+        self.running.observe(outputs);
+        for s in &outputs.shadows {
+            let rows = s.output.events.rows();
+            if let Some(sink) = self.sink(&s.shadow) {
+                if let Err(error) = sink.write(&s.output.stream, &s.output.provenance, &rows) {
+                    tracing::error!(shadow = %s.shadow, %error, "writing shadow outputs failed");
+                }
+            }
+        }
+        for d in &outputs.shadow_dead_letters {
+            if let Some(sink) = self.sink(&d.shadow) {
+                if let Err(error) = sink.dead_letters(std::slice::from_ref(&d.dead_letter)) {
+                    tracing::error!(shadow = %d.shadow, %error, "writing shadow dead letters failed");
+                }
+            }
+        }
+    }
+
+    /// Write the reports (and flush the outputs) every few seconds; log them every 30 s.
+    pub fn tick(&mut self) {
+        if self.running.is_empty() {
+            return;
+        }
+        if self.written.elapsed() >= WRITE_EVERY {
+            self.write_reports();
+        }
+        if self.logged.elapsed() >= LOG_EVERY {
+            self.logged = Instant::now();
+            for r in self.running.reports() {
+                tracing::info!(shadow = %r.shadow, stage = %r.stage, agreement = r.agreement, same = r.same,
+                    changed = r.changed, only_live = r.only_live, only_shadow = r.only_shadow,
+                    dead_letters = r.shadow_dead_letters, "shadow divergence");
+            }
+        }
+    }
+
+    /// Flush the shadows' outputs and write every report now.
+    pub fn write_reports(&mut self) {
+        self.written = Instant::now();
+        for (name, sink) in &mut self.sinks {
+            if let Err(error) = sink.flush() {
+                tracing::error!(shadow = %name, %error, "flushing shadow outputs failed");
+            }
+        }
+        for r in self.running.reports() {
+            let dir = self.dir.join(&r.shadow);
+            let path = dir.join("report.json");
+            let tmp = dir.join("report.json.tmp");
+            let written = std::fs::create_dir_all(&dir)
+                .and_then(|_| std::fs::write(&tmp, serde_json::to_vec_pretty(&r).expect("json")))
+                .and_then(|_| std::fs::rename(&tmp, &path));
+            if let Err(error) = written {
+                tracing::error!(shadow = %r.shadow, path = %path.display(), %error, "writing the shadow report failed");
+            }
+        }
+    }
+
+    pub fn reports(&self) -> Vec<ShadowReport> {
+        self.running.reports()
+    }
+}

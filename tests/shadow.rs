@@ -1,0 +1,322 @@
+//! Shadow stages: a candidate beside a live stage on the same input, its outputs only in its
+//! own folder, a running divergence report that agrees with an offline diff of the two output
+//! sets; a trapping shadow leaves every live output unchanged; promotion by a config change
+//! while events flow hands the stage the shadow's warm state and loses or doubles nothing.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::delivery::*;
+use common::*;
+use serde_json::Value;
+use shelfstream::config::{PipelineConfig, ShadowConfig, StageConfig};
+
+fn shadow(stage: &str, plugin: &str, name: &str, params: &[(&str, toml::Value)]) -> ShadowConfig {
+    ShadowConfig {
+        stage: stage.into(),
+        plugin: plugin.into(),
+        name: Some(name.into()),
+        params: (!params.is_empty()).then(|| {
+            params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect()
+        }),
+    }
+}
+
+/// The shipped pipeline on 3,000 simulator steps, with a pass-through rule on the sales (the
+/// misbehave fixture, never triggered) so a trapping shadow has a live stage to sit beside.
+fn config(data: &Path) -> PipelineConfig {
+    let mut c = pipeline_config(data, 0.0, Some(3_000), true);
+    c.stages.push(StageConfig {
+        name: "pass-sales".into(),
+        plugin: "misbehave".into(),
+        input: vec!["sales".into()],
+        output: "sales_copy".into(),
+        params: Default::default(),
+        memory_limit: None,
+        deadline: None,
+        allowed_lateness: None,
+    });
+    c
+}
+
+fn plugins_with_fixtures() -> tempfile::TempDir {
+    let dir = plugins_copy();
+    std::fs::copy(fixture("misbehave"), dir.path().join("misbehave.wasm")).unwrap();
+    dir
+}
+
+fn lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn shadows_write_only_their_own_outputs_report_what_an_offline_diff_finds_and_a_trap_changes_nothing_live(
+) {
+    if !components_built() {
+        return;
+    }
+    let plugins = plugins_with_fixtures();
+    let reference = tempfile::tempdir().unwrap();
+    run_to_end(plugins.path(), config(reference.path()), false);
+
+    let data = tempfile::tempdir().unwrap();
+    let mut c = config(data.path());
+    c.shadows = vec![
+        shadow("sales-spikes", "sales-spike-alert", "same-spikes", &[]),
+        shadow(
+            "sales-spikes",
+            "sales-spike-alert",
+            "eager-spikes",
+            &[
+                ("factor", 2.0.into()),
+                ("min_units", 5.into()),
+                ("alpha", 0.2.into()),
+            ],
+        ),
+        shadow(
+            "pass-sales",
+            "misbehave",
+            "trapping",
+            &[("mode", "trap".into()), ("trigger", "SKU-00001".into())],
+        ),
+    ];
+    let report = run_to_end(plugins.path(), c, false);
+
+    // Every live output is the run without shadows', and no shadow wrote into it.
+    let streams: Vec<String> = std::fs::read_dir(reference.path().join("out"))
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert!(streams.len() > 10);
+    for stream in &streams {
+        assert_eq!(
+            stream_rows(data.path(), stream),
+            stream_rows(reference.path(), stream),
+            "{stream}: the shadows changed nothing live"
+        );
+    }
+    assert_eq!(report.failures, 0, "no live stage failed");
+    let shadow_dir = data.path().join("shadow");
+
+    // The trapping shadow failed on its own: its dead letters are in its folder only.
+    let trapped = lines(&shadow_dir.join("trapping/dead_letters.ndjson"));
+    assert!(!trapped.is_empty());
+    assert!(
+        trapped
+            .iter()
+            .any(|d| d["reason"].as_str().unwrap().contains("trap on purpose")),
+        "{:?}",
+        trapped[0]
+    );
+
+    // Reports: the same rule agrees everywhere; the eager one adds alerts, exactly those an
+    // offline diff of the two output files finds.
+    let out = Command::new(host_binary())
+        .args(["shadow-report", "--json", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let reports: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let by_name = |n: &str| {
+        reports
+            .iter()
+            .find(|r| r["shadow"] == n)
+            .unwrap_or_else(|| panic!("{n}: {reports:?}"))
+            .clone()
+    };
+    let same = by_name("same-spikes");
+    assert!(same["same"].as_u64().unwrap() > 0);
+    assert_eq!(
+        (
+            same["agreement"].as_f64(),
+            same["changed"].as_u64(),
+            same["only_live"].as_u64(),
+            same["only_shadow"].as_u64()
+        ),
+        (Some(1.0), Some(0), Some(0), Some(0)),
+        "{same}"
+    );
+    let live_alerts = lines(&data.path().join("out/sales_alerts.ndjson"));
+    let eager_alerts = lines(&shadow_dir.join("eager-spikes/sales_alerts.ndjson"));
+    assert!(
+        eager_alerts.len() > live_alerts.len(),
+        "{} vs {}",
+        eager_alerts.len(),
+        live_alerts.len()
+    );
+    assert!(eager_alerts.iter().all(|a| a["_stage"] == "eager-spikes"));
+    let key = |a: &Value| {
+        format!(
+            "{}|{}|{}|{}",
+            a["rule"], a["store_id"], a["product_id"], a["timestamp"]
+        )
+    };
+    let live_keys: std::collections::BTreeSet<String> = live_alerts.iter().map(key).collect();
+    let eager_keys: std::collections::BTreeSet<String> = eager_alerts.iter().map(key).collect();
+    let eager = by_name("eager-spikes");
+    let spike = &eager["alerts"]["sales_spike"];
+    assert_eq!(
+        spike["added"].as_u64().unwrap() as usize,
+        eager_keys.difference(&live_keys).count(),
+        "{eager}"
+    );
+    assert_eq!(
+        spike["removed"].as_u64().unwrap() as usize,
+        live_keys.difference(&eager_keys).count(),
+        "{eager}"
+    );
+    assert_eq!(
+        eager["live_rows"].as_u64().unwrap() as usize,
+        live_alerts.len()
+    );
+    assert_eq!(
+        eager["shadow_rows"].as_u64().unwrap() as usize,
+        eager_alerts.len()
+    );
+    let text = Command::new(host_binary())
+        .args(["shadow-report", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("eager-spikes") && text.contains("agreement 100.00%"),
+        "{text}"
+    );
+}
+
+/// host/pipeline.toml with a fixed, paced simulator and `extra` appended.
+fn config_text(rate: u32, steps: u64, sales_per_minute_plugin: &str, extra: &str) -> String {
+    let base = std::fs::read_to_string(repo().join("host/pipeline.toml")).unwrap();
+    base.replace(
+        "seed = 42\nrate = 2000",
+        &format!(
+            "seed = 42\nmax_events = {steps}\nstart = \"2026-11-01T08:00:00Z\"\nrate = {rate}"
+        ),
+    )
+    .replace(
+        "name = \"sales-per-minute\"\nplugin = \"revenue-aggregator\"",
+        &format!("name = \"sales-per-minute\"\nplugin = \"{sales_per_minute_plugin}\""),
+    ) + extra
+}
+
+#[test]
+fn promoting_a_shadow_while_events_flow_keeps_its_state_and_loses_or_doubles_nothing() {
+    if !components_built() {
+        return;
+    }
+    let steps = 24_000;
+    let plugins = plugins_copy();
+    let v2 = plugins.path().join("revenue-aggregator-v2.wasm");
+    std::fs::write(&v2, new_version_of(&plugin("revenue-aggregator"), "v2")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |config: &Path, data: &Path| {
+        let mut cmd = Command::new(host_binary());
+        cmd.args([
+            "run",
+            "--quiet",
+            "--close-windows-at-end",
+            "--http",
+            "off",
+            "--plugins",
+        ])
+        .arg(plugins.path())
+        .arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .stderr(std::fs::File::create(data.with_extension("log")).unwrap());
+        cmd
+    };
+    // Reference: the same input (the rate sets the simulated time per step), no change.
+    let reference = dir.path().join("reference");
+    let reference_config = dir.path().join("reference.toml");
+    std::fs::write(
+        &reference_config,
+        config_text(4_000, steps, "revenue-aggregator", ""),
+    )
+    .unwrap();
+    assert!(run(&reference_config, &reference)
+        .arg("--no-watch")
+        .status()
+        .unwrap()
+        .success());
+
+    // Live: the candidate shadows sales-per-minute; a few seconds in, the config promotes it.
+    let data = dir.path().join("data");
+    let config = dir.path().join("pipeline.toml");
+    let shadowed = "\n[[shadow]]\nname = \"v2\"\nstage = \"sales-per-minute\"\nplugin = \"revenue-aggregator-v2\"\n";
+    std::fs::write(
+        &config,
+        config_text(4_000, steps, "revenue-aggregator", shadowed),
+    )
+    .unwrap();
+    let mut host = run(&config, &data).spawn().unwrap();
+    let log = data.with_extension("log");
+    assert!(wait_for(60, || std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("first batch")
+        || data.join("shadow/v2/report.json").exists()));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    std::fs::write(
+        &config,
+        config_text(4_000, steps, "revenue-aggregator-v2", ""),
+    )
+    .unwrap();
+    assert!(
+        host.wait().unwrap().success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("shadow promoted"), "{text}");
+
+    // Before the promotion the shadow agreed with the live stage row for row.
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(data.join("shadow/v2/report.json")).unwrap())
+            .unwrap();
+    assert!(report["same"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(
+        (report["changed"].as_u64(), report["only_shadow"].as_u64()),
+        (Some(0), Some(0)),
+        "{report}"
+    );
+
+    // Both versions wrote windows, and together exactly the reference's: the promoted stage
+    // carried the shadow's open windows (a cold start would have lost their first part).
+    let rows = lines(&data.join("out/sales_1m.ndjson"));
+    let versions: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .map(|r| r["_plugin_version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions.len(), 2, "{versions:?}");
+    assert_eq!(
+        stream_rows(&data, "sales_1m"),
+        stream_rows(&reference, "sales_1m"),
+        "nothing lost or doubled across the promotion"
+    );
+    for stream in ["sales_1h", "sales_alerts", "sales_daily_store"] {
+        assert_eq!(
+            stream_rows(&data, stream),
+            stream_rows(&reference, stream),
+            "{stream}"
+        );
+    }
+}
