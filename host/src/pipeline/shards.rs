@@ -248,9 +248,9 @@ impl Shards {
         (outcomes, restart)
     }
 
-    /// The config changed shadows: a stage now naming the plugin of one of its shadows that the
-    /// config no longer lists takes that shadow over, warm state and all, in every shard
-    /// (promotion); shadows no longer listed stop; new ones start empty; a shadow with new
+    /// The config changed shadows: a stage now configured as one of its shadows (its plugin and
+    /// parameters) that the config no longer lists takes that shadow over, warm state and all,
+    /// in every shard (promotion); shadows no longer listed stop; new ones start empty; a shadow with new
     /// parameters takes them with its state.
     fn promote_and_reshadow(
         &mut self,
@@ -265,8 +265,8 @@ impl Shards {
             match (live, new) {
                 (Some(live), Some(new))
                     if !listed(&old.spec.name)
-                        && new.plugin == old.spec.plugin
-                        && live.plugin != old.spec.plugin =>
+                        && (new.plugin == old.spec.plugin && new.params == old.spec.params)
+                        && (live.plugin != old.spec.plugin || live.params != old.spec.params) =>
                 {
                     for (&shard, pipeline) in &mut self.pipelines {
                         if let Some(pause) = pipeline.promote(&old.spec.name) {
