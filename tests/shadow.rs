@@ -227,14 +227,16 @@ fn promoting_a_shadow_while_events_flow_keeps_its_state_and_loses_or_doubles_not
     let v2 = plugins.path().join("revenue-aggregator-v2.wasm");
     std::fs::write(&v2, new_version_of(&plugin("revenue-aggregator"), "v2")).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let run = |config: &Path, data: &Path| {
+    let port = common::services::free_port();
+    let http = format!("127.0.0.1:{port}");
+    let run = |config: &Path, data: &Path, http: &str| {
         let mut cmd = Command::new(host_binary());
         cmd.args([
             "run",
             "--quiet",
             "--close-windows-at-end",
             "--http",
-            "off",
+            http,
             "--plugins",
         ])
         .arg(plugins.path())
@@ -253,7 +255,7 @@ fn promoting_a_shadow_while_events_flow_keeps_its_state_and_loses_or_doubles_not
         config_text(4_000, steps, "revenue-aggregator", ""),
     )
     .unwrap();
-    assert!(run(&reference_config, &reference)
+    assert!(run(&reference_config, &reference, "off")
         .arg("--no-watch")
         .status()
         .unwrap()
@@ -268,13 +270,34 @@ fn promoting_a_shadow_while_events_flow_keeps_its_state_and_loses_or_doubles_not
         config_text(4_000, steps, "revenue-aggregator", shadowed),
     )
     .unwrap();
-    let mut host = run(&config, &data).spawn().unwrap();
+    let mut host = run(&config, &data, &http).spawn().unwrap();
     let log = data.with_extension("log");
     assert!(wait_for(60, || std::fs::read_to_string(&log)
         .unwrap_or_default()
         .contains("first batch")
         || data.join("shadow/v2/report.json").exists()));
     std::thread::sleep(std::time::Duration::from_secs(3));
+    // The shadow's comparison is on /metrics and /api/status while it runs.
+    let (_, _, metrics) = http_get(&format!("http://{http}/metrics"), None).expect("metrics");
+    let gauge = |name: &str| -> f64 {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name}: {metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(
+        gauge("shelfstream_shadow_agreement{shadow=\"v2\",stage=\"sales-per-minute\"}"),
+        1.0
+    );
+    assert!(
+        gauge("shelfstream_shadow_rows{shadow=\"v2\",stage=\"sales-per-minute\",outcome=\"same\"}")
+            > 0.0,
+        "{metrics}"
+    );
+    let (_, _, status) = http_get(&format!("http://{http}/api/status"), None).expect("status");
+    let status: Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["shadows"][0]["shadow"], "v2", "{status}");
     std::fs::write(
         &config,
         config_text(4_000, steps, "revenue-aggregator-v2", ""),

@@ -41,6 +41,8 @@ pub struct Collector {
     last_checkpoint: Option<Instant>,
     assigned: bool,
     history: VecDeque<HistoryEntry>,
+    /// The shadows' last reports.
+    shadows: Vec<super::ShadowLive>,
     alerts: VecDeque<serde_json::Value>,
     dead_letters: VecDeque<DeadLetterSeen>,
     rates: VecDeque<RatePoint>,
@@ -66,6 +68,7 @@ impl Collector {
             last_checkpoint: None,
             assigned: false,
             history: VecDeque::new(),
+            shadows: Vec::new(),
             alerts: VecDeque::new(),
             dead_letters: VecDeque::new(),
             rates: VecDeque::new(),
@@ -197,6 +200,11 @@ impl Collector {
         self.seen = open;
     }
 
+    /// The shadows' reports as of now (published with the next snapshot).
+    pub fn shadows(&mut self, reports: Vec<super::ShadowLive>) {
+        self.shadows = reports;
+    }
+
     /// Collect and publish when a second has passed since the last snapshot.
     pub fn tick(&mut self, shards: &Shards, records_in: u64) {
         if self
@@ -245,6 +253,7 @@ impl Collector {
             dead_letters: self.dead_letters.iter().cloned().collect(),
             rates: self.rates.iter().cloned().collect(),
             ready,
+            shadows: self.shadows.clone(),
             series,
         });
         self.last_publish = Some((now, records_in, events_before));

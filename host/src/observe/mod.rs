@@ -67,9 +67,26 @@ pub struct Live {
     /// Records per second and total lag, one point a second over the last minutes.
     pub rates: Vec<RatePoint>,
     pub ready: Readiness,
+    /// Each shadow stage against its live stage, as of its last report.
+    pub shadows: Vec<ShadowLive>,
     /// Counters per stage and plugin version (what `/metrics` exports).
     #[serde(skip)]
     pub series: Vec<StageSeries>,
+}
+
+/// A shadow stage against the live stage it runs beside (rows matched by identity so far).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ShadowLive {
+    pub shadow: String,
+    pub stage: String,
+    pub plugin: String,
+    pub same: u64,
+    pub changed: u64,
+    pub only_live: u64,
+    pub only_shadow: u64,
+    pub agreement: f64,
+    /// Per alert rule: (added, removed, changed).
+    pub alerts: std::collections::BTreeMap<String, (u64, u64, u64)>,
 }
 
 /// A source in the pipeline graph.

@@ -76,6 +76,7 @@ impl Collector for Snapshot {
     fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
         let live = &*self.0;
         let host = || -> Labels { Vec::new() };
+        shadows(&mut e, &live.shadows)?;
         family(
             &mut e,
             "shelfstream_records_in",
@@ -299,4 +300,60 @@ impl Snapshot {
             each(|s| Value::Seconds(s.backpressure_secs)),
         )
     }
+}
+
+/// Each shadow against its live stage: rows by outcome, agreement, alerts by rule and change.
+fn shadows(e: &mut DescriptorEncoder, reports: &[super::ShadowLive]) -> std::fmt::Result {
+    if reports.is_empty() {
+        return Ok(());
+    }
+    let labels = |r: &super::ShadowLive| -> Labels {
+        vec![("shadow", r.shadow.clone()), ("stage", r.stage.clone())]
+    };
+    family(
+        e,
+        "shelfstream_shadow_rows",
+        "Rows of a shadow and its live stage so far, by outcome: same, changed, only_live, only_shadow.",
+        reports.iter().flat_map(|r| {
+            [
+                ("same", r.same),
+                ("changed", r.changed),
+                ("only_live", r.only_live),
+                ("only_shadow", r.only_shadow),
+            ]
+            .map(|(outcome, n)| {
+                let mut l = labels(r);
+                l.push(("outcome", outcome.to_string()));
+                (l, Value::Gauge(n as f64))
+            })
+        }),
+    )?;
+    family(
+        e,
+        "shelfstream_shadow_agreement",
+        "Share of rows a shadow and its live stage agree on (same over all).",
+        reports
+            .iter()
+            .map(|r| (labels(r), Value::Gauge(r.agreement))),
+    )?;
+    family(
+        e,
+        "shelfstream_shadow_alerts",
+        "Alerts of a shadow against its live stage, per rule: added, removed, changed.",
+        reports.iter().flat_map(|r| {
+            r.alerts.iter().flat_map(move |(rule, a)| {
+                [
+                    ("added", a.0),
+                    ("removed", a.1),
+                    ("changed", a.2),
+                ]
+                .map(|(change, n)| {
+                    let mut l = labels(r);
+                    l.push(("rule", rule.clone()));
+                    l.push(("change", change.to_string()));
+                    (l, Value::Gauge(n as f64))
+                })
+            })
+        }),
+    )
 }

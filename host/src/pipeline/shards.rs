@@ -55,6 +55,8 @@ pub struct Retired {
 pub struct Shards {
     specs: Vec<StageSpec>,
     shadows: Vec<ShadowSpec>,
+    /// Promotions since [`Shards::take_promotions`]: (stage, shadow).
+    promoted: Vec<(String, String)>,
     plugins: BTreeMap<String, Arc<LoadedPlugin>>,
     unloaded: BTreeSet<String>,
     pipelines: BTreeMap<ShardId, Pipeline>,
@@ -68,6 +70,7 @@ impl Shards {
         Shards {
             specs,
             shadows: Vec::new(),
+            promoted: Vec::new(),
             plugins,
             unloaded: BTreeSet::new(),
             pipelines: BTreeMap::new(),
@@ -86,6 +89,11 @@ impl Shards {
     pub fn with_shadows(mut self, shadows: Vec<ShadowSpec>) -> Self {
         self.shadows = shadows;
         self
+    }
+
+    /// The shadows promoted by config changes since the last call: (stage, shadow).
+    pub fn take_promotions(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.promoted)
     }
 
     /// The configured shadows.
@@ -272,15 +280,9 @@ impl Shards {
                         if let Some(pause) = pipeline.promote(&old.spec.name) {
                             tracing::info!(%shard, stage = %old.of, shadow = %old.spec.name,
                                 pause_us = pause.as_micros() as u64, "shadow promoted: it runs the stage now, with its own state");
-                            outcomes.push((
-                                shard,
-                                SwapOutcome {
-                                    stage: old.of.clone(),
-                                    result: Ok(pause),
-                                },
-                            ));
                         }
                     }
+                    self.promoted.push((old.of.clone(), old.spec.name.clone()));
                     live.plugin = old.spec.plugin.clone();
                     live.params = old.spec.params.clone();
                 }

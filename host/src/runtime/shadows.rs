@@ -73,7 +73,7 @@ impl ShadowWatch {
 
     /// The shadows configured now (after a config change).
     pub fn set_shadows(&mut self, specs: &[ShadowSpec]) {
-        self.write_reports();
+        let _ = self.write_reports();
         self.running.set_shadows(specs);
     }
 
@@ -116,33 +116,34 @@ impl ShadowWatch {
         }
     }
 
-    /// Write the reports (and flush the outputs) every few seconds; log them every 30 s.
-    pub fn tick(&mut self) {
-        if self.running.is_empty() {
-            return;
+    /// Write the reports (and flush the outputs) every few seconds, returning them; log them
+    /// every 30 s.
+    pub fn tick(&mut self) -> Option<Vec<ShadowReport>> {
+        if self.running.is_empty() || self.written.elapsed() < WRITE_EVERY {
+            return None;
         }
-        if self.written.elapsed() >= WRITE_EVERY {
-            self.write_reports();
-        }
+        let reports = self.write_reports();
         if self.logged.elapsed() >= LOG_EVERY {
             self.logged = Instant::now();
-            for r in self.running.reports() {
+            for r in &reports {
                 tracing::info!(shadow = %r.shadow, stage = %r.stage, agreement = r.agreement, same = r.same,
                     changed = r.changed, only_live = r.only_live, only_shadow = r.only_shadow,
                     dead_letters = r.shadow_dead_letters, "shadow divergence");
             }
         }
+        Some(reports)
     }
 
-    /// Flush the shadows' outputs and write every report now.
-    pub fn write_reports(&mut self) {
+    /// Flush the shadows' outputs and write every report now; the reports.
+    pub fn write_reports(&mut self) -> Vec<ShadowReport> {
         self.written = Instant::now();
         for (name, sink) in &mut self.sinks {
             if let Err(error) = sink.flush() {
                 tracing::error!(shadow = %name, %error, "flushing shadow outputs failed");
             }
         }
-        for r in self.running.reports() {
+        let reports = self.running.reports();
+        for r in &reports {
             let dir = self.dir.join(&r.shadow);
             let path = dir.join("report.json");
             let tmp = dir.join("report.json.tmp");
@@ -153,9 +154,26 @@ impl ShadowWatch {
                 tracing::error!(shadow = %r.shadow, path = %path.display(), %error, "writing the shadow report failed");
             }
         }
+        reports
     }
+}
 
-    pub fn reports(&self) -> Vec<ShadowReport> {
-        self.running.reports()
-    }
+/// What the live page and `/metrics` show of a shadow's report.
+pub fn live_view(reports: &[ShadowReport]) -> Vec<crate::observe::ShadowLive> {
+    reports
+        .iter()
+        .map(|r| crate::observe::ShadowLive {
+            shadow: r.shadow.clone(),
+            stage: r.stage.clone(),
+            plugin: r.plugin.clone(),
+            same: r.same,
+            changed: r.changed,
+            only_live: r.only_live,
+            only_shadow: r.only_shadow,
+            agreement: r.agreement,
+            alerts: (r.alerts.iter())
+                .map(|(rule, a)| (rule.clone(), (a.added, a.removed, a.changed)))
+                .collect(),
+        })
+        .collect()
 }
