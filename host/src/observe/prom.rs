@@ -342,12 +342,7 @@ fn shadows(e: &mut DescriptorEncoder, reports: &[super::ShadowLive]) -> std::fmt
         "Alerts of a shadow against its live stage, per rule: added, removed, changed.",
         reports.iter().flat_map(|r| {
             r.alerts.iter().flat_map(move |(rule, a)| {
-                [
-                    ("added", a.0),
-                    ("removed", a.1),
-                    ("changed", a.2),
-                ]
-                .map(|(change, n)| {
+                [("added", a.0), ("removed", a.1), ("changed", a.2)].map(|(change, n)| {
                     let mut l = labels(r);
                     l.push(("rule", rule.clone()));
                     l.push(("change", change.to_string()));

@@ -76,6 +76,9 @@ pub struct ReplaySummary {
     pub params: BTreeMap<String, String>,
     pub clickhouse_database: Option<String>,
     pub elapsed_secs: f64,
+    /// Seconds from the first object read to the last output written (without loading plugins
+    /// and listing the archive): what the rate is over.
+    pub processing_secs: f64,
     pub quality: Quality,
 }
 
@@ -211,51 +214,87 @@ pub fn replay(mut opts: ReplayOptions) -> anyhow::Result<ReplaySummary> {
     let mut shards = Shards::new(specs, plugins);
     let progress = Progress::new(opts.progress, summary.objects);
     let batch_size = config.runtime.batch_size.max(1);
-    for (shard, cursors) in shard_cursors {
-        summary.shards.push(shard.to_string());
-        let pipeline = shards.open(shard, BTreeMap::new())?;
-        if let ShardId::Partition(p) = shard {
-            for topic in &wanted {
-                pipeline.expect_lanes(topic, &[p]);
+    let processing = Instant::now();
+    // Three threads: one reads and decompresses the archive ahead, this one runs the chain,
+    // one writes the outputs (the plugins' thread never waits on either while they keep up).
+    let (out_tx, out_rx) = crossbeam_channel::bounded::<Outputs>(16);
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let writer = scope.spawn(move || -> anyhow::Result<()> {
+            for outputs in out_rx {
+                sinks
+                    .write_outputs(&outputs)
+                    .context("writing the replay's outputs")?;
             }
-        }
-        let lane = match shard {
-            ShardId::Partition(p) => p,
-            ShardId::Local => 0,
-        };
-        let mut batches = ShardBatches {
-            cursors,
-            batch_size,
-            range: opts.range,
-            skipped: 0,
-        };
-        let read_before = progress.objects_done();
-        while let Some((topic, records)) = rt.block_on(batches.next(&reader))? {
-            summary.records += records.len() as u64;
-            summary.batches += 1;
-            let newest = records.last().map(|r| r.timestamp);
+            sinks.flush().context("flushing the replay's outputs")
+        });
+        'shards: for (shard, cursors) in shard_cursors {
+            summary.shards.push(shard.to_string());
+            let pipeline = shards.open(shard, BTreeMap::new())?;
+            if let ShardId::Partition(p) = shard {
+                for topic in &wanted {
+                    pipeline.expect_lanes(topic, &[p]);
+                }
+            }
+            let lane = match shard {
+                ShardId::Partition(p) => p,
+                ShardId::Local => 0,
+            };
+            let mut batches = ShardBatches {
+                cursors,
+                batch_size,
+                range: opts.range,
+                skipped: 0,
+            };
+            let read_before = progress.objects_done();
+            let (batch_tx, batch_rx) = crossbeam_channel::bounded(8);
+            let (rt, reader) = (&rt, &reader);
+            let reading = scope.spawn(move || {
+                loop {
+                    let next = rt.block_on(batches.next(reader));
+                    let objects = batches.objects_read();
+                    let end = !matches!(next, Ok(Some(_)));
+                    let item = next.map(|b| b.map(|(topic, records)| (topic, records, objects)));
+                    if batch_tx.send(item).is_err() || end {
+                        break;
+                    }
+                }
+                (batches.skipped, batches.objects_read())
+            });
+            for item in batch_rx {
+                let Some((topic, records, objects)) = item? else {
+                    break;
+                };
+                summary.records += records.len() as u64;
+                summary.batches += 1;
+                let newest = records.last().map(|r| r.timestamp);
+                let pipeline = shards.get_mut(shard).expect("opened above");
+                let seen = quality::Seen::of(&records);
+                let outputs = pipeline.push_lane(&topic, Batch::Raw(records), lane);
+                let readers: Vec<&str> = (cleaners.get(&topic).into_iter().flatten())
+                    .map(String::as_str)
+                    .collect();
+                quality::count(&mut summary.quality, &seen, &outputs, &readers);
+                count(&outputs, &mut summary);
+                if out_tx.send(outputs).is_err() {
+                    break 'shards; // the writer failed: its error ends the replay
+                }
+                progress.update(read_before + objects, summary.records, newest);
+            }
+            let (skipped, objects) = reading.join().expect("the archive reader panicked");
+            summary.skipped += skipped;
             let pipeline = shards.get_mut(shard).expect("opened above");
-            let seen = quality::Seen::of(&records);
-            let outputs = pipeline.push_lane(&topic, Batch::Raw(records), lane);
-            let readers: Vec<&str> = (cleaners.get(&topic).into_iter().flatten())
-                .map(String::as_str)
-                .collect();
-            quality::count(&mut summary.quality, &seen, &outputs, &readers);
-            write(&mut *sinks, &outputs, &mut summary)?;
-            progress.update(
-                read_before + batches.objects_read(),
-                summary.records,
-                newest,
-            );
+            let outputs = pipeline.flush_windows();
+            count(&outputs, &mut summary);
+            if out_tx.send(outputs).is_err() {
+                break;
+            }
+            progress.set_objects(read_before + objects);
+            shards.close(shard);
         }
-        summary.skipped += batches.skipped;
-        let pipeline = shards.get_mut(shard).expect("opened above");
-        let outputs = pipeline.flush_windows();
-        write(&mut *sinks, &outputs, &mut summary)?;
-        progress.set_objects(read_before + batches.objects_read());
-        shards.close(shard);
-    }
-    sinks.flush().context("flushing the replay's outputs")?;
+        drop(out_tx);
+        writer.join().expect("the replay's writer panicked")
+    })?;
+    summary.processing_secs = processing.elapsed().as_secs_f64();
     progress.finish();
     summary.elapsed_secs = started.elapsed().as_secs_f64();
     let path = opts.out_dir.join(ReplaySummary::FILE);
@@ -264,18 +303,12 @@ pub fn replay(mut opts: ReplayOptions) -> anyhow::Result<ReplaySummary> {
     Ok(summary)
 }
 
-fn write(
-    sinks: &mut dyn Sink,
-    outputs: &Outputs,
-    summary: &mut ReplaySummary,
-) -> anyhow::Result<()> {
+/// Count what a push returned into the summary.
+fn count(outputs: &Outputs, summary: &mut ReplaySummary) {
     for o in &outputs.batches {
         *summary.outputs.entry(o.stream.to_string()).or_default() += o.events.len() as u64;
     }
     summary.dead_letters += outputs.dead_letters.len() as u64;
-    sinks
-        .write_outputs(outputs)
-        .context("writing the replay's outputs")
 }
 
 /// The replay folder must not hold an earlier replay's files (outputs are appended).

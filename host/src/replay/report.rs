@@ -7,7 +7,7 @@ use super::ReplaySummary;
 /// What a replay read and wrote, and the data quality of its range, as text tables.
 pub fn report(s: &ReplaySummary) -> String {
     let mut out = String::new();
-    let rate = s.records as f64 / s.elapsed_secs.max(1e-9);
+    let rate = s.records as f64 / s.processing_secs.max(1e-9);
     let _ = writeln!(
         out,
         "replay {}: {} records in {} batches from {} objects ({}) in {:.1} s, {:.0} events/s",

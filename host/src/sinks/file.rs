@@ -13,9 +13,9 @@ use std::time::Instant;
 
 use super::{Sink, SinkError};
 use crate::meter::SinkMeter;
+use crate::pipeline::DeadLetter;
 use crate::pipeline::Provenance;
-use crate::pipeline::{event_json, DeadLetter};
-use crate::plugin::Event;
+use crate::plugin::{event_kind, Event};
 
 pub const DEAD_LETTERS: &str = "dead_letters";
 
@@ -79,17 +79,39 @@ impl Sink for FileSink {
         provenance: &Provenance,
         events: &[Event],
     ) -> Result<(), SinkError> {
+        // The provenance fields, the same for the whole batch, written once.
+        let mut tail = Vec::with_capacity(128);
+        let text = |out: &mut Vec<u8>, key: &str, value: &str| {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":");
+            serde_json::to_writer(&mut *out, value).expect("in-memory write");
+        };
+        if let Some(p) = provenance.partition {
+            tail.extend_from_slice(format!(",\"_partition\":{p}").as_bytes());
+        }
+        text(&mut tail, "_plugin", &provenance.plugin);
+        text(&mut tail, "_plugin_version", &provenance.version);
+        text(&mut tail, "_stage", &provenance.stage);
+        tail.extend_from_slice(b"}\n");
+        let mut line = Vec::with_capacity(512);
+        self.unsynced += events.len();
+        self.meter.queued(events.len());
+        let out = self.file(stream)?;
         for event in events {
-            let mut value = event_json(event);
-            if let serde_json::Value::Object(map) = &mut value {
-                map.insert("_stage".into(), (&*provenance.stage).into());
-                map.insert("_plugin".into(), (&*provenance.plugin).into());
-                map.insert("_plugin_version".into(), (&*provenance.version).into());
-                if let Some(p) = provenance.partition {
-                    map.insert("_partition".into(), p.into());
-                }
-            }
-            self.line(stream, &value)?;
+            // The record's own fields (straight from its struct: no JSON tree per line), then
+            // its kind and the provenance.
+            line.clear();
+            event_fields(&mut line, event);
+            line.pop(); // the closing brace
+            line.extend_from_slice(b",\"kind\":\"");
+            line.extend_from_slice(event_kind(event).as_bytes());
+            line.push(b'"');
+            line.extend_from_slice(&tail);
+            out.write_all(&line).map_err(|source| SinkError::Io {
+                what: format!("stream {stream}"),
+                source,
+            })?;
         }
         Ok(())
     }
@@ -119,5 +141,78 @@ impl Sink for FileSink {
 
     fn meters(&self) -> Vec<Arc<SinkMeter>> {
         vec![self.meter.clone()]
+    }
+}
+
+/// An event's fields as a JSON object (what [`crate::pipeline::event_json`] holds without its
+/// `kind`).
+fn event_fields(out: &mut Vec<u8>, event: &Event) {
+    let written = match event {
+        Event::Sale(e) => serde_json::to_writer(&mut *out, e),
+        Event::Inventory(e) => serde_json::to_writer(&mut *out, e),
+        Event::Price(e) => serde_json::to_writer(&mut *out, e),
+        Event::Customer(e) => serde_json::to_writer(&mut *out, e),
+        Event::Metric(e) => serde_json::to_writer(&mut *out, e),
+        Event::Alert(e) => serde_json::to_writer(&mut *out, e),
+        Event::Forecast(e) => serde_json::to_writer(&mut *out, e),
+    };
+    written.expect("records serialise");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::{MetricRow, Sale};
+
+    #[test]
+    fn a_line_is_the_event_json_with_its_provenance() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = FileSink::new(dir.path()).unwrap();
+        let events = vec![
+            Event::Sale(Sale {
+                transaction_id: "T\"1".into(),
+                line: 1,
+                store_id: "S001".into(),
+                product_id: "SKU-00001".into(),
+                category: None,
+                quantity: -2,
+                unit_price: 10.5,
+                total_amount: -21.0,
+                customer_id: Some("C1".into()),
+                payment_method: "card".into(),
+                timestamp: 5,
+            }),
+            Event::Metric(MetricRow {
+                metric: "m".into(),
+                window_start: 0,
+                window_end: 60_000,
+                dimensions: vec![("store_id".into(), "S001".into())],
+                values: vec![("units".into(), 2.0)],
+            }),
+        ];
+        let provenance = Provenance {
+            stage: "st\u{e9}ge".into(),
+            plugin: "p".into(),
+            version: "v".into(),
+            origins: Vec::new(),
+            positions: Default::default(),
+            partition: Some(2),
+        };
+        sink.write("s", &provenance, &events).unwrap();
+        sink.flush().unwrap();
+        let text = std::fs::read_to_string(dir.path().join("s.ndjson")).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        for (line, event) in lines.iter().zip(&events) {
+            let mut want = crate::pipeline::event_json(event);
+            let m = want.as_object_mut().unwrap();
+            m.insert("_stage".into(), "st\u{e9}ge".into());
+            m.insert("_plugin".into(), "p".into());
+            m.insert("_plugin_version".into(), "v".into());
+            m.insert("_partition".into(), 2.into());
+            assert_eq!(line, &want);
+        }
     }
 }

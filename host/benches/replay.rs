@@ -1,0 +1,226 @@
+//! Benchmark: replay from the archive against the same chain fed from memory, in one run.
+//!
+//! Simulated sales are archived the way `host run` archives them (gzip NDJSON objects, lines
+//! tagged with their batch of 1024), then run through the chain of the chain bench
+//! (sales-cleaner -> revenue-aggregator -> sales-spike-alert, as configured in
+//! host/pipeline.toml) three ways, alternately: from memory with no output written (the chain
+//! bench's figure), from memory with the outputs written as NDJSON files (what a replay writes),
+//! and by `host replay` itself (reading and decompressing the archive, outputs to files). Then
+//! the whole shipped pipeline replays a simulated sample, and the time for one simulated day of
+//! the default simulator's volume follows from its rate. The last line is machine-readable:
+//!
+//!     replay batch=1024 in_memory_ev_s=N replay_ev_s=N ratio=X
+//!
+//!     plugins/build.sh && cargo bench -p host --bench replay
+//!
+//! Figures are printed, never asserted. `REPLAY_EVENTS` sets the number of sales (default 100,000).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use shelfstream::archive::{RawStore, RawStoreConfig};
+use shelfstream::config::PipelineConfig;
+use shelfstream::pipeline::{Batch, ShardId, Shards};
+use shelfstream::plugin::registry::load_plugins;
+use shelfstream::plugin::{PluginEngine, RawRecord};
+use shelfstream::replay::{replay, ReplayOptions};
+use shelfstream::sim::{Simulator, SimulatorConfig};
+use shelfstream::sinks::{FileSink, Sink};
+use shelfstream::topics::SALES;
+
+const BATCH: usize = 1024;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The shipped config with `stages` only and an NDJSON source of sales (one local shard).
+fn config(data_dir: &Path, stages: Option<&[&str]>) -> PipelineConfig {
+    let mut c = PipelineConfig::parse(shelfstream::config::DEFAULT_PIPELINE).unwrap();
+    c.runtime.data_dir = data_dir.to_path_buf();
+    c.runtime.batch_size = BATCH;
+    if let Some(stages) = stages {
+        c.sources = vec![shelfstream::sources::SourceConfig::Ndjson(
+            shelfstream::sources::NdjsonConfig {
+                name: "archive".into(),
+                path: "-".into(),
+                topic: SALES.into(),
+            },
+        )];
+        c.stages.retain(|s| stages.contains(&s.name.as_str()));
+    }
+    c
+}
+
+const CHAIN: [&str; 3] = ["clean-sales", "sales-per-minute", "sales-spikes"];
+
+fn sales(n: usize) -> Vec<RawRecord> {
+    let config = SimulatorConfig {
+        malformed_rate: 0.0,
+        ..SimulatorConfig::default()
+    };
+    let mut sim = Simulator::new(&config, 1_793_520_000_000);
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        out.extend(sim.step().filter(|r| r.topic == SALES));
+    }
+    out.truncate(n);
+    for (i, r) in out.iter_mut().enumerate() {
+        (r.partition, r.offset) = (0, i as i64);
+    }
+    out
+}
+
+/// Archive `records` in batches of `BATCH` under `data_dir/raw` (as `host run` does).
+fn archive(data_dir: &Path, records: &[RawRecord]) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut store =
+        RawStore::new(&RawStoreConfig::default(), data_dir, rt.handle().clone()).unwrap();
+    for chunk in records.chunks(BATCH) {
+        store.write(chunk);
+    }
+    store.wait();
+}
+
+/// The chain fed from memory; outputs to `sink` if given. Events per second.
+fn in_memory(
+    plugins: &Path,
+    data_dir: &Path,
+    batches: &[Vec<RawRecord>],
+    mut sink: Option<&mut dyn Sink>,
+) -> f64 {
+    let c = config(data_dir, Some(&CHAIN));
+    let engine = PluginEngine::new(Some(data_dir.join("cache"))).unwrap();
+    let set = load_plugins(&engine, plugins).unwrap();
+    let mut shards = Shards::new(c.stage_specs().unwrap(), set.loaded);
+    shards.open(ShardId::Local, BTreeMap::new()).unwrap();
+    let pipeline = shards.get_mut(ShardId::Local).unwrap();
+    let n: usize = batches.iter().map(Vec::len).sum();
+    let started = Instant::now();
+    for batch in batches {
+        let outputs = pipeline.push_lane(SALES, Batch::Raw(batch.clone()), 0);
+        if let Some(sink) = sink.as_deref_mut() {
+            sink.write_outputs(&outputs).unwrap();
+        }
+    }
+    let outputs = pipeline.flush_windows();
+    if let Some(sink) = sink {
+        sink.write_outputs(&outputs).unwrap();
+        sink.flush().unwrap();
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+fn replay_rate(plugins: &Path, data_dir: &Path, id: &str, stages: Option<&[&str]>) -> (f64, u64) {
+    let summary = replay(ReplayOptions {
+        config: config(data_dir, stages),
+        plugins_dir: plugins.to_path_buf(),
+        topics: None,
+        partitions: None,
+        range: Default::default(),
+        stages: None,
+        candidates: Vec::new(),
+        params: Vec::new(),
+        id: id.into(),
+        out_dir: data_dir.join("replays").join(id),
+        clickhouse: false,
+        progress: false,
+    })
+    .unwrap();
+    (
+        summary.records as f64 / summary.processing_secs,
+        summary.records,
+    )
+}
+
+fn main() {
+    let n: usize = std::env::var("REPLAY_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let dir = tempfile::tempdir().unwrap();
+    // Only the chain's plugins, so loading stays short.
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    for p in ["sales-cleaner", "revenue-aggregator", "sales-spike-alert"] {
+        let file = format!("{p}.wasm");
+        std::fs::copy(repo().join("plugins").join(&file), plugins.join(&file))
+            .expect("run plugins/build.sh first");
+    }
+    let data = dir.path().join("data");
+    let records = sales(n);
+    let bytes: usize = records.iter().map(|r| r.payload.len()).sum();
+    let started = Instant::now();
+    archive(&data, &records);
+    println!(
+        "archived {n} sales ({:.1} MB of payload) in {:.2} s",
+        bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    let batches: Vec<Vec<RawRecord>> = records.chunks(BATCH).map(<[RawRecord]>::to_vec).collect();
+    let (mut memory, mut memory_files, mut replayed) = (0f64, 0f64, 0f64);
+    for round in 0..3 {
+        let out = dir.path().join(format!("memory-out-{round}"));
+        let mut files = FileSink::new(&out).unwrap();
+        let a = in_memory(&plugins, &data, &batches, None);
+        let b = in_memory(&plugins, &data, &batches, Some(&mut files));
+        let (c, read) = replay_rate(&plugins, &data, &format!("chain-{round}"), Some(&CHAIN));
+        assert_eq!(read as usize, n, "the replay read every archived sale");
+        println!("round {round}: in memory {a:.0} ev/s, in memory + files {b:.0} ev/s, replay {c:.0} ev/s");
+        (memory, memory_files, replayed) = (memory.max(a), memory_files.max(b), replayed.max(c));
+    }
+    println!(
+        "chain best of 3: in memory {memory:.0} ev/s, in memory writing outputs {memory_files:.0} ev/s ({:.2} of in memory), replay {replayed:.0} ev/s ({:.2} of in memory, {:.2} of in memory writing outputs)",
+        memory_files / memory,
+        replayed / memory,
+        replayed / memory_files
+    );
+
+    // The whole shipped pipeline on a simulated sample: the rate, and what a day takes.
+    let whole = dir.path().join("whole");
+    let steps: u64 = 40_000;
+    let sim_config = config(&whole, None)
+        .sources
+        .iter()
+        .find_map(|s| match s {
+            shelfstream::sources::SourceConfig::Simulator(c) => Some(c.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let mut sim = Simulator::new(&sim_config, 1_793_520_000_000);
+    let mut all = Vec::new();
+    for _ in 0..steps {
+        all.extend(sim.step());
+    }
+    let messages = all.len();
+    let simulated_ms = sim_config.time_scale * 1000.0 / sim_config.rate * steps as f64;
+    // As the simulator source batches them: per topic, about a batch per round.
+    let mut by_topic: BTreeMap<String, Vec<RawRecord>> = BTreeMap::new();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut store = RawStore::new(&RawStoreConfig::default(), &whole, rt.handle().clone()).unwrap();
+    for chunk in all.chunks(BATCH) {
+        for r in chunk {
+            by_topic.entry(r.topic.clone()).or_default().push(r.clone());
+        }
+        for (_, records) in std::mem::take(&mut by_topic) {
+            store.write(&records);
+        }
+    }
+    store.wait();
+    let all_plugins = repo().join("plugins");
+    let (rate, read) = replay_rate(&all_plugins, &whole, "whole", None);
+    let day_ms = 86_400_000.0;
+    let messages_per_day = messages as f64 * day_ms / simulated_ms;
+    println!(
+        "whole pipeline ({} stages): {read} messages ({:.0} simulated minutes) replayed at {rate:.0} messages/s; one simulated day of the default simulator ({:.0} messages) takes {:.0} s",
+        config(&whole, None).stages.len(),
+        simulated_ms / 60_000.0,
+        messages_per_day,
+        messages_per_day / rate
+    );
+    println!(
+        "replay batch={BATCH} in_memory_ev_s={memory:.0} replay_ev_s={replayed:.0} ratio={:.2}",
+        replayed / memory
+    );
+}
