@@ -168,8 +168,25 @@ pub fn folder(
     Ok(out)
 }
 
-/// The table, identity and row of one event of an output batch (`stream:<name>` for events no
-/// table keeps): what a running comparison matches.
+/// The table and row of one event (`stream:<name>`, the event's JSON with its stage, for events
+/// no table keeps).
+fn event_table_row(
+    stream: &str,
+    event: &crate::plugin::Event,
+    provenance: &Provenance,
+    metric_tables: &BTreeMap<String, String>,
+) -> (String, Value) {
+    table_row(event, provenance, metric_tables).unwrap_or_else(|| {
+        let mut row = crate::pipeline::event_json(event);
+        if let Value::Object(m) = &mut row {
+            m.insert("_stage".into(), Value::from(&*provenance.stage));
+        }
+        (format!("stream:{stream}"), row)
+    })
+}
+
+/// The table, identity and row of one event of an output batch: what a running comparison
+/// matches.
 pub fn event_row(
     stream: &str,
     event: &crate::plugin::Event,
@@ -177,13 +194,7 @@ pub fn event_row(
     metric_tables: &BTreeMap<String, String>,
     shapes: &BTreeMap<String, TableShape>,
 ) -> (String, String, Row) {
-    let (table, row) = table_row(event, provenance, metric_tables).unwrap_or_else(|| {
-        let mut row = crate::pipeline::event_json(event);
-        if let Value::Object(m) = &mut row {
-            m.insert("_stage".into(), Value::from(&*provenance.stage));
-        }
-        (format!("stream:{stream}"), row)
-    });
+    let (table, row) = event_table_row(stream, event, provenance, metric_tables);
     let Value::Object(row) = row else {
         unreachable!("rows are objects")
     };
@@ -191,7 +202,7 @@ pub fn event_row(
     (table, key, row)
 }
 
-/// The table row of one NDJSON output line (`stream:<name>` for events no table keeps).
+/// The table row of one NDJSON output line (its provenance fields read back).
 fn stream_row(
     stream: &str,
     mut value: Value,
@@ -214,17 +225,8 @@ fn stream_row(
             .and_then(|p| p.as_i64())
             .map(|p| p as i32),
     };
-    let mut without_provenance = value.clone();
     let event = event_from_value(value)?;
-    Ok(match table_row(&event, &provenance, metric_tables) {
-        Some(row) => row,
-        None => {
-            if let Value::Object(m) = &mut without_provenance {
-                m.insert("_stage".into(), Value::from(&*provenance.stage));
-            }
-            (format!("stream:{stream}"), without_provenance)
-        }
-    })
+    Ok(event_table_row(stream, &event, &provenance, metric_tables))
 }
 
 /// The rows of a ClickHouse database (every table of the schema but the dimensions), merged by

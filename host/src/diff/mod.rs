@@ -268,7 +268,8 @@ pub fn compare(
     report
 }
 
-fn whole(row: &Row) -> Map<String, Value> {
+/// A row's identity and values as one object.
+pub(crate) fn whole(row: &Row) -> Map<String, Value> {
     let mut all = row.key.clone();
     all.extend(row.values.clone());
     all

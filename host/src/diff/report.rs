@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use serde_json::{Map, Value};
 
-use super::Report;
+use super::{Report, RuleDiff, TableDiff};
 
 /// The short table: per table the rows on each side and how they differ; alerts per rule.
 pub fn text(r: &Report) -> String {
@@ -13,43 +13,11 @@ pub fn text(r: &Report) -> String {
     if let Some(stages) = &r.stages {
         let _ = writeln!(out, "stages    {} (what the replay ran)", stages.join(", "));
     }
-    let _ = writeln!(
-        out,
-        "\n{:<28} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9}",
-        "table", "baseline", "candidate", "same", "changed", "only base", "only cand", "agreement"
-    );
-    for t in &r.tables {
-        let _ = writeln!(
-            out,
-            "{:<28} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9} {:>8.2}%",
-            t.table,
-            t.baseline_rows,
-            t.candidate_rows,
-            t.same,
-            t.changed,
-            t.only_baseline,
-            t.only_candidate,
-            100.0 * t.agreement
-        );
-    }
+    out.push('\n');
+    plain(&mut out, &TABLE_HEAD, r.tables.iter().map(table_cells));
     if !r.alerts.is_empty() {
-        let _ = writeln!(
-            out,
-            "\n{:<28} {:>9} {:>9} {:>7} {:>7} {:>7}",
-            "alert rule", "baseline", "candidate", "added", "removed", "changed"
-        );
-        for a in &r.alerts {
-            let _ = writeln!(
-                out,
-                "{:<28} {:>9} {:>9} {:>7} {:>7} {:>7}",
-                a.rule,
-                a.baseline,
-                a.candidate,
-                a.added.len(),
-                a.removed.len(),
-                a.changed
-            );
-        }
+        out.push('\n');
+        plain(&mut out, &RULE_HEAD, r.alerts.iter().map(rule_cells));
     }
     for note in &r.notes {
         let _ = writeln!(out, "note: {note}");
@@ -77,37 +45,10 @@ pub fn markdown(r: &Report) -> String {
     for note in &r.notes {
         let _ = writeln!(out, "Note: {note}.\n");
     }
-    let _ = writeln!(out, "| table | baseline | candidate | same | changed | only baseline | only candidate | agreement |");
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
-    for t in &r.tables {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} | {} | {:.2}% |",
-            t.table,
-            t.baseline_rows,
-            t.candidate_rows,
-            t.same,
-            t.changed,
-            t.only_baseline,
-            t.only_candidate,
-            100.0 * t.agreement
-        );
-    }
+    markdown_table(&mut out, &TABLE_HEAD, r.tables.iter().map(table_cells));
     if !r.alerts.is_empty() {
         let _ = writeln!(out, "\n## Alerts per rule\n");
-        let _ = writeln!(out, "| rule | baseline | candidate | added | removed | changed |\n|---|---:|---:|---:|---:|---:|");
-        for a in &r.alerts {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} | {} |",
-                a.rule,
-                a.baseline,
-                a.candidate,
-                a.added.len(),
-                a.removed.len(),
-                a.changed
-            );
-        }
+        markdown_table(&mut out, &RULE_HEAD, r.alerts.iter().map(rule_cells));
         for a in r
             .alerts
             .iter()
@@ -206,4 +147,76 @@ fn alert_line(row: &Map<String, Value>) -> String {
         get("message"),
         get("evidence")
     )
+}
+
+const TABLE_HEAD: [&str; 8] = [
+    "table",
+    "baseline",
+    "candidate",
+    "same",
+    "changed",
+    "only baseline",
+    "only candidate",
+    "agreement",
+];
+
+fn table_cells(t: &TableDiff) -> Vec<String> {
+    let counts = [
+        t.baseline_rows,
+        t.candidate_rows,
+        t.same,
+        t.changed,
+        t.only_baseline,
+        t.only_candidate,
+    ];
+    let mut cells = vec![t.table.clone()];
+    cells.extend(counts.iter().map(u64::to_string));
+    cells.push(format!("{:.2}%", 100.0 * t.agreement));
+    cells
+}
+
+const RULE_HEAD: [&str; 6] = [
+    "alert rule",
+    "baseline",
+    "candidate",
+    "added",
+    "removed",
+    "changed",
+];
+
+fn rule_cells(a: &RuleDiff) -> Vec<String> {
+    let counts = [
+        a.baseline,
+        a.candidate,
+        a.added.len() as u64,
+        a.removed.len() as u64,
+        a.changed,
+    ];
+    let mut cells = vec![a.rule.clone()];
+    cells.extend(counts.iter().map(u64::to_string));
+    cells
+}
+
+/// A terminal table: the first column left-aligned, the others right-aligned.
+fn plain(out: &mut String, head: &[&str], rows: impl Iterator<Item = Vec<String>>) {
+    let line = |out: &mut String, cells: &[&str]| {
+        let _ = write!(out, "{:<28}", cells[0]);
+        for (cell, h) in cells[1..].iter().zip(&head[1..]) {
+            let _ = write!(out, " {cell:>w$}", w = h.len().max(9));
+        }
+        out.push('\n');
+    };
+    line(out, head);
+    for row in rows {
+        line(out, &row.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+}
+
+/// A Markdown table, numbers right-aligned.
+fn markdown_table(out: &mut String, head: &[&str], rows: impl Iterator<Item = Vec<String>>) {
+    let _ = writeln!(out, "| {} |", head.join(" | "));
+    let _ = writeln!(out, "|---|{}", "---:|".repeat(head.len() - 1));
+    for row in rows {
+        let _ = writeln!(out, "| {} |", row.join(" | "));
+    }
 }

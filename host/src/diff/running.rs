@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::load::{event_row, shapes, Row};
-use super::{changed_columns, Delta};
+use super::{changed_columns, whole, Delta};
 use crate::pipeline::{Outputs, ShadowSpec};
 use crate::sinks::clickhouse::TableShape;
 
@@ -266,15 +266,7 @@ impl Tracked {
             }
         }
         let example = |side: &Side| -> Vec<Map<String, Value>> {
-            side.rows
-                .values()
-                .take(5)
-                .map(|row| {
-                    let mut all = row.key.clone();
-                    all.extend(row.values.clone());
-                    all
-                })
-                .collect()
+            side.rows.values().take(5).map(whole).collect()
         };
         r.examples_only_live = example(&self.live);
         r.examples_only_shadow = example(&self.shadow);
