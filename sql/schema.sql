@@ -184,6 +184,10 @@ ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(target_start)
 ORDER BY (model, store_id, product_id, target_start, forecast_time);
 
+-- Dead letters: what the pipeline could not process, with the reason and the stage and plugin
+-- version involved. A raw record's keeps the original message (record = the payload; key and
+-- payload in base64 when not UTF-8, then key_base64 / payload_base64 = 1; headers as a JSON list
+-- of {name, value, base64}), so `host replay --dead-letters clickhouse` can re-drive it.
 CREATE TABLE IF NOT EXISTS retail.dead_letters
 (
     dead_letter_id String,
@@ -196,7 +200,12 @@ CREATE TABLE IF NOT EXISTS retail.dead_letters
     source_partition Int32,
     source_offset Int64,
     record String,
-    recorded_date Date
+    recorded_date Date,
+    payload_base64 UInt8,
+    record_key String,
+    key_base64 UInt8,
+    headers String,
+    recorded_at DateTime('UTC')
 )
 ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(recorded_date)

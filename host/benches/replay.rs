@@ -126,6 +126,8 @@ fn replay_rate(plugins: &Path, data_dir: &Path, id: &str, stages: Option<&[&str]
         out_dir: data_dir.join("replays").join(id),
         clickhouse: false,
         progress: false,
+        dead_letters: None,
+        recover: false,
     })
     .unwrap();
     (

@@ -135,6 +135,7 @@ impl PluginHarness {
                 key: None,
                 payload: p.as_ref().to_vec(),
                 timestamp: 0,
+                headers: Vec::new(),
             })
             .collect();
         self.clean(records)

@@ -149,6 +149,15 @@ struct ReplayArgs {
     /// Also write the outputs to ClickHouse (the config's server), database <database>_replay_<id>.
     #[arg(long)]
     clickhouse: bool,
+    /// Re-drive dead letters of raw records instead of the archive, from `kafka` (the dead-letter
+    /// topic), `clickhouse` (the dead_letters table) or a dead_letters.ndjson file; --from/--to
+    /// select them by the time they were recorded.
+    #[arg(long, value_name = "SOURCE")]
+    dead_letters: Option<shelfstream::replay::DeadLetterSource>,
+    /// With --dead-letters: write what the fix recovers to the live ClickHouse tables (rows keep
+    /// their identity, so re-driving twice writes each once).
+    #[arg(long, requires = "dead_letters")]
+    recover: bool,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -344,6 +353,8 @@ fn replay_command(args: ReplayArgs) -> Result<()> {
         out_dir: out_dir.clone(),
         clickhouse: args.clickhouse,
         progress: !args.quiet,
+        dead_letters: args.dead_letters,
+        recover: args.recover,
     })?;
     print!("{}", shelfstream::replay::report(&summary));
     println!("outputs: {}", out_dir.display());

@@ -66,6 +66,7 @@ pub fn plant_raw_object(s3: &S3, topic: &str, partition: i32, first: i64, n: i64
             key: None,
             payload: b"{}".to_vec(),
             timestamp: 0,
+            headers: Vec::new(),
         })
         .collect();
     std::fs::write(
@@ -133,6 +134,42 @@ pub fn consume_all(brokers: &str, topic: &str) -> Vec<(String, serde_json::Value
             });
             out.push((key, value));
             idle_since = std::time::Instant::now();
+        }
+    }
+    out
+}
+
+/// Every message of a topic: (key, payload, headers).
+pub type Message = (Option<Vec<u8>>, Vec<u8>, Vec<(String, Vec<u8>)>);
+
+pub fn consume_messages(brokers: &str, topic: &str) -> Vec<Message> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "test-reader")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), std::time::Duration::from_secs(10))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in metadata.topics()[0].partitions() {
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let mut idle = std::time::Instant::now();
+    while idle.elapsed() < std::time::Duration::from_secs(2) {
+        if let Some(Ok(m)) = consumer.poll(std::time::Duration::from_millis(100)) {
+            let headers = shelfstream::sources::kafka::headers_of(&m);
+            out.push((
+                m.key().map(<[u8]>::to_vec),
+                m.payload().unwrap_or_default().to_vec(),
+                headers,
+            ));
+            idle = std::time::Instant::now();
         }
     }
     out

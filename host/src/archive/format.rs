@@ -102,6 +102,7 @@ pub fn decode_tagged(
                 key: line.key.map(|k| k.into_owned().into_bytes()),
                 payload: line.payload.into_owned().into_bytes(),
                 timestamp: line.timestamp,
+                headers: Vec::new(),
             };
             Ok((record, tag))
         })

@@ -390,6 +390,7 @@ mod tests {
                 key: Some(b"k".to_vec()),
                 payload: b"{\"a\":1}".to_vec(),
                 timestamp: 0,
+                headers: Vec::new(),
             })
             .collect();
         let decoded = decode("t", &encode(&records)).unwrap();
@@ -412,6 +413,7 @@ mod tests {
                 key: None,
                 payload: b"{}".to_vec(),
                 timestamp: 0,
+                headers: Vec::new(),
             })
             .collect();
         store.write(&records);

@@ -30,6 +30,7 @@ pub struct Row {
 fn compared(shape: Option<&TableShape>, column: &str) -> bool {
     !column.starts_with('_')
         && column != "recorded_date"
+        && column != "recorded_at"
         && shape.is_none_or(|s| s.columns.iter().any(|(c, _)| c == column))
 }
 

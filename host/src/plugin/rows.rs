@@ -19,6 +19,9 @@ pub struct RawRecord {
     pub payload: Vec<u8>,
     /// The source's own timestamp (broker time, file read time); not the event time.
     pub timestamp: Timestamp,
+    /// The message's headers (Kafka), kept for dead letters; plugins do not see them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, Vec<u8>)>,
 }
 
 /// One line of a sales transaction. Returns and refunds have a negative quantity.

@@ -10,6 +10,7 @@
 //! the dead-letter topic. One input gives byte-identical outputs on every replay.
 
 mod batches;
+mod dead_letters;
 pub mod quality;
 mod report;
 
@@ -23,11 +24,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::archive::{ArchiveReader, Range};
 use crate::config::PipelineConfig;
-use crate::pipeline::{Batch, Outputs, ShardId, Shards};
+use crate::pipeline::{Batch, Outputs, ShardId, Shards, StageSpec};
 use crate::plugin::registry::load_plugins;
 use crate::plugin::{LoadedPlugin, PluginEngine};
 use crate::sinks::{clickhouse, Fanout, FileSink, Sink};
 use batches::{Cursor, ShardBatches};
+pub use dead_letters::{DeadLetterSource, Redrive};
 pub use quality::{DayQuality, Quality};
 pub use report::report;
 
@@ -54,6 +56,10 @@ pub struct ReplayOptions {
     /// `<database>_replay_<id>`.
     pub clickhouse: bool,
     pub progress: bool,
+    /// Re-drive dead letters from here instead of replaying the archive.
+    pub dead_letters: Option<DeadLetterSource>,
+    /// With `dead_letters`: write what the fix recovers to the live ClickHouse tables.
+    pub recover: bool,
 }
 
 /// What a replay did; also `summary.json` in its folder.
@@ -75,6 +81,9 @@ pub struct ReplaySummary {
     pub plugins: BTreeMap<String, String>,
     pub params: BTreeMap<String, String>,
     pub clickhouse_database: Option<String>,
+    /// A re-drive of dead letters: what it read and recovered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redrive: Option<Redrive>,
     pub elapsed_secs: f64,
     /// Seconds from the first object read to the last output written (without loading plugins
     /// and listing the archive): what the rate is over.
@@ -85,6 +94,29 @@ pub struct ReplaySummary {
 impl ReplaySummary {
     pub const FILE: &'static str = "summary.json";
 
+    /// What a replay with these options and plugins starts with.
+    fn new(
+        opts: &ReplayOptions,
+        specs: &[StageSpec],
+        plugins: &BTreeMap<String, Arc<LoadedPlugin>>,
+    ) -> Self {
+        ReplaySummary {
+            id: opts.id.clone(),
+            from: opts.range.from_ms.map(crate::units::datetime),
+            to: opts.range.to_ms.map(crate::units::datetime),
+            plugins: (specs.iter())
+                .map(|s| {
+                    let p = &plugins[&s.plugin];
+                    (s.name.clone(), format!("{} {}", p.name, p.version))
+                })
+                .collect(),
+            params: (opts.params.iter())
+                .map(|(s, k, v)| (format!("{s}.{k}"), v.clone()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
     pub fn load(dir: &std::path::Path) -> anyhow::Result<Self> {
         let path = dir.join(Self::FILE);
         let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -94,6 +126,9 @@ impl ReplaySummary {
 
 /// Run a replay to the end of its range.
 pub fn replay(mut opts: ReplayOptions) -> anyhow::Result<ReplaySummary> {
+    if let Some(source) = opts.dead_letters.take() {
+        return dead_letters::redrive(opts, source);
+    }
     let started = Instant::now();
     prepare_out_dir(&opts.out_dir)?;
     let config = &mut opts.config;
@@ -103,68 +138,11 @@ pub fn replay(mut opts: ReplayOptions) -> anyhow::Result<ReplaySummary> {
     for (stage, key, value) in &opts.params {
         config.set_param(stage, key, value)?;
     }
-    let mut specs = config.stage_specs()?;
+    let config = &opts.config;
     let data_dir = config.runtime.data_dir.clone();
-    let engine = PluginEngine::new(Some(data_dir.join("cache")))?;
-    let set = load_plugins(&engine, &opts.plugins_dir)?;
-    let mut plugins: BTreeMap<String, Arc<LoadedPlugin>> = BTreeMap::new();
-    for (stage, path) in &opts.candidates {
-        let spec = (specs.iter_mut())
-            .find(|s| &s.name == stage)
-            .with_context(|| {
-                format!("--plugin {stage}=...: the pipeline has no stage {stage:?}")
-            })?;
-        let candidate = engine
-            .load(path)
-            .with_context(|| format!("loading the candidate {}", path.display()))?;
-        spec.plugin = format!("{}@{stage}", candidate.name);
-        plugins.insert(spec.plugin.clone(), candidate);
-    }
-    for spec in &specs {
-        if plugins.contains_key(&spec.plugin) {
-            continue;
-        }
-        let plugin = set.loaded.get(&spec.plugin).with_context(|| {
-            format!(
-                "stage {:?} needs plugin {:?}, which is not in {} ({})",
-                spec.name,
-                spec.plugin,
-                opts.plugins_dir.display(),
-                set.failed
-                    .get(&spec.plugin)
-                    .map_or("no such file", |e| e.as_str())
-            )
-        })?;
-        plugins.insert(spec.plugin.clone(), plugin.clone());
-    }
-    let mut summary = ReplaySummary {
-        id: opts.id.clone(),
-        from: opts.range.from_ms.map(crate::units::datetime),
-        to: opts.range.to_ms.map(crate::units::datetime),
-        plugins: (specs.iter())
-            .map(|s| {
-                let p = &plugins[&s.plugin];
-                (s.name.clone(), format!("{} {}", p.name, p.version))
-            })
-            .collect(),
-        params: (opts.params.iter())
-            .map(|(s, k, v)| (format!("{s}.{k}"), v.clone()))
-            .collect(),
-        ..Default::default()
-    };
-    let cleaners: BTreeMap<String, Vec<String>> = {
-        let topics = config.source_topics();
-        let mut by_topic: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for s in specs
-            .iter()
-            .filter(|s| s.inputs.iter().any(|i| topics.contains(i)))
-        {
-            for i in &s.inputs {
-                by_topic.entry(i.clone()).or_default().push(s.name.clone());
-            }
-        }
-        by_topic
-    };
+    let (specs, plugins) = stage_plugins(config, &opts.plugins_dir, &opts.candidates)?;
+    let mut summary = ReplaySummary::new(&opts, &specs, &plugins);
+    let cleaners = readers_by_topic(config, &specs);
 
     let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     let store_config = config.raw_store.clone().unwrap_or_default();
@@ -301,6 +279,66 @@ pub fn replay(mut opts: ReplayOptions) -> anyhow::Result<ReplaySummary> {
     std::fs::write(&path, serde_json::to_vec_pretty(&summary)?)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(summary)
+}
+
+/// Plugin name (or `name@stage` for a candidate) -> the loaded plugin.
+type Plugins = BTreeMap<String, Arc<LoadedPlugin>>;
+
+/// The config's stages and the plugin each runs (a candidate file where one is given).
+fn stage_plugins(
+    config: &PipelineConfig,
+    plugins_dir: &std::path::Path,
+    candidates: &[(String, PathBuf)],
+) -> anyhow::Result<(Vec<StageSpec>, Plugins)> {
+    let mut specs = config.stage_specs()?;
+    let engine = PluginEngine::new(Some(config.runtime.data_dir.join("cache")))?;
+    let set = load_plugins(&engine, plugins_dir)?;
+    let mut plugins: BTreeMap<String, Arc<LoadedPlugin>> = BTreeMap::new();
+    for (stage, path) in candidates {
+        let spec = (specs.iter_mut())
+            .find(|s| &s.name == stage)
+            .with_context(|| {
+                format!("--plugin {stage}=...: the pipeline has no stage {stage:?}")
+            })?;
+        let candidate = engine
+            .load(path)
+            .with_context(|| format!("loading the candidate {}", path.display()))?;
+        spec.plugin = format!("{}@{stage}", candidate.name);
+        plugins.insert(spec.plugin.clone(), candidate);
+    }
+    for spec in &specs {
+        if plugins.contains_key(&spec.plugin) {
+            continue;
+        }
+        let plugin = set.loaded.get(&spec.plugin).with_context(|| {
+            format!(
+                "stage {:?} needs plugin {:?}, which is not in {} ({})",
+                spec.name,
+                spec.plugin,
+                plugins_dir.display(),
+                set.failed
+                    .get(&spec.plugin)
+                    .map_or("no such file", |e| e.as_str())
+            )
+        })?;
+        plugins.insert(spec.plugin.clone(), plugin.clone());
+    }
+    Ok((specs, plugins))
+}
+
+/// The stages that read each source topic (the cleaners).
+fn readers_by_topic(config: &PipelineConfig, specs: &[StageSpec]) -> BTreeMap<String, Vec<String>> {
+    let topics = config.source_topics();
+    let mut by_topic: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for s in specs
+        .iter()
+        .filter(|s| s.inputs.iter().any(|i| topics.contains(i)))
+    {
+        for i in &s.inputs {
+            by_topic.entry(i.clone()).or_default().push(s.name.clone());
+        }
+    }
+    by_topic
 }
 
 /// Count what a push returned into the summary.

@@ -83,12 +83,10 @@ pub fn count(quality: &mut Quality, seen: &Seen, outputs: &Outputs, cleaners: &[
         match dead.kind {
             DeadLetterKind::Late => counts.late += 1,
             _ if key.is_none_or(|k| !accounted.insert(k)) => {}
+            _ if dead.is_duplicate() => counts.duplicates += 1,
             DeadLetterKind::Rejected | DeadLetterKind::Malformed => {
                 let reason = dead.reason.split(':').next().unwrap_or("").trim();
-                match reason {
-                    "duplicate" => counts.duplicates += 1,
-                    _ => *counts.rejected.entry(reason.to_string()).or_default() += 1,
-                }
+                *counts.rejected.entry(reason.to_string()).or_default() += 1;
             }
             _ => counts.failed += 1,
         }

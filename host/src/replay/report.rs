@@ -19,6 +19,23 @@ pub fn report(s: &ReplaySummary) -> String {
         s.elapsed_secs,
         rate
     );
+    if let Some(r) = &s.redrive {
+        let _ = writeln!(
+            out,
+            "  re-drove {} of {} dead letters from {}: {} recovered, {} failed again",
+            s.records, r.letters, r.source, r.recovered, r.failed_again
+        );
+        if r.not_raw + r.duplicates + r.repeats > 0 {
+            let _ = writeln!(
+                out,
+                "  not re-driven: {} typed events or notes (no raw record), {} duplicates dropped by a cleaner, {} repeats of a record",
+                r.not_raw, r.duplicates, r.repeats
+            );
+        }
+        if let Some(db) = &r.recovered_into {
+            let _ = writeln!(out, "  recovered rows written to the live database {db}");
+        }
+    }
     let _ = writeln!(
         out,
         "  archive {}  range {} .. {}",

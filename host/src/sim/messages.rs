@@ -203,6 +203,7 @@ impl Simulator {
                 key: Some(key.clone().into_bytes()),
                 payload: payload.clone().into_bytes(),
                 timestamp: self.clock_ms,
+                headers: Vec::new(),
             };
             *offset += 1;
             self.out.push_back(record);

@@ -1,11 +1,12 @@
 //! Kafka sinks: alerts (from any stream) to `retail-restock-alerts` as JSON keyed by
-//! `store:product`, and dead letters to a dead-letter topic keyed by their source
-//! `topic:partition`. `flush` waits until the broker acknowledged everything, so a checkpoint
+//! `store:product`, and dead letters to a dead-letter topic as Kafka Connect writes them: the
+//! original message with the error context in headers ([`dead_letter::kafka`]). `flush` waits until the broker acknowledged everything, so a checkpoint
 //! (and the offset commit after it) never runs ahead of what the topics hold. Delivery is at
 //! least once: after a crash, alerts since the last checkpoint can be produced again.
 
 use std::time::Duration;
 
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use rdkafka::ClientConfig;
 use serde::Deserialize;
@@ -13,7 +14,7 @@ use serde::Deserialize;
 use super::{Sink, SinkError};
 use crate::meter::SinkMeter;
 use crate::pipeline::Provenance;
-use crate::pipeline::{event_json, DeadLetter};
+use crate::pipeline::{dead_letter, event_json, DeadLetter};
 use crate::plugin::Event;
 use crate::sources::kafka::auth::{self, AuthWatch};
 
@@ -83,21 +84,29 @@ impl KafkaSink {
         })
     }
 
-    fn send(&self, topic: &str, key: &str, payload: &str) -> Result<(), SinkError> {
+    fn send(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        headers: Option<OwnedHeaders>,
+    ) -> Result<(), SinkError> {
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic);
+        record.key = key;
+        record.payload = payload;
+        record.headers = headers;
         loop {
-            match self
-                .producer
-                .send(BaseRecord::to(topic).key(key).payload(payload))
-            {
+            match self.producer.send(record) {
                 Ok(()) => {
                     self.meter.queued(1);
                     (self.unconfirmed).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     return Ok(());
                 }
-                Err((e, _))
+                Err((e, back))
                     if e.rdkafka_error_code()
                         == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
                 {
+                    record = back;
                     self.producer.poll(Duration::from_millis(50));
                 }
                 Err((e, _)) => return Err(kafka_error(&format!("producing to {topic}"), e)),
@@ -129,7 +138,9 @@ impl Sink for KafkaSink {
                     map.insert("_plugin_version".into(), (&*provenance.version).into());
                 }
                 let key = format!("{}:{}", a.store_id, a.product_id);
-                self.send(&self.config.alerts_topic.clone(), &key, &value.to_string())?;
+                let payload = value.to_string();
+                let topic = &self.config.alerts_topic;
+                self.send(topic, Some(key.as_bytes()), Some(payload.as_bytes()), None)?;
             }
         }
         self.producer.poll(Duration::ZERO);
@@ -138,13 +149,15 @@ impl Sink for KafkaSink {
 
     fn dead_letters(&mut self, dead: &[DeadLetter]) -> Result<(), SinkError> {
         for d in dead {
-            let key = d
-                .source
-                .as_ref()
-                .map(|s| format!("{}:{}", s.topic, s.partition))
-                .unwrap_or_else(|| d.stage.clone());
-            let payload = serde_json::to_string(d).expect("dead letters serialise");
-            self.send(&self.config.dead_letter_topic.clone(), &key, &payload)?;
+            let m = dead_letter::kafka::encode(d);
+            let headers = (m.headers.iter()).fold(OwnedHeaders::new(), |h, (key, value)| {
+                h.insert(Header {
+                    key,
+                    value: Some(value),
+                })
+            });
+            let topic = &self.config.dead_letter_topic;
+            self.send(topic, m.key.as_deref(), m.payload.as_deref(), Some(headers))?;
         }
         self.producer.poll(Duration::ZERO);
         Ok(())

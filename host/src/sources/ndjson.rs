@@ -79,6 +79,7 @@ impl Source for NdjsonSource {
                         key: None,
                         payload: payload.to_vec(),
                         timestamp: crate::units::now_ms(),
+                        headers: Vec::new(),
                     });
                 }
             }

@@ -89,6 +89,16 @@ impl RecordProducer {
             if let Some(key) = &r.key {
                 record = record.key(key);
             }
+            if !r.headers.is_empty() {
+                use rdkafka::message::{Header, OwnedHeaders};
+                let headers = (r.headers.iter()).fold(OwnedHeaders::new(), |h, (key, value)| {
+                    h.insert(Header {
+                        key,
+                        value: Some(value),
+                    })
+                });
+                record = record.headers(headers);
+            }
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
                 Err((e, _))

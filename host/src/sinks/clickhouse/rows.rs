@@ -170,6 +170,7 @@ pub fn dead_letter_row(d: &DeadLetter) -> Value {
         None => String::new(),
     };
     let source = d.source.as_ref();
+    let now = crate::units::now_ms();
     let identity =
         serde_json::to_vec(&(&d.stage, &d.kind, &d.reason, &d.source, &record)).expect("serialise");
     json!({
@@ -183,7 +184,12 @@ pub fn dead_letter_row(d: &DeadLetter) -> Value {
         "source_partition": source.map_or(-1, |s| s.partition),
         "source_offset": source.map_or(-1, |s| s.offset),
         "record": record,
-        "recorded_date": date(crate::units::now_ms()),
+        "payload_base64": u8::from(d.payload_base64),
+        "record_key": d.key.clone().unwrap_or_default(),
+        "key_base64": u8::from(d.key_base64),
+        "headers": serde_json::to_string(&d.headers).expect("headers serialise"),
+        "recorded_at": datetime(now),
+        "recorded_date": date(now),
     })
 }
 
