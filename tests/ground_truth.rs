@@ -13,7 +13,7 @@ use shelfstream::config::{PipelineConfig, DEFAULT_PIPELINE};
 use shelfstream::pipeline::dead_letter::event_from_json;
 use shelfstream::plugin::{Alert, Event, MetricRow};
 use shelfstream::sim::SimulatorConfig;
-use shelfstream::sim::{GroundTruth, IncidentKind, Simulator};
+use shelfstream::sim::{score, AlertAt, GroundTruth, IncidentKind, Simulator};
 
 const START: &str = "2026-10-05T00:00:00Z"; // a Monday
 const STEPS: u64 = 55_000; // about three simulated weeks at 30 s per step
@@ -86,29 +86,66 @@ fn dim<'a>(m: &'a MetricRow, name: &str) -> &'a str {
     &m.dimensions.iter().find(|(k, _)| k == name).unwrap().1
 }
 
-/// Precision and recall of `alerts` against incidents of `kind`; `matches` says whether an
-/// alert is about an incident (same shelf is checked here).
-fn score(
-    truth: &GroundTruth,
-    kind: IncidentKind,
-    alerts: &[Alert],
-    matches: impl Fn(&Alert, &shelfstream::sim::Incident) -> bool,
-) -> (f64, f64, usize, usize) {
-    let incidents: Vec<_> = truth.of_kind(kind).collect();
-    let same_shelf = |a: &Alert, i: &&shelfstream::sim::Incident| {
-        a.store_id == i.store_id && a.product_id == i.product_id && matches(a, i)
-    };
-    let true_alerts = alerts
-        .iter()
-        .filter(|a| incidents.iter().any(|i| same_shelf(a, i)))
-        .count();
-    let found = incidents
-        .iter()
-        .filter(|i| alerts.iter().any(|a| same_shelf(a, i)))
-        .count();
-    let precision = true_alerts as f64 / alerts.len().max(1) as f64;
-    let recall = found as f64 / incidents.len().max(1) as f64;
-    (precision, recall, alerts.len(), incidents.len())
+/// `host diff --ground-truth`: the run's outputs against a candidate without its price alerts
+/// score both sides as the library does at ClickHouse's second: the candidate finds no price
+/// error, the other rules the same.
+fn diff_scores_both_sides(out: &std::path::Path, truth: &GroundTruth, alerts: &[AlertAt]) {
+    let candidate = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(out.join("out")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap() != "price_alerts.ndjson" {
+            std::fs::copy(&path, candidate.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let report_dir = candidate.path().join("report");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_host"))
+        .arg("diff")
+        .arg(out.join("out"))
+        .arg(candidate.path())
+        .arg("--ground-truth")
+        .arg(out.join("ground_truth.json"))
+        .arg("--report")
+        .arg(&report_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("alert rule vs truth"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report_dir.join("report.json")).unwrap()).unwrap();
+    let scores = report["ground_truth"].as_array().unwrap();
+    let rules: Vec<&str> = scores.iter().map(|s| s["rule"].as_str().unwrap()).collect();
+    assert_eq!(
+        rules,
+        [
+            "out_of_stock",
+            "price_anomaly",
+            "sales_anomaly",
+            "shrinkage"
+        ]
+    );
+    let seconds = score(truth, alerts, 1000);
+    for (s, want) in scores.iter().zip(&seconds) {
+        let side = |name: &str| -> shelfstream::sim::RuleScore {
+            serde_json::from_value(s[name].clone()).unwrap()
+        };
+        assert_eq!(side("baseline"), *want, "{}", want.rule);
+        if want.rule == "price_anomaly" {
+            let c = side("candidate");
+            assert!(want.found > 0);
+            assert_eq!((c.alerts, c.found, c.recall), (0, 0, 0.0));
+            assert_eq!(c.incidents, want.incidents);
+        } else {
+            assert_eq!(side("candidate"), *want);
+        }
+    }
+    let md = std::fs::read_to_string(report_dir.join("report.md")).unwrap();
+    assert!(md.contains("## Against the ground truth"), "{md}");
 }
 
 #[test]
@@ -156,47 +193,45 @@ fn rules_find_what_the_simulator_injected() {
     let mut sim = Simulator::new(&sim_config, start);
     sim.skip(STEPS);
     let end = sim.clock_ms();
-    let mut truth = sim.ground_truth().clone();
-    // Incidents need time to show: a burst its hour, a theft the shelf's next update.
-    truth.incidents.retain(|i| i.start < end - 2 * 3_600_000);
+    let truth = sim.ground_truth();
     println!(
         "simulated {:.1} days; ground truth: {} incidents",
         (end - start) as f64 / 86_400_000.0,
         truth.incidents.len()
     );
 
-    let mut report = BTreeMap::new();
-    let anomalies = alerts_of(&out, "anomaly_alerts");
-    report.insert(
-        "sales_anomaly",
-        score(&truth, IncidentKind::SalesAnomaly, &anomalies, |a, i| {
-            a.window_start < i.end && a.window_end > i.start
-        }),
-    );
-    let prices = alerts_of(&out, "price_alerts");
-    report.insert(
-        "price_anomaly",
-        score(&truth, IncidentKind::PriceError, &prices, |a, i| {
-            a.timestamp == i.start
-        }),
-    );
-    let out_of_stock: Vec<Alert> = alerts_of(&out, "alerts")
+    // Each rule's alerts, wherever its stage writes them, scored as `host diff --ground-truth` does.
+    let alerts: Vec<AlertAt> = [
+        "anomaly_alerts",
+        "price_alerts",
+        "alerts",
+        "shrinkage_alerts",
+    ]
+    .iter()
+    .flat_map(|stream| alerts_of(&out, stream))
+    .map(|a| AlertAt {
+        rule: a.rule,
+        store_id: a.store_id,
+        product_id: a.product_id,
+        timestamp: a.timestamp,
+        window_start: a.window_start,
+        window_end: a.window_end,
+    })
+    .collect();
+    let report: BTreeMap<String, (f64, f64, u64, u64)> = score(&truth, &alerts, 1)
         .into_iter()
-        .filter(|a| a.rule == "out_of_stock")
+        .map(|s| (s.rule, (s.precision, s.recall, s.alerts, s.incidents)))
         .collect();
-    report.insert(
-        "out_of_stock",
-        score(&truth, IncidentKind::StockOut, &out_of_stock, |a, i| {
-            a.timestamp == i.start
-        }),
-    );
-    let shrinkage = alerts_of(&out, "shrinkage_alerts");
-    report.insert(
-        "shrinkage",
-        score(&truth, IncidentKind::Theft, &shrinkage, |a, i| {
-            a.window_start <= i.start && i.start <= a.window_end
-        }),
-    );
+    // `host run` wrote the same truth beside its outputs, for `host diff --ground-truth`.
+    let written: GroundTruth = serde_json::from_slice(
+        &std::fs::read(out.join("ground_truth.json")).expect("the run's ground_truth.json"),
+    )
+    .unwrap();
+    assert_eq!(written.until, truth.until);
+    assert_eq!(written.incidents, truth.incidents);
+    assert_eq!(written.affinities, truth.affinities);
+    diff_scores_both_sides(&out, &truth, &alerts);
+
     for (rule, (p, r, alerts, incidents)) in &report {
         println!(
             "{rule}: precision {p:.2}, recall {r:.2} ({alerts} alerts, {incidents} incidents)"

@@ -161,6 +161,73 @@ fn a_replay_of_a_simulator_run_gives_its_outputs_again_byte_for_byte_between_rep
     );
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("is not empty"));
+
+    // --streams writes only the streams asked for (and dead letters): the same bytes as the
+    // whole replay's, and a diff against the live run compares what their stages make.
+    let streams = "sales_1m,sales_1h";
+    ok(
+        host(
+            &[
+                &["replay", "--id", "alerts", "--quiet", "--streams", streams][..],
+                &common,
+            ]
+            .concat(),
+            dir.path(),
+        ),
+        "host replay --streams",
+    );
+    let alerts = data.join("replays/alerts");
+    let mut written: Vec<String> = std::fs::read_dir(&alerts)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.ends_with(".ndjson"))
+        .collect();
+    written.sort();
+    assert_eq!(
+        written,
+        ["dead_letters.ndjson", "sales_1h.ndjson", "sales_1m.ndjson"]
+    );
+    for f in ["sales_1h.ndjson", "sales_1m.ndjson"] {
+        let bytes = std::fs::read(alerts.join(f)).unwrap();
+        assert!(!bytes.is_empty(), "{f}");
+        assert_eq!(bytes, std::fs::read(one.join(f)).unwrap(), "{f}");
+    }
+    let out = ok(
+        host(
+            &[
+                "diff",
+                &data.join("out").display().to_string(),
+                &alerts.display().to_string(),
+                "--fail-over",
+                "0",
+                "--report",
+                "report-alerts",
+            ],
+            dir.path(),
+        ),
+        "host diff of a --streams replay",
+    );
+    let r = report(&dir.path().join("report-alerts"));
+    assert_eq!(r["divergent"], 0, "{out}");
+    assert!(r["tables"].as_array().unwrap().len() >= 2, "{out}");
+    let unknown = host(
+        &[
+            &[
+                "replay",
+                "--id",
+                "x",
+                "--quiet",
+                "--streams",
+                "no_such_stream",
+            ][..],
+            &common,
+        ]
+        .concat(),
+        dir.path(),
+    );
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr)
+        .contains("no stage of this replay writes \"no_such_stream\""));
 }
 
 /// Inventory updates of one shelf (capacity 100), a minute apart.

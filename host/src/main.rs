@@ -149,6 +149,10 @@ struct ReplayArgs {
     /// Also write the outputs to ClickHouse (the config's server), database <database>_replay_<id>.
     #[arg(long)]
     clickhouse: bool,
+    /// Write only these output streams (comma-separated; dead letters always), e.g. the
+    /// alerts of the rule under test.
+    #[arg(long, value_delimiter = ',')]
+    streams: Option<Vec<String>>,
     /// Re-drive dead letters of raw records instead of the archive, from `kafka` (the dead-letter
     /// topic), `clickhouse` (the dead_letters table) or a dead_letters.ndjson file; --from/--to
     /// select them by the time they were recorded.
@@ -190,6 +194,10 @@ struct DiffArgs {
     /// Pipeline config whose [clickhouse] section names the server of clickhouse: sides.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// The simulator's ground truth (a run's data/ground_truth.json): report each alert
+    /// rule's precision and recall on both sides.
+    #[arg(long)]
+    ground_truth: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -353,6 +361,7 @@ fn replay_command(args: ReplayArgs) -> Result<()> {
         out_dir: out_dir.clone(),
         clickhouse: args.clickhouse,
         progress: !args.quiet,
+        streams: args.streams,
         dead_letters: args.dead_letters,
         recover: args.recover,
     })?;
@@ -385,6 +394,7 @@ fn diff_command(args: DiffArgs) -> Result<()> {
         tolerance: args.tolerance,
         clickhouse,
         examples: args.examples,
+        ground_truth: args.ground_truth,
     })?;
     std::fs::create_dir_all(&args.report)
         .with_context(|| format!("creating {}", args.report.display()))?;

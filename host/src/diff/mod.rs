@@ -9,6 +9,7 @@
 mod load;
 mod report;
 pub mod running;
+mod truth;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ use crate::replay::{Quality, ReplaySummary};
 use crate::sinks::clickhouse::ClickHouseConfig;
 pub use load::{Row, Rows};
 pub use report::{markdown, text};
+pub use truth::TruthScore;
 
 /// One side of a diff.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +63,8 @@ pub struct DiffOptions {
     pub clickhouse: ClickHouseConfig,
     /// Examples kept per table and kind of difference.
     pub examples: usize,
+    /// The simulator's ground truth, to score the alert rules of both sides against.
+    pub ground_truth: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -78,6 +82,9 @@ pub struct Report {
     pub divergent: u64,
     pub notes: Vec<String>,
     pub quality: BTreeMap<String, Quality>,
+    /// Each alert rule's precision and recall on both sides (`--ground-truth`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ground_truth: Vec<TruthScore>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -143,7 +150,8 @@ pub fn diff(opts: &DiffOptions) -> anyhow::Result<Report> {
     for side in [&opts.baseline, &opts.candidate] {
         if let Side::Folder(dir) = side {
             if let Ok(summary) = ReplaySummary::load(dir) {
-                let stages: Vec<String> = summary.plugins.keys().cloned().collect();
+                let stages: Vec<String> = (summary.written_by)
+                    .unwrap_or_else(|| summary.plugins.keys().cloned().collect());
                 scope = Some(match scope {
                     Some(s) => s.into_iter().filter(|x| stages.contains(x)).collect(),
                     None => stages,
@@ -169,6 +177,10 @@ pub fn diff(opts: &DiffOptions) -> anyhow::Result<Report> {
         }
     }
     let mut report = compare(&baseline, &candidate, opts.tolerance, opts.examples);
+    if let Some(path) = &opts.ground_truth {
+        let truth = truth::load(path, &opts.range)?;
+        report.ground_truth = truth::scores(&truth, &baseline, &candidate);
+    }
     if one_is_clickhouse {
         report.notes.push(
             "streams no ClickHouse table keeps (prices, customer events) are compared only between folders".into(),

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use serde_json::{Map, Value};
 
-use super::{Report, RuleDiff, TableDiff};
+use super::{Report, RuleDiff, TableDiff, TruthScore};
 
 /// The short table: per table the rows on each side and how they differ; alerts per rule.
 pub fn text(r: &Report) -> String {
@@ -18,6 +18,14 @@ pub fn text(r: &Report) -> String {
     if !r.alerts.is_empty() {
         out.push('\n');
         plain(&mut out, &RULE_HEAD, r.alerts.iter().map(rule_cells));
+    }
+    if !r.ground_truth.is_empty() {
+        out.push('\n');
+        plain(
+            &mut out,
+            &TRUTH_HEAD,
+            r.ground_truth.iter().map(truth_cells),
+        );
     }
     for note in &r.notes {
         let _ = writeln!(out, "note: {note}");
@@ -61,6 +69,15 @@ pub fn markdown(r: &Report) -> String {
                 }
             }
         }
+    }
+    if !r.ground_truth.is_empty() {
+        let _ = writeln!(out, "\n## Against the ground truth\n");
+        markdown_table(
+            &mut out,
+            &TRUTH_HEAD,
+            r.ground_truth.iter().map(truth_cells),
+        );
+        let _ = writeln!(out, "\nPrecision: alerts about an injected incident over all alerts of the rule; recall: incidents some alert is about over all incidents (found/incidents).");
     }
     for t in r
         .tables
@@ -195,6 +212,27 @@ fn rule_cells(a: &RuleDiff) -> Vec<String> {
     let mut cells = vec![a.rule.clone()];
     cells.extend(counts.iter().map(u64::to_string));
     cells
+}
+
+const TRUTH_HEAD: [&str; 6] = [
+    "alert rule vs truth",
+    "incidents",
+    "precision (b)",
+    "precision (c)",
+    "recall (b)",
+    "recall (c)",
+];
+
+fn truth_cells(t: &TruthScore) -> Vec<String> {
+    let (b, c) = (&t.baseline, &t.candidate);
+    vec![
+        t.rule.clone(),
+        b.incidents.to_string(),
+        format!("{:.3} ({}/{})", b.precision, b.true_alerts, b.alerts),
+        format!("{:.3} ({}/{})", c.precision, c.true_alerts, c.alerts),
+        format!("{:.3} ({}/{})", b.recall, b.found, b.incidents),
+        format!("{:.3} ({}/{})", c.recall, c.found, c.incidents),
+    ]
 }
 
 /// A terminal table: the first column left-aligned, the others right-aligned.

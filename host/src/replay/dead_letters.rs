@@ -140,6 +140,7 @@ pub(super) fn redrive(
     }
     let (specs, plugins) = stage_plugins(config, &opts.plugins_dir, &opts.candidates)?;
     let mut summary = ReplaySummary::new(&opts, &specs, &plugins);
+    summary.written_by = super::written_by(&specs, opts.streams.as_deref())?;
     let config = &opts.config;
     let cleaners = super::readers_by_topic(config, &specs);
     let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(FileSink::new(&opts.out_dir)?)];
@@ -187,7 +188,7 @@ pub(super) fn redrive(
                 summary.records += chunk.len() as u64;
                 summary.batches += 1;
                 let seen = super::quality::Seen::of(chunk);
-                let outputs = pipeline.push_lane(&topic, Batch::Raw(chunk.to_vec()), lane);
+                let mut outputs = pipeline.push_lane(&topic, Batch::Raw(chunk.to_vec()), lane);
                 let failed: BTreeSet<(i32, i64)> = (outputs.dead_letters.iter())
                     .filter_map(|d| d.source.as_ref().map(|s| (s.partition, s.offset)))
                     .collect();
@@ -197,13 +198,15 @@ pub(super) fn redrive(
                     .map(String::as_str)
                     .collect();
                 super::quality::count(&mut summary.quality, &seen, &outputs, &readers);
+                super::keep_streams(&mut outputs, opts.streams.as_deref());
                 super::count(&outputs, &mut summary);
                 sinks
                     .write_outputs(&outputs)
                     .context("writing the re-driven outputs")?;
             }
         }
-        let outputs = pipeline.flush_windows();
+        let mut outputs = pipeline.flush_windows();
+        super::keep_streams(&mut outputs, opts.streams.as_deref());
         super::count(&outputs, &mut summary);
         sinks
             .write_outputs(&outputs)

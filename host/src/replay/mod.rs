@@ -56,6 +56,9 @@ pub struct ReplayOptions {
     /// `<database>_replay_<id>`.
     pub clickhouse: bool,
     pub progress: bool,
+    /// Write only these output streams (dead letters always): a rule's alerts, say, without
+    /// every cleaned event upstream of it.
+    pub streams: Option<Vec<String>>,
     /// Re-drive dead letters from here instead of replaying the archive.
     pub dead_letters: Option<DeadLetterSource>,
     /// With `dead_letters`: write what the fix recovers to the live ClickHouse tables.
@@ -81,6 +84,9 @@ pub struct ReplaySummary {
     pub plugins: BTreeMap<String, String>,
     pub params: BTreeMap<String, String>,
     pub clickhouse_database: Option<String>,
+    /// With `--streams`: the stages whose outputs were written (a diff compares only those).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_by: Option<Vec<String>>,
     /// A re-drive of dead letters: what it read and recovered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redrive: Option<Redrive>,
@@ -142,6 +148,7 @@ pub fn replay(mut opts: ReplayOptions) -> anyhow::Result<ReplaySummary> {
     let data_dir = config.runtime.data_dir.clone();
     let (specs, plugins) = stage_plugins(config, &opts.plugins_dir, &opts.candidates)?;
     let mut summary = ReplaySummary::new(&opts, &specs, &plugins);
+    summary.written_by = written_by(&specs, opts.streams.as_deref())?;
     let cleaners = readers_by_topic(config, &specs);
 
     let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
@@ -247,11 +254,12 @@ pub fn replay(mut opts: ReplayOptions) -> anyhow::Result<ReplaySummary> {
                 let newest = records.last().map(|r| r.timestamp);
                 let pipeline = shards.get_mut(shard).expect("opened above");
                 let seen = quality::Seen::of(&records);
-                let outputs = pipeline.push_lane(&topic, Batch::Raw(records), lane);
+                let mut outputs = pipeline.push_lane(&topic, Batch::Raw(records), lane);
                 let readers: Vec<&str> = (cleaners.get(&topic).into_iter().flatten())
                     .map(String::as_str)
                     .collect();
                 quality::count(&mut summary.quality, &seen, &outputs, &readers);
+                keep_streams(&mut outputs, opts.streams.as_deref());
                 count(&outputs, &mut summary);
                 if out_tx.send(outputs).is_err() {
                     break 'shards; // the writer failed: its error ends the replay
@@ -261,7 +269,8 @@ pub fn replay(mut opts: ReplayOptions) -> anyhow::Result<ReplaySummary> {
             let (skipped, objects) = reading.join().expect("the archive reader panicked");
             summary.skipped += skipped;
             let pipeline = shards.get_mut(shard).expect("opened above");
-            let outputs = pipeline.flush_windows();
+            let mut outputs = pipeline.flush_windows();
+            keep_streams(&mut outputs, opts.streams.as_deref());
             count(&outputs, &mut summary);
             if out_tx.send(outputs).is_err() {
                 break;
@@ -342,6 +351,38 @@ fn readers_by_topic(config: &PipelineConfig, specs: &[StageSpec]) -> BTreeMap<St
 }
 
 /// Count what a push returned into the summary.
+/// The stages that write `streams` (all of them: `None`); a stream no stage writes is an error.
+fn written_by(
+    specs: &[StageSpec],
+    streams: Option<&[String]>,
+) -> anyhow::Result<Option<Vec<String>>> {
+    let Some(streams) = streams else {
+        return Ok(None);
+    };
+    if let Some(unknown) = streams
+        .iter()
+        .find(|s| !specs.iter().any(|x| &x.output == *s))
+    {
+        let known: Vec<&str> = specs.iter().map(|s| s.output.as_str()).collect();
+        bail!("--streams: no stage of this replay writes {unknown:?} (they write {known:?})");
+    }
+    Ok(Some(
+        (specs.iter())
+            .filter(|s| streams.contains(&s.output))
+            .map(|s| s.name.clone())
+            .collect(),
+    ))
+}
+
+/// Drop the outputs of streams not asked for (dead letters stay).
+fn keep_streams(outputs: &mut Outputs, streams: Option<&[String]>) {
+    if let Some(streams) = streams {
+        outputs
+            .batches
+            .retain(|o| streams.iter().any(|s| **s == *o.stream));
+    }
+}
+
 fn count(outputs: &Outputs, summary: &mut ReplaySummary) {
     for o in &outputs.batches {
         *summary.outputs.entry(o.stream.to_string()).or_default() += o.events.len() as u64;

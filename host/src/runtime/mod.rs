@@ -65,6 +65,10 @@ pub async fn run(
         if position > 0 {
             tracing::info!(source = %source.name(), position, "resuming source");
         }
+        let mut source = source.clone();
+        if let sources::SourceConfig::Simulator(sim) = &mut source {
+            (sim.ground_truth).get_or_insert_with(|| data_dir.join("ground_truth.json"));
+        }
         sources.push(source.open(runtime.batch_size.max(1), position)?);
     }
     let dimensions: Vec<Dimensions> = sources.iter().filter_map(|s| s.dimensions()).collect();

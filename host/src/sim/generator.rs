@@ -166,9 +166,12 @@ impl Simulator {
         self.clock_ms
     }
 
-    /// What was injected so far (stopped shelves are known from the start).
-    pub fn ground_truth(&self) -> &GroundTruth {
-        &self.truth
+    /// What was injected so far (stopped shelves are known from the start), until now.
+    pub fn ground_truth(&self) -> GroundTruth {
+        GroundTruth {
+            until: self.clock_ms,
+            ..self.truth.clone()
+        }
     }
 
     /// Regenerate and discard `n` steps (resume after a restart).

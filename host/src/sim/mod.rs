@@ -23,6 +23,7 @@
 mod catalog;
 mod generator;
 mod messages;
+mod score;
 #[cfg(test)]
 mod tests;
 mod truth;
@@ -31,6 +32,7 @@ use serde::Deserialize;
 
 pub use catalog::{intensity, Product, Store, CATEGORIES, WEEKLY};
 pub use generator::Simulator;
+pub use score::{score, AlertAt, RuleScore, SCORED_RULES, SETTLING_MS};
 pub use truth::{GroundTruth, Incident, IncidentKind};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -69,6 +71,9 @@ pub struct SimulatorConfig {
     pub stop_selling_share: f64,
     /// Product pairs often bought together (the second joins the basket half the time).
     pub affinity_pairs: u32,
+    /// Where to write the ground truth when the source stops (`host run`: default
+    /// `<data_dir>/ground_truth.json`), for `host diff --ground-truth`.
+    pub ground_truth: Option<std::path::PathBuf>,
 }
 
 impl Default for SimulatorConfig {
@@ -92,6 +97,7 @@ impl Default for SimulatorConfig {
             promotions_per_day: 0.0,
             stop_selling_share: 0.0,
             affinity_pairs: 0,
+            ground_truth: None,
         }
     }
 }

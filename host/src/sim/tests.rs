@@ -79,7 +79,7 @@ fn injected_signals_are_in_the_messages_and_in_the_ground_truth() {
     };
     let mut s = Simulator::new(&config, 1_700_000_000_000);
     let records = take(&mut s, 40_000); // about nine simulated days
-    let truth = s.ground_truth().clone();
+    let truth = s.ground_truth();
     for kind in [
         IncidentKind::SalesAnomaly,
         IncidentKind::PriceError,

@@ -1,9 +1,9 @@
 //! Ground truth: every signal the simulator injected, to score detectors against.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What kind of signal an [`Incident`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IncidentKind {
     /// Extra sales on one shelf for an hour (`magnitude`: transactions added).
@@ -20,7 +20,7 @@ pub enum IncidentKind {
     StockOut,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
     pub kind: IncidentKind,
     pub store_id: String,
@@ -31,8 +31,11 @@ pub struct Incident {
 }
 
 /// Everything the simulator injected, to score detectors against.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct GroundTruth {
+    /// The simulated time reached (ms) when this was taken (`ground_truth.json` of a run).
+    #[serde(default)]
+    pub until: i64,
     pub incidents: Vec<Incident>,
     /// (product, product often bought with it).
     pub affinities: Vec<(String, String)>,

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use crossbeam_channel::Sender;
 
 use super::{
@@ -111,6 +112,13 @@ impl Source for SimulatorSource {
             if produced == 0 {
                 std::thread::sleep(Duration::from_millis(5));
             }
+        }
+        if let Some(path) = &c.ground_truth {
+            let truth = sim.ground_truth();
+            let json = serde_json::to_vec(&truth).expect("the ground truth serialises");
+            std::fs::write(path, json)
+                .with_context(|| format!("writing the ground truth to {}", path.display()))?;
+            tracing::info!(path = %path.display(), incidents = truth.incidents.len(), "ground truth written");
         }
         Ok(())
     }

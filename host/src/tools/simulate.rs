@@ -192,7 +192,7 @@ pub fn simulate(args: &SimulateArgs) -> Result<()> {
     producer.flush()?;
     progress.finish_and_clear();
     if let Some(path) = &args.ground_truth {
-        let json = serde_json::to_vec_pretty(sim.ground_truth()).context("ground truth")?;
+        let json = serde_json::to_vec_pretty(&sim.ground_truth()).context("ground truth")?;
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
     }
     eprintln!(
