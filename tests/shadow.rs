@@ -343,3 +343,136 @@ fn promoting_a_shadow_while_events_flow_keeps_its_state_and_loses_or_doubles_not
         );
     }
 }
+
+/// (rule, store, product, time in s) of each alert line in a file.
+fn alert_ids(path: &Path) -> std::collections::BTreeSet<(String, String, String, i64)> {
+    lines(path)
+        .iter()
+        .filter(|a| a["kind"] == "alert")
+        .map(|a| {
+            (
+                a["rule"].as_str().unwrap().to_string(),
+                a["store_id"].as_str().unwrap().to_string(),
+                a["product_id"].as_str().unwrap().to_string(),
+                a["timestamp"].as_i64().unwrap() / 1000,
+            )
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs tansu, s3s-fs and ClickHouse: run tests/run.sh"]
+fn shadow_rows_go_to_a_clickhouse_database_of_their_own_and_never_to_live_tables_or_topics() {
+    use common::services::*;
+    let broker = broker();
+    let s3 = s3();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let database = format!("shadow_live_{}", std::process::id());
+    let config = dir.path().join("pipeline.toml");
+    write_config(&config, &broker.address, &s3, &database);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[[shadow]]\nname = \"low-stock-25\"\nstage = \"low-stock\"\nplugin = \"low-stock-alert\"\nparams = { low_pct = 25 }\n");
+    std::fs::write(&config, text).unwrap();
+    simulate(&broker.address, 12_000, 0);
+    let status = host_run(&config, &data, true).status().unwrap();
+    assert!(status.success(), "host run: {}", log_of(&data));
+
+    let diff = |baseline: String, candidate: String, report: &str| -> Value {
+        let output = Command::new(env!("CARGO_BIN_EXE_host"))
+            .args([
+                "diff", &baseline, &candidate, "--report", report, "--config",
+            ])
+            .arg(&config)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&std::fs::read(dir.path().join(report).join("report.json")).unwrap())
+            .unwrap()
+    };
+    let shadow_dir = data.join("shadow/low-stock-25");
+    let shadow_db = format!("{database}_shadow_low_stock_25");
+    // The shadow's rows in its own database are its files' rows.
+    let r = diff(
+        shadow_dir.display().to_string(),
+        format!("clickhouse:{shadow_db}"),
+        "shadow",
+    );
+    assert_eq!(r["divergent"], 0, "{r}");
+    let alerts = r["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "streaming_alerts");
+    assert!(alerts.is_some_and(|t| t["same"].as_u64() > Some(0)), "{r}");
+    // The live tables hold the live files' rows, nothing else.
+    let r = diff(
+        data.join("out").display().to_string(),
+        format!("clickhouse:{database}"),
+        "live",
+    );
+    assert_eq!(r["divergent"], 0, "{r}");
+
+    // The alerts only the shadow raised are in its database and nowhere live.
+    let live = alert_ids(&data.join("out/alerts.ndjson"));
+    let only_shadow: Vec<_> = alert_ids(&shadow_dir.join("alerts.ndjson"))
+        .into_iter()
+        .filter(|a| !live.contains(a))
+        .collect();
+    assert!(
+        !only_shadow.is_empty(),
+        "a threshold of 25% alerts on more shelves"
+    );
+    let rows = |db: &str| -> std::collections::BTreeSet<(String, String, String, i64)> {
+        clickhouse_query(db, &format!("SELECT rule, store_id, product_id, toUInt32(alert_time) FROM {db}.streaming_alerts FINAL"))
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                (f[0].into(), f[1].into(), f[2].into(), f[3].parse().unwrap())
+            })
+            .collect()
+    };
+    let (live_rows, shadow_rows) = (rows(&database), rows(&shadow_db));
+    for a in &only_shadow {
+        assert!(shadow_rows.contains(a) && !live_rows.contains(a), "{a:?}");
+    }
+    let topic = consume_all(&broker.address, "retail-restock-alerts");
+    let live_alerts: usize = std::fs::read_dir(data.join("out"))
+        .unwrap()
+        .map(|e| {
+            lines(&e.unwrap().path())
+                .iter()
+                .filter(|l| l["kind"] == "alert")
+                .count()
+        })
+        .sum();
+    assert_eq!(
+        topic.len(),
+        live_alerts,
+        "the alerts topic has the live alerts only"
+    );
+    for (_, a) in &topic {
+        let id = (
+            a["rule"].as_str().unwrap().to_string(),
+            a["store_id"].as_str().unwrap().to_string(),
+            a["product_id"].as_str().unwrap().to_string(),
+            a["timestamp"].as_i64().unwrap() / 1000,
+        );
+        assert!(!only_shadow.contains(&id), "{a}");
+    }
+    assert_eq!(
+        clickhouse_query(
+            &shadow_db,
+            &format!("SELECT count() FROM {shadow_db}.fact_sales")
+        )
+        .trim(),
+        "0",
+        "the shadow's database holds only what the shadow made"
+    );
+}

@@ -74,11 +74,7 @@ pub async fn run(
     let dimensions: Vec<Dimensions> = sources.iter().filter_map(|s| s.dimensions()).collect();
     let sinks = open_sinks(config, &dimensions).await?;
 
-    let watch = shadows::ShadowWatch::new(
-        &data_dir,
-        &shadow_specs,
-        config.clickhouse.clone().unwrap_or_default().metric_tables,
-    );
+    let watch = shadows::ShadowWatch::new(&data_dir, &shadow_specs, config.clickhouse.clone());
     let mut shards = Shards::new(specs, plugins)
         .with_shadows(shadow_specs)
         .with_on_bad_state(runtime.on_bad_state);

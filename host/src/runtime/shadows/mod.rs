@@ -1,8 +1,11 @@
 //! Shadows in `host run`: each shadow's outputs go to `<data_dir>/shadow/<name>/` (NDJSON per
 //! stream and its dead letters), never to the live sinks; its running comparison with the live
 //! stage ([`crate::diff::running`]) is written there as `report.json` every few seconds and at
-//! the end (what `host shadow-report` reads), and logged every 30 s. A shadow's files failing to
-//! write is logged and never stops the pipeline.
+//! the end (what `host shadow-report` reads), and logged every 30 s. With a `[clickhouse]`
+//! section its rows also go to a database of its own ([`clickhouse`]). A shadow's outputs
+//! failing to write is logged and never stops the pipeline.
+
+mod clickhouse;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use crate::diff::running::{Running, ShadowReport};
 use crate::pipeline::{Outputs, ShadowSpec};
+use crate::sinks::clickhouse::ClickHouseConfig;
 use crate::sinks::{FileSink, Sink};
+pub use clickhouse::shadow_database;
+use clickhouse::ShadowRows;
 
 const WRITE_EVERY: Duration = Duration::from_secs(2);
 const LOG_EVERY: Duration = Duration::from_secs(30);
@@ -18,6 +24,9 @@ const LOG_EVERY: Duration = Duration::from_secs(30);
 pub struct ShadowWatch {
     dir: PathBuf,
     sinks: BTreeMap<String, FileSink>,
+    /// The server of the shadows' databases, and their writer once a shadow has rows.
+    clickhouse: Option<ClickHouseConfig>,
+    rows: Option<ShadowRows>,
     running: Running,
     written: Instant,
     logged: Instant,
@@ -58,13 +67,16 @@ impl ShadowWatch {
     pub fn new(
         data_dir: &Path,
         specs: &[ShadowSpec],
-        metric_tables: BTreeMap<String, String>,
+        clickhouse: Option<ClickHouseConfig>,
     ) -> Self {
+        let metric_tables = clickhouse.clone().unwrap_or_default().metric_tables;
         let mut running = Running::new(metric_tables);
         running.set_shadows(specs);
         ShadowWatch {
             dir: shadow_dir(data_dir),
             sinks: BTreeMap::new(),
+            clickhouse,
+            rows: None,
             running,
             written: Instant::now(),
             logged: Instant::now(),
@@ -93,18 +105,37 @@ impl ShadowWatch {
         self.sinks.get_mut(shadow)
     }
 
-    /// What one push returned: shadow outputs to their folders, both sides to the comparison.
+    /// The shadows' ClickHouse writer, started on first use (when there is a server).
+    fn rows(&mut self) -> Option<&ShadowRows> {
+        if self.rows.is_none() {
+            let config = self.clickhouse.take()?;
+            match ShadowRows::start(config) {
+                Ok(rows) => self.rows = Some(rows),
+                Err(error) => {
+                    tracing::error!(%error, "shadow rows cannot be written to ClickHouse")
+                }
+            }
+        }
+        self.rows.as_ref()
+    }
+
+    /// What one push returned: shadow outputs to their folders (and ClickHouse databases),
+    /// both sides to the comparison.
     pub fn observe(&mut self, outputs: &Outputs) {
         if self.running.is_empty() {
             return;
         }
         self.running.observe(outputs);
         for s in &outputs.shadows {
+            let (stream, provenance) = (&s.output.stream, &s.output.provenance);
             let rows = s.output.events.rows();
             if let Some(sink) = self.sink(&s.shadow) {
-                if let Err(error) = sink.write(&s.output.stream, &s.output.provenance, &rows) {
+                if let Err(error) = sink.write(stream, provenance, &rows) {
                     tracing::error!(shadow = %s.shadow, %error, "writing shadow outputs failed");
                 }
+            }
+            if let Some(ch) = self.rows() {
+                ch.rows(&s.shadow, stream, provenance, rows);
             }
         }
         for d in &outputs.shadow_dead_letters {
@@ -112,6 +143,9 @@ impl ShadowWatch {
                 if let Err(error) = sink.dead_letters(std::slice::from_ref(&d.dead_letter)) {
                     tracing::error!(shadow = %d.shadow, %error, "writing shadow dead letters failed");
                 }
+            }
+            if let Some(ch) = self.rows() {
+                ch.dead_letter(&d.shadow, &d.dead_letter);
             }
         }
     }
@@ -141,6 +175,9 @@ impl ShadowWatch {
             if let Err(error) = sink.flush() {
                 tracing::error!(shadow = %name, %error, "flushing shadow outputs failed");
             }
+        }
+        if let Some(rows) = &mut self.rows {
+            rows.flush();
         }
         let reports = self.running.reports();
         for r in &reports {
