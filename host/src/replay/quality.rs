@@ -43,6 +43,19 @@ pub struct DayQuality {
     pub failed: u64,
 }
 
+impl DayQuality {
+    fn add(&mut self, other: DayQuality) {
+        self.messages += other.messages;
+        self.accepted += other.accepted;
+        for (reason, n) in other.rejected {
+            *self.rejected.entry(reason).or_default() += n;
+        }
+        self.duplicates += other.duplicates;
+        self.late += other.late;
+        self.failed += other.failed;
+    }
+}
+
 /// `topic -> day -> counts`.
 pub type Quality = BTreeMap<String, BTreeMap<String, DayQuality>>;
 
@@ -52,14 +65,16 @@ pub fn count(quality: &mut Quality, seen: &Seen, outputs: &Outputs, cleaners: &[
     let Some(&(_, _, first_ms)) = seen.records.first() else {
         return;
     };
-    let day_of: HashMap<(i32, i64), String> = (seen.records.iter())
-        .map(|&(p, o, ms)| ((p, o), crate::units::date(ms)))
+    // Days as numbers while counting (a date's text once per day, not per message).
+    let day_number = |ms: i64| ms.div_euclid(86_400_000);
+    let day_of: HashMap<(i32, i64), i64> = (seen.records.iter())
+        .map(|&(p, o, ms)| ((p, o), day_number(ms)))
         .collect();
     let name = seen.topic.as_str();
-    let topic = quality.entry(seen.topic.clone()).or_default();
-    let batch_day = crate::units::date(first_ms);
-    for key in day_of.keys() {
-        topic.entry(day_of[key].clone()).or_default().messages += 1;
+    let batch_day = day_number(first_ms);
+    let mut days: BTreeMap<i64, DayQuality> = BTreeMap::new();
+    for day in day_of.values() {
+        days.entry(*day).or_default().messages += 1;
     }
     let mut accounted: HashSet<(i32, i64)> = HashSet::new();
     for batch in &outputs.batches {
@@ -70,7 +85,7 @@ pub fn count(quality: &mut Quality, seen: &Seen, outputs: &Outputs, cleaners: &[
             let key = (origin.partition, origin.offset);
             if origin.topic.as_ref() == name && accounted.insert(key) {
                 if let Some(day) = day_of.get(&key) {
-                    topic.entry(day.clone()).or_default().accepted += 1;
+                    days.entry(*day).or_default().accepted += 1;
                 }
             }
         }
@@ -79,7 +94,7 @@ pub fn count(quality: &mut Quality, seen: &Seen, outputs: &Outputs, cleaners: &[
         let source = dead.source.as_ref().filter(|s| s.topic.as_ref() == name);
         let key = source.map(|s| (s.partition, s.offset));
         let day = key.and_then(|k| day_of.get(&k)).unwrap_or(&batch_day);
-        let counts = topic.entry(day.clone()).or_default();
+        let counts = days.entry(*day).or_default();
         match dead.kind {
             DeadLetterKind::Late => counts.late += 1,
             _ if key.is_none_or(|k| !accounted.insert(k)) => {}
@@ -92,12 +107,18 @@ pub fn count(quality: &mut Quality, seen: &Seen, outputs: &Outputs, cleaners: &[
         }
     }
     // What the cleaners neither emitted nor rejected: dropped as repeats.
-    if cleaners.is_empty() {
-        return;
-    }
-    for (key, day) in &day_of {
-        if !accounted.contains(key) {
-            topic.entry(day.clone()).or_default().duplicates += 1;
+    if !cleaners.is_empty() {
+        for (key, day) in &day_of {
+            if !accounted.contains(key) {
+                days.entry(*day).or_default().duplicates += 1;
+            }
         }
+    }
+    let topic = quality.entry(seen.topic.clone()).or_default();
+    for (day, q) in days {
+        topic
+            .entry(crate::units::date(day * 86_400_000))
+            .or_default()
+            .add(q);
     }
 }
