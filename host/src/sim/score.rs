@@ -6,9 +6,17 @@ use serde::{Deserialize, Serialize};
 
 use super::truth::{GroundTruth, Incident, IncidentKind};
 
-/// Incidents need time to show (a burst its hour, a theft the shelf's next update): those that
-/// began less than this before the end of the simulation are not scored.
+/// Bursts and thefts need time to show (a burst its hour, a theft the shelf's next update):
+/// those that began less than this before the end of the simulation are not scored. Stock-outs
+/// and mistyped prices show in their own message.
 pub const SETTLING_MS: i64 = 2 * 3_600_000;
+
+fn settling_ms(kind: IncidentKind) -> i64 {
+    match kind {
+        IncidentKind::StockOut | IncidentKind::PriceError => 0,
+        _ => SETTLING_MS,
+    }
+}
 
 /// The rules the ground truth can score, and the kind of incident each looks for.
 pub const SCORED_RULES: [(&str, IncidentKind); 4] = [
@@ -61,10 +69,10 @@ fn about(a: &AlertAt, i: &Incident, resolution_ms: i64) -> bool {
         }
 }
 
-/// Precision and recall of each scored rule. Incidents that began within [`SETTLING_MS`] of
-/// `truth.until` are left out when `until` is known.
+/// Precision and recall of each scored rule. Bursts and thefts that began within
+/// [`SETTLING_MS`] of `truth.until` are left out when `until` is known.
 pub fn score(truth: &GroundTruth, alerts: &[AlertAt], resolution_ms: i64) -> Vec<RuleScore> {
-    let settled = |i: &&Incident| truth.until == 0 || i.start < truth.until - SETTLING_MS;
+    let settled = |i: &&Incident| truth.until == 0 || i.start <= truth.until - settling_ms(i.kind);
     SCORED_RULES
         .iter()
         .map(|(rule, kind)| {
@@ -124,8 +132,8 @@ mod tests {
             incidents: vec![
                 incident(IncidentKind::PriceError, 1_000_500, 1_000_500),
                 incident(IncidentKind::PriceError, 7_000_000, 7_000_000),
-                // Too recent to score.
-                incident(IncidentKind::PriceError, 99 * 3_600_000, 99 * 3_600_000),
+                // Too recent to score: a burst that has not had its hour.
+                incident(IncidentKind::SalesAnomaly, 99 * 3_600_000, 100 * 3_600_000),
                 incident(IncidentKind::SalesAnomaly, 3_600_000, 7_200_000),
             ],
             ..Default::default()
@@ -158,6 +166,10 @@ mod tests {
         assert_eq!((price.precision, price.recall), (0.5, 0.5));
         let sales = by_rule(&seconds, "sales_anomaly");
         assert_eq!((sales.alerts, sales.true_alerts, sales.found), (2, 1, 1));
+        assert_eq!(
+            sales.incidents, 1,
+            "the burst of the last hours is not scored"
+        );
         let theft = by_rule(&seconds, "shrinkage");
         assert_eq!(
             (theft.alerts, theft.incidents, theft.precision),
