@@ -235,17 +235,28 @@ fn truth_cells(t: &TruthScore) -> Vec<String> {
     ]
 }
 
-/// A terminal table: the first column left-aligned, the others right-aligned.
+/// A terminal table: the first column left-aligned, the others right-aligned, each as wide as
+/// its widest cell.
 fn plain(out: &mut String, head: &[&str], rows: impl Iterator<Item = Vec<String>>) {
+    let rows: Vec<Vec<String>> = rows.collect();
+    let widths: Vec<usize> = (0..head.len())
+        .map(|i| {
+            let widest = rows.iter().map(|r| r[i].len()).max().unwrap_or(0);
+            match i {
+                0 => widest.max(head[0].len()).max(28),
+                _ => widest.max(head[i].len()).max(9),
+            }
+        })
+        .collect();
     let line = |out: &mut String, cells: &[&str]| {
-        let _ = write!(out, "{:<28}", cells[0]);
-        for (cell, h) in cells[1..].iter().zip(&head[1..]) {
-            let _ = write!(out, " {cell:>w$}", w = h.len().max(9));
+        let _ = write!(out, "{:<w$}", cells[0], w = widths[0]);
+        for (cell, w) in cells[1..].iter().zip(&widths[1..]) {
+            let _ = write!(out, " {cell:>w$}");
         }
         out.push('\n');
     };
     line(out, head);
-    for row in rows {
+    for row in &rows {
         line(out, &row.iter().map(String::as_str).collect::<Vec<_>>());
     }
 }
