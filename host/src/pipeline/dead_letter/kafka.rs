@@ -130,14 +130,7 @@ pub fn decode(
             };
             d.headers = (headers.iter())
                 .filter(|(n, _)| !n.starts_with(PREFIX))
-                .map(|(name, value)| {
-                    let (value, base64) = bytes_text(value);
-                    Header {
-                        name: name.clone(),
-                        value,
-                        base64,
-                    }
-                })
+                .map(|(name, value)| Header::of(name, value))
                 .collect();
         }
         EVENT => {

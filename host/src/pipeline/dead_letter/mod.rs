@@ -102,6 +102,18 @@ pub struct Header {
     pub base64: bool,
 }
 
+impl Header {
+    /// A header's name and value bytes (base64 when not UTF-8).
+    pub fn of(name: &str, value: &[u8]) -> Self {
+        let (value, base64) = bytes_text(value);
+        Header {
+            name: name.to_string(),
+            value,
+            base64,
+        }
+    }
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -153,14 +165,7 @@ impl DeadLetter {
             key,
             key_base64: key_base64.unwrap_or(false),
             headers: (r.headers.iter())
-                .map(|(name, value)| {
-                    let (value, base64) = bytes_text(value);
-                    Header {
-                        name: name.clone(),
-                        value,
-                        base64,
-                    }
-                })
+                .map(|(name, value)| Header::of(name, value))
                 .collect(),
             ..self
         }
@@ -210,14 +215,8 @@ impl DeadLetter {
         e: &Event,
     ) -> Self {
         DeadLetter {
-            kind,
-            reason,
-            stage: stage.to_string(),
-            plugin: plugin.name.clone(),
-            plugin_version: plugin.version.clone(),
-            source: None,
             record: Some(event_json(e)),
-            ..Self::empty()
+            ..Self::note(stage, plugin, kind, reason)
         }
     }
 
