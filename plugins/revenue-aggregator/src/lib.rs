@@ -6,8 +6,6 @@
 //! `metric` (the name of the rows, which sinks map to a table). One plugin gives the 1-minute
 //! dashboard, the 1-hour hopping view and the daily rollups per store and per category.
 
-use std::collections::BTreeSet;
-
 use serde::{Deserialize, Serialize};
 use shelfstream_sdk::*;
 
@@ -22,13 +20,14 @@ pub struct Totals {
     priced: f64,
     #[serde(default)]
     weight: i64,
-    /// Distinct transactions, as 64-bit hashes of their ids (state version 1 kept the ids).
+    /// Distinct transactions, as sorted 64-bit hashes of their ids (state version 1 kept the
+    /// ids). A window holds a few, so a sorted list beats a tree.
     #[serde(deserialize_with = "transaction_hashes")]
-    transactions: BTreeSet<u64>,
+    transactions: Vec<u64>,
 }
 
 /// Hashes (version 2) or ids (version 1, hashed on the way in).
-fn transaction_hashes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeSet<u64>, D::Error> {
+fn transaction_hashes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Id {
@@ -36,13 +35,15 @@ fn transaction_hashes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeSet
         Text(String),
     }
     let ids = Vec::<Id>::deserialize(d)?;
-    Ok(ids
-        .into_iter()
+    let mut hashes: Vec<u64> = (ids.into_iter())
         .map(|id| match id {
             Id::Hash(h) => h,
             Id::Text(t) => hash::fnv1a(t.as_bytes()),
         })
-        .collect())
+        .collect();
+    hashes.sort_unstable();
+    hashes.dedup();
+    Ok(hashes)
 }
 
 const GROUPINGS: [&str; 3] = ["store_id", "product_id", "category"];
@@ -51,7 +52,9 @@ pub struct RevenueAggregator {
     window: Hopping,
     metric: String,
     by: Vec<String>,
-    open: WindowStore<Vec<String>, Totals>,
+    /// Each group's values (e.g. store and product), numbered: windows are keyed by the number.
+    groups: hash::Numbered<Vec<String>>,
+    open: WindowStore<u32, Totals>,
 }
 
 impl Plugin for RevenueAggregator {
@@ -75,18 +78,18 @@ impl Plugin for RevenueAggregator {
         if let Some((i, twice)) = (by.iter().enumerate()).find(|(i, b)| by[..*i].contains(b)) {
             return Err(format!("by: {twice:?} is listed twice (at {i})"));
         }
-        let open = WindowStore::new();
         Ok(RevenueAggregator {
             window,
             metric,
             by,
-            open,
+            groups: Default::default(),
+            open: WindowStore::new(),
         })
     }
 
     fn process(&mut self, batch: &Batch, _out: &mut Emit) {
-        // One key per distinct group in the batch, by dictionary ids: no string is copied per line.
-        let mut keys: hash::FastMap<[u32; 3], Vec<String>> = Default::default();
+        // A group's number looked up once per distinct group in the batch, by dictionary ids.
+        let mut keys: hash::FastMap<[u32; 3], u32> = Default::default();
         for s in batch.sales() {
             let field = |b: &str| match b {
                 "store_id" => (s.store_id_id(), s.store_id()),
@@ -95,24 +98,32 @@ impl Plugin for RevenueAggregator {
             };
             let mut ids = [NONE; 3];
             (ids.iter_mut().zip(&self.by)).for_each(|(id, b)| *id = field(b).0);
-            let key = (keys.entry(ids))
-                .or_insert_with(|| self.by.iter().map(|b| field(b).1.to_string()).collect());
+            let key = *(keys.entry(ids)).or_insert_with(|| {
+                let names = self.by.iter().map(|b| field(b).1.to_string()).collect();
+                self.groups.number(names)
+            });
             let transaction = hash::fnv1a(s.transaction_id().as_bytes());
             let weight = s.quantity().unsigned_abs() as i64;
             for w in self.window.assign(s.timestamp()) {
-                let t = self.open.entry_ref(w, key.as_slice(), Totals::default);
+                let t = self.open.entry(w, key, Totals::default);
                 t.revenue += s.total_amount();
                 t.units += s.quantity() as i64;
                 t.lines += 1;
                 t.priced += weight as f64 * s.unit_price();
                 t.weight += weight;
-                t.transactions.insert(transaction);
+                if let Err(at) = t.transactions.binary_search(&transaction) {
+                    t.transactions.insert(at, transaction);
+                }
             }
         }
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Emit) {
-        for (w, key, t) in self.open.close(watermark) {
+        let mut closed = self.open.close(watermark);
+        // Per window, rows in the order of their groups' values.
+        closed.sort_by(|a, b| (a.0, &self.groups.get(a.1)).cmp(&(b.0, &self.groups.get(b.1))));
+        for (w, key, t) in closed {
+            let key = self.groups.get(key);
             let avg = match (t.weight, t.units) {
                 (0, 0) => 0.0,
                 (0, units) => clean::cents(t.revenue / units as f64),
@@ -132,11 +143,21 @@ impl Plugin for RevenueAggregator {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        state::encode(&self.open)
+        let mut open: Vec<_> = (self.open.iter())
+            .map(|(w, &k, t)| (w, self.groups.get(k), t))
+            .collect();
+        open.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        state::encode(&open)
     }
 
     fn restore(&mut self, version: u32, data: &[u8]) -> Result<(), String> {
-        self.open = state::decode(Self::NAME, version, &[1, 2, 3], data)?;
+        let open: Vec<(Window, Vec<String>, Totals)> =
+            state::decode(Self::NAME, version, &[1, 2, 3], data)?;
+        self.groups.clear();
+        let open: Vec<_> = (open.into_iter())
+            .map(|(w, names, t)| (w, self.groups.number(names), t))
+            .collect();
+        self.open = open.into();
         Ok(())
     }
 }

@@ -39,6 +39,47 @@ impl Hasher for Fnv64 {
 /// A `HashMap` with [`Fnv64`].
 pub type FastMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<Fnv64>>;
 
+/// Values numbered in the order first seen: a `u32` is a cheaper map key than the value (a
+/// window store keyed by a store and product hashes 4 bytes instead of two strings), and the
+/// number gives the value back.
+#[derive(Debug, Clone)]
+pub struct Numbered<T> {
+    values: Vec<T>,
+    numbers: FastMap<T, u32>,
+}
+
+impl<T> Default for Numbered<T> {
+    fn default() -> Self {
+        Numbered {
+            values: Vec::new(),
+            numbers: FastMap::default(),
+        }
+    }
+}
+
+impl<T: std::hash::Hash + Eq + Clone> Numbered<T> {
+    /// The number of `value`: a new one the first time it is seen.
+    pub fn number(&mut self, value: T) -> u32 {
+        if let Some(&n) = self.numbers.get(&value) {
+            return n;
+        }
+        let n = self.values.len() as u32;
+        self.values.push(value.clone());
+        self.numbers.insert(value, n);
+        n
+    }
+
+    /// The value numbered `n`.
+    pub fn get(&self, n: u32) -> &T {
+        &self.values[n as usize]
+    }
+
+    pub fn clear(&mut self) {
+        self.values.clear();
+        self.numbers.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,5 +89,14 @@ mod tests {
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn numbers_are_given_once_in_order_and_give_the_value_back() {
+        let mut n = Numbered::default();
+        assert_eq!([n.number("b"), n.number("a"), n.number("b")], [0, 1, 0]);
+        assert_eq!((*n.get(0), *n.get(1)), ("b", "a"));
+        n.clear();
+        assert_eq!(n.number("a"), 0);
     }
 }

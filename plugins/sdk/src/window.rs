@@ -155,6 +155,13 @@ impl<K: Ord + Hash, A> WindowStore<K, A> {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// Every open window's entries, oldest window first (keys in no particular order).
+    pub fn iter(&self) -> impl Iterator<Item = (Window, &K, &A)> {
+        (self.open.iter()).flat_map(|(&(end, start), keys)| {
+            (keys.iter()).map(move |(k, a)| (Window { start, end }, k, a))
+        })
+    }
 }
 
 impl<K: Ord + Hash + Clone, A: Clone> From<WindowStore<K, A>> for Vec<(Window, K, A)> {
