@@ -5,6 +5,8 @@
 //! future, truncation. No cleaner may panic; every record it does not turn into events is
 //! rejected with a reason; nothing is amplified (a message of n bytes gives a bounded output).
 //! A panic here would be a trap in the component: the whole batch dead-lettered.
+//! The sales cleaner reads plain payloads with the SDK's scanner and the rest with serde_json:
+//! wherever the scanner reads a message, it must read what serde_json reads.
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -209,6 +211,9 @@ fn clean(topic: &str, payload: &[u8]) -> sdk::Cleaned {
 }
 
 fn check(topic: &str, payload: &[u8]) -> Result<(), TestCaseError> {
+    if let (SALES, Some(scanned)) = (topic, sales_cleaner::scan(payload)) {
+        prop_assert_eq!(Ok(scanned), sales_cleaner::parse(payload));
+    }
     let out = clean(topic, payload);
     let events = out.origins.len();
     prop_assert!(
@@ -251,6 +256,30 @@ fn the_cleaners_reject_hostile_messages_with_a_reason_and_never_panic() {
         runner
             .run(&mutation(), |m| check(topic, &apply(base, &m)))
             .unwrap_or_else(|e| panic!("{topic}: {e}"));
+    }
+}
+
+/// The scanner reads every sale the simulator writes, as serde_json does.
+#[test]
+fn the_sales_scanner_reads_simulated_sales_as_serde_json_does() {
+    let config = SimulatorConfig {
+        malformed_rate: 0.0,
+        ..SimulatorConfig::default()
+    };
+    let mut sim = Simulator::new(&config, 1_793_520_000_000);
+    let mut sales = 0;
+    while sales < 5_000 {
+        for r in sim.step().filter(|r| r.topic == SALES) {
+            let scanned = sales_cleaner::scan(&r.payload);
+            let payload = String::from_utf8_lossy(&r.payload);
+            assert!(scanned.is_some(), "not scanned: {payload}");
+            assert_eq!(
+                scanned.ok_or(()),
+                sales_cleaner::parse(&r.payload).map_err(|_| ()),
+                "{payload}"
+            );
+            sales += 1;
+        }
     }
 }
 

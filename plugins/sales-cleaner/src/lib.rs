@@ -10,8 +10,8 @@ use serde::Deserialize;
 use shelfstream_sdk::*;
 
 // Text fields borrow from the payload (`Cow`: owned only when JSON escapes force a copy).
-#[derive(Deserialize)]
-struct Transaction<'a> {
+#[derive(Deserialize, Default, Debug, PartialEq)]
+pub struct Transaction<'a> {
     #[serde(borrow)]
     transaction_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -28,8 +28,8 @@ struct Transaction<'a> {
     items: Option<Vec<Item<'a>>>,
 }
 
-#[derive(Deserialize)]
-struct Item<'a> {
+#[derive(Deserialize, Default, Debug, PartialEq)]
+pub struct Item<'a> {
     /// The line number within the transaction; default: the item's position.
     line: Option<u32>,
     #[serde(borrow)]
@@ -102,8 +102,10 @@ impl SalesCleaner {
     /// with the same id and line numbers was seen before (the id `T1#0,1`, hashed as spelt).
     /// A rejection drops the lines already emitted.
     pub fn clean_one(&mut self, payload: &[u8], out: &mut Emit) -> Result<(), String> {
-        let tx: Transaction =
-            serde_json::from_slice(payload).map_err(|e| format!("invalid JSON: {e}"))?;
+        let tx = match scan(payload) {
+            Some(tx) => tx,
+            None => parse(payload)?,
+        };
         let transaction_id = required(tx.transaction_id, "transaction_id")?;
         let store_id = clean::store_id(&required(tx.store_id, "store_id")?)?;
         let timestamp = clean::Time::get(tx.timestamp)?;
@@ -190,6 +192,49 @@ impl SalesCleaner {
             format!("{transaction_id}#{}", lines.join(","))
         })
     }
+}
+
+/// The transaction as serde_json reads it, or why it cannot.
+pub fn parse(payload: &[u8]) -> Result<Transaction<'_>, String> {
+    serde_json::from_slice(payload).map_err(|e| format!("invalid JSON: {e}"))
+}
+
+/// The same for plain payloads, read by the SDK's JSON reader (`None`: anything else, which
+/// [`parse`] then reads or words).
+pub fn scan(payload: &[u8]) -> Option<Transaction<'_>> {
+    let mut tx = Transaction::default();
+    json::object(payload, |key, r| {
+        match key {
+            "transaction_id" => tx.transaction_id = r.text()?,
+            "store_id" => tx.store_id = r.text()?,
+            "customer_id" => tx.customer_id = r.text()?,
+            "payment_method" => tx.payment_method = r.text()?,
+            "transaction_type" => tx.transaction_type = r.text()?,
+            "timestamp" => tx.timestamp = r.text()?.map(|t| clean::Time::parse(&t)),
+            "items" => tx.items = r.list(scan_item)?,
+            _ => {}
+        }
+        Some(())
+    })?;
+    Some(tx)
+}
+
+fn scan_item<'a>(r: &mut json::Reader<'a>) -> Option<Item<'a>> {
+    let mut item = Item::default();
+    r.object(|key, r| {
+        match key {
+            "line" => item.line = r.number(|n| n.integer()?.try_into().ok())?,
+            "product_id" => item.product_id = r.text()?,
+            "category" => item.category = r.text()?,
+            "quantity" => item.quantity = r.number(|n| n.integer()?.try_into().ok())?,
+            "unit" => item.unit = r.text()?,
+            "unit_price" => item.unit_price = r.number(|n| n.float())?,
+            "unit_price_cents" => item.unit_price_cents = r.number(|n| n.integer())?,
+            _ => {}
+        }
+        Some(())
+    })?;
+    Some(item)
 }
 
 /// `n` in decimal, written into `buf`.

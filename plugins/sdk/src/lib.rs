@@ -43,6 +43,7 @@ pub mod batch;
 pub mod dedup;
 pub mod emit;
 pub mod hash;
+pub mod json;
 pub mod params;
 pub mod state;
 pub mod stats;
@@ -305,6 +306,11 @@ pub mod clean {
     pub struct Time(Result<Timestamp, String>);
 
     impl Time {
+        /// A time's text read (what deserializing a JSON string gives).
+        pub fn parse(text: &str) -> Time {
+            Time(parse_rfc3339_ms(text).map_err(|e| format!("timestamp: {e}")))
+        }
+
         /// The time, or `timestamp: <why>` (also when the field is missing: pass `None`).
         pub fn get(field: Option<Time>) -> Result<Timestamp, String> {
             match field {
@@ -323,9 +329,7 @@ pub mod clean {
                     f.write_str("RFC 3339 text or epoch milliseconds")
                 }
                 fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Time, E> {
-                    Ok(Time(
-                        parse_rfc3339_ms(s).map_err(|e| format!("timestamp: {e}")),
-                    ))
+                    Ok(Time::parse(s))
                 }
                 fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Time, E> {
                     Ok(Time(Ok(n)))
