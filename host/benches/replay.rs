@@ -9,9 +9,9 @@
 //! written as NDJSON files (what a replay writes), and by `host replay` writing every stream.
 //! Rates are the best of the rounds; ratios are the median of each round's ratio to that
 //! round's in-memory rate (the machine's speed drifts between rounds, much less within one).
-//! Then the archive reader's own rate on one thread, and the whole shipped pipeline replays a
-//! simulated sample: the time for one simulated day of the default simulator's volume follows
-//! from its rate. The last line is machine-readable:
+//! Then the archive reader's own rate (`ArchiveReader` listing, reading and decoding every
+//! object, as a replay does), and the whole shipped pipeline replays a simulated sample: the
+//! time for one simulated day of the default simulator's volume follows from its rate. The last line is machine-readable:
 //!
 //!     replay batch=1024 in_memory_ev_s=N replay_ev_s=N ratio=X replay_alerts_only_ev_s=N ratio_alerts_only=X
 //!
@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use shelfstream::archive::{RawStore, RawStoreConfig};
+use shelfstream::archive::{ArchiveReader, Range, RawStore, RawStoreConfig};
 use shelfstream::config::PipelineConfig;
 use shelfstream::pipeline::{Batch, ShardId, Shards};
 use shelfstream::plugin::registry::load_plugins;
@@ -148,24 +148,18 @@ fn replay_rate(
     )
 }
 
-/// Every record of every archived object under `raw`, decoded as a replay's reader does.
-fn read_archive(raw: &Path) -> usize {
-    let mut count = 0;
-    let mut dirs = vec![raw.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.to_string_lossy().ends_with(".ndjson.gz") {
-                let bytes = std::fs::read(&path).unwrap();
-                count += shelfstream::archive::decode_tagged(SALES, &bytes)
-                    .unwrap()
-                    .len();
-            }
+/// Every record archived under `data_dir`, listed, read and decoded by the replay's own reader.
+fn read_archive(data_dir: &Path) -> usize {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let reader = ArchiveReader::open(&RawStoreConfig::default(), data_dir).unwrap();
+    rt.block_on(async {
+        let mut count = 0;
+        let objects = reader.objects(SALES, None, Range::default()).await.unwrap();
+        for object in objects.values().flatten() {
+            count += reader.read(object).await.unwrap().len();
         }
-    }
-    count
+        count
+    })
 }
 
 fn main() {
@@ -236,7 +230,7 @@ fn main() {
     );
     // The archive reader's own work (read, inflate, decode every object), on one thread.
     let started = Instant::now();
-    let decoded = read_archive(&data.join("raw"));
+    let decoded = read_archive(&data);
     let reader_rate = decoded as f64 / started.elapsed().as_secs_f64();
     println!(
         "archive reader alone: {decoded} records at {reader_rate:.0} ev/s, {:.2} us per record ({:.2}x the chain's best in-memory rate)",
