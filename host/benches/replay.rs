@@ -18,7 +18,8 @@
 //!     plugins/build.sh && cargo bench -p host --bench replay
 //!
 //! Figures are printed, never asserted. `REPLAY_EVENTS` sets the number of sales (default
-//! 200,000), `REPLAY_ROUNDS` the rounds (default 5).
+//! 200,000), `REPLAY_ROUNDS` the rounds (default 9: single rounds range over ±10% on a
+//! noisy machine, and the median of nine is steadier than of five).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -190,7 +191,7 @@ fn main() {
     let rounds: usize = std::env::var("REPLAY_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+        .unwrap_or(9);
     // Each round measures every way once, back to back, so a round's ratios compare runs that
     // shared the machine's mood; the headline ratios are the medians of those per-round ratios.
     let mut runs: Vec<[f64; 4]> = Vec::new();

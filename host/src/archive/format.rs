@@ -5,7 +5,7 @@
 //! the batches it saw live, in the order it saw them (see [`crate::replay`]). Objects written
 //! before the tags existed decode with none.
 
-use std::io::Write;
+use std::io::{Read, Write};
 
 use crate::plugin::RawRecord;
 
@@ -75,31 +75,86 @@ pub fn decode(topic: &str, object: &[u8]) -> Result<Vec<RawRecord>, DecodeError>
 }
 
 /// The records of a raw object with the batch each arrived in (when the object says).
-pub fn decode_tagged(
-    topic: &str,
-    object: &[u8],
-) -> Result<Vec<(RawRecord, Option<BatchTag>)>, DecodeError> {
-    use std::io::Read;
-    // Sized once from the gzip trailer (the uncompressed size, modulo 4 GiB): growing the buffer
-    // by doubling cost a replay's reader more than the inflating.
-    let size = object
-        .last_chunk::<4>()
-        .map_or(0, |t| u32::from_le_bytes(*t) as usize);
-    let mut ndjson = Vec::with_capacity(size.min(256 << 20) + 1);
-    flate2::read::GzDecoder::new(object)
-        .read_to_end(&mut ndjson)
-        .map_err(DecodeError::Gzip)?;
-    ndjson
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .enumerate()
-        .map(|(i, l)| {
+pub fn decode_tagged(topic: &str, object: &[u8]) -> Result<Vec<Tagged>, DecodeError> {
+    let mut records = Records::new(topic, object);
+    let mut all = Vec::new();
+    while let Some(chunk) = records.next_chunk()? {
+        all.extend(chunk);
+    }
+    Ok(all)
+}
+
+/// A record and, when the object says, the batch it arrived in.
+pub type Tagged = (RawRecord, Option<BatchTag>);
+
+/// Inflated bytes decoded per [`Records::next_chunk`] (about a thousand sales).
+const CHUNK: usize = 256 << 10;
+
+/// The records of a raw object, inflated and decoded a chunk at a time: a replay's first batch
+/// waits for a chunk, not for a whole object (up to 8 MB of lines) to inflate.
+pub struct Records<R: std::io::Read> {
+    topic: String,
+    gz: flate2::read::GzDecoder<R>,
+    /// Inflated bytes; `buf[..filled]` are valid, the start of an incomplete line first.
+    buf: Vec<u8>,
+    filled: usize,
+    /// Lines decoded so far (for the line number of an error).
+    lines: usize,
+    eof: bool,
+}
+
+impl<R: std::io::Read> Records<R> {
+    pub fn new(topic: &str, object: R) -> Self {
+        Records {
+            topic: topic.to_string(),
+            gz: flate2::read::GzDecoder::new(object),
+            buf: Vec::new(),
+            filled: 0,
+            lines: 0,
+            eof: false,
+        }
+    }
+
+    /// The records of the next lines (at least one, unless the object has no more), in order.
+    pub fn next_chunk(&mut self) -> Result<Option<Vec<Tagged>>, DecodeError> {
+        let end = loop {
+            if self.filled == self.buf.len() {
+                // Full: a chunk to start with, then room for a line longer than the buffer.
+                self.buf.resize((self.buf.len() * 2).max(CHUNK), 0);
+            }
+            while !self.eof && self.filled < self.buf.len() {
+                match self.gz.read(&mut self.buf[self.filled..]) {
+                    Ok(0) => self.eof = true,
+                    Ok(n) => self.filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(DecodeError::Gzip(e)),
+                }
+            }
+            let valid = &self.buf[..self.filled];
+            match valid.iter().rposition(|&b| b == b'\n') {
+                Some(i) => break i + 1,
+                None if self.eof => break self.filled,
+                None => {} // one line longer than the buffer: grow it
+            }
+        };
+        if end == 0 {
+            return Ok(None);
+        }
+        let mut records = Vec::with_capacity(end / 200);
+        for l in self.buf[..end]
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+        {
+            self.lines += 1;
             let (line, tag) = match fast::line(l) {
                 Some(line) => line,
-                None => slow_line(l).map_err(|error| DecodeError::Line { line: i + 1, error })?,
+                None => slow_line(l).map_err(|error| DecodeError::Line {
+                    line: self.lines,
+                    error,
+                })?,
             };
             let record = RawRecord {
-                topic: topic.to_string(),
+                topic: self.topic.clone(),
                 partition: line.partition,
                 offset: line.offset,
                 key: line.key,
@@ -107,9 +162,12 @@ pub fn decode_tagged(
                 timestamp: line.timestamp,
                 headers: Vec::new(),
             };
-            Ok((record, tag))
-        })
-        .collect()
+            records.push((record, tag));
+        }
+        self.buf.copy_within(end..self.filled, 0);
+        self.filled -= end;
+        Ok(Some(records))
+    }
 }
 
 /// A decoded line: the record's fields and, when it has one, its batch tag.
@@ -320,6 +378,46 @@ mod tests {
         ] {
             assert!(fast::line(l).is_none(), "{}", String::from_utf8_lossy(l));
         }
+    }
+
+    #[test]
+    fn an_object_decodes_the_same_a_chunk_at_a_time() {
+        // Lines of every size around the chunk's: small ones that straddle chunk boundaries, and
+        // one longer than a chunk (the buffer grows for it).
+        let sizes = [10, 300, CHUNK - 5, 2 * CHUNK + 7, 40, 0, 1];
+        let records: Vec<RawRecord> = (0..3000)
+            .map(|i| {
+                let n = sizes[i % sizes.len()] + i % 13;
+                record(
+                    Some(vec![b'k'; i % 3]),
+                    vec![b'a' + (i % 26) as u8; n],
+                    i as i64,
+                )
+            })
+            .collect();
+        let object = encode(&records);
+        let mut chunks = Records::new("t", &object[..]);
+        let mut decoded = Vec::new();
+        let mut calls = 0;
+        while let Some(chunk) = chunks.next_chunk().unwrap() {
+            assert!(!chunk.is_empty());
+            decoded.extend(chunk.into_iter().map(|(r, _)| r));
+            calls += 1;
+        }
+        assert_eq!(decoded, records);
+        assert!(calls > 10, "{calls} chunks");
+        assert_eq!(decode("t", &object).unwrap(), records);
+        // An error names its line, counted across chunks.
+        let mut ndjson = Vec::new();
+        for r in &records[..1500] {
+            encode_line(&mut ndjson, r, None);
+        }
+        ndjson.extend_from_slice(b"{\"partition\":oops}\n");
+        let err = decode("t", &gzip(&ndjson)).unwrap_err();
+        assert!(matches!(err, DecodeError::Line { line: 1501, .. }), "{err}");
+        // A truncated object is a gzip error, not a short read.
+        let cut = &object[..object.len() / 2];
+        assert!(matches!(decode("t", cut), Err(DecodeError::Gzip(_))));
     }
 
     proptest! {

@@ -26,8 +26,8 @@ use crate::meter::SinkMeter;
 use crate::plugin::RawRecord;
 use format::{encode_line, gzip};
 
-pub use format::{decode, decode_tagged, encode, BatchTag, DecodeError};
-pub use read::{ArchiveObject, ArchiveReader, Range, ReadError};
+pub use format::{decode, encode, BatchTag, DecodeError, Tagged};
+pub use read::{ArchiveObject, ArchiveReader, ObjectRecords, Range, ReadError};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

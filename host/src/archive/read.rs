@@ -8,8 +8,8 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-use super::{decode_tagged, open_store, BatchTag, DecodeError, RawStoreConfig, RawStoreError};
-use crate::plugin::RawRecord;
+use super::format::{Records, Tagged};
+use super::{open_store, DecodeError, RawStoreConfig, RawStoreError};
 
 /// A half-open range of record timestamps, `[from, to)`; either end may be open.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -167,26 +167,55 @@ impl ArchiveReader {
     }
 
     /// An object's records (in offset order) with the batch each arrived in.
-    pub async fn read(
-        &self,
-        object: &ArchiveObject,
-    ) -> Result<Vec<(RawRecord, Option<BatchTag>)>, ReadError> {
+    pub async fn read(&self, object: &ArchiveObject) -> Result<Vec<Tagged>, ReadError> {
+        let mut records = self.records(object).await?;
+        let mut all = Vec::new();
+        while let Some(chunk) = records.next_chunk()? {
+            all.extend(chunk);
+        }
+        Ok(all)
+    }
+
+    /// An object's records as [`ObjectRecords`]: fetched whole, inflated and decoded a chunk at a
+    /// time.
+    pub async fn records(&self, object: &ArchiveObject) -> Result<ObjectRecords, ReadError> {
+        let bytes = self.fetch(object).await?;
+        Ok(ObjectRecords {
+            path: object.path.clone(),
+            records: Records::new(&object.topic, bytes::Buf::reader(bytes)),
+        })
+    }
+
+    async fn fetch(&self, object: &ArchiveObject) -> Result<bytes::Bytes, ReadError> {
         let get = |source| ReadError::Get {
             path: object.path.clone(),
             source,
         };
-        let bytes = self
-            .store
+        self.store
             .get(&object.path)
             .await
             .map_err(get)?
             .bytes()
             .await
-            .map_err(get)?;
-        decode_tagged(&object.topic, &bytes).map_err(|source| ReadError::Decode {
-            path: object.path.clone(),
-            source,
-        })
+            .map_err(get)
+    }
+}
+
+/// The records of one object, a chunk of lines at a time.
+pub struct ObjectRecords {
+    path: Path,
+    records: Records<bytes::buf::Reader<bytes::Bytes>>,
+}
+
+impl ObjectRecords {
+    /// The next records in offset order, or `None` after the last.
+    pub fn next_chunk(&mut self) -> Result<Option<Vec<Tagged>>, ReadError> {
+        self.records
+            .next_chunk()
+            .map_err(|source| ReadError::Decode {
+                path: self.path.clone(),
+                source,
+            })
     }
 }
 

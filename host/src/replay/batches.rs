@@ -7,14 +7,15 @@
 
 use std::collections::VecDeque;
 
-use crate::archive::{ArchiveObject, ArchiveReader, BatchTag, Range};
+use crate::archive::{ArchiveObject, ArchiveReader, ObjectRecords, Range, Tagged};
 use crate::plugin::RawRecord;
 
-type Tagged = (RawRecord, Option<BatchTag>);
-
-/// One topic-partition's records in offset order, loaded an object at a time.
+/// One topic-partition's records in offset order, loaded an object at a time and decoded a chunk
+/// at a time.
 pub struct Cursor {
     objects: VecDeque<ArchiveObject>,
+    /// The object being decoded.
+    current: Option<ObjectRecords>,
     records: VecDeque<Tagged>,
     /// Objects read so far.
     loaded: usize,
@@ -24,6 +25,7 @@ impl Cursor {
     pub fn new(objects: Vec<ArchiveObject>) -> Self {
         Cursor {
             objects: objects.into(),
+            current: None,
             records: VecDeque::new(),
             loaded: 0,
         }
@@ -35,10 +37,17 @@ impl Cursor {
         reader: &ArchiveReader,
     ) -> Result<Option<&Tagged>, crate::archive::ReadError> {
         while self.records.is_empty() {
+            if let Some(current) = &mut self.current {
+                match current.next_chunk()? {
+                    Some(chunk) => self.records.extend(chunk),
+                    None => self.current = None,
+                }
+                continue;
+            }
             let Some(object) = self.objects.pop_front() else {
                 return Ok(None);
             };
-            self.records = reader.read(&object).await?.into();
+            self.current = Some(reader.records(&object).await?);
             self.loaded += 1;
         }
         Ok(self.records.front())

@@ -176,6 +176,7 @@ pub(super) fn redrive(
     let batch_size = config.runtime.batch_size.max(1);
     let mut shards = Shards::new(specs, plugins);
     let processing = Instant::now();
+    let (mut tally, streams) = (super::Tally::default(), opts.streams.as_deref());
     for (shard, topics) in by_shard {
         summary.shards.push(shard.to_string());
         let pipeline = shards.open(shard, BTreeMap::new())?;
@@ -194,26 +195,21 @@ pub(super) fn redrive(
                     .collect();
                 redrive.failed_again += failed.len() as u64;
                 redrive.recovered += (chunk.len() - failed.len()) as u64;
-                let readers: Vec<&str> = (cleaners.get(&topic).into_iter().flatten())
-                    .map(String::as_str)
-                    .collect();
-                super::quality::count(&mut summary.quality, &seen, &outputs, &readers);
-                super::keep_streams(&mut outputs, opts.streams.as_deref());
-                super::count(&outputs, &mut summary);
+                tally.add(&mut outputs, Some(&seen), &cleaners, streams);
                 sinks
                     .write_outputs(&outputs)
                     .context("writing the re-driven outputs")?;
             }
         }
         let mut outputs = pipeline.flush_windows();
-        super::keep_streams(&mut outputs, opts.streams.as_deref());
-        super::count(&outputs, &mut summary);
+        tally.add(&mut outputs, None, &cleaners, streams);
         sinks
             .write_outputs(&outputs)
             .context("writing the re-driven outputs")?;
         shards.close(shard);
     }
     sinks.flush().context("flushing the re-driven outputs")?;
+    tally.into_summary(&mut summary);
     summary.processing_secs = processing.elapsed().as_secs_f64();
     summary.archive = redrive.source.clone();
     summary.redrive = Some(redrive);
@@ -247,6 +243,15 @@ impl Sink for WithoutDeadLetters {
         events: &[crate::plugin::Event],
     ) -> Result<(), SinkError> {
         self.0.write(stream, provenance, events)
+    }
+
+    fn write_batch(
+        &mut self,
+        stream: &str,
+        provenance: &crate::pipeline::Provenance,
+        batch: &crate::sinks::OutputBatch<'_>,
+    ) -> Result<(), SinkError> {
+        self.0.write_batch(stream, provenance, batch)
     }
 
     fn dead_letters(&mut self, _: &[DeadLetter]) -> Result<(), SinkError> {

@@ -11,6 +11,7 @@
 
 mod batches;
 mod dead_letters;
+mod progress;
 pub mod quality;
 mod report;
 
@@ -30,6 +31,7 @@ use crate::plugin::{LoadedPlugin, PluginEngine};
 use crate::sinks::{clickhouse, Fanout, FileSink, Sink};
 use batches::{Cursor, ShardBatches};
 pub use dead_letters::{DeadLetterSource, Redrive};
+use progress::Progress;
 pub use quality::{DayQuality, Quality};
 pub use report::report;
 
@@ -202,15 +204,22 @@ pub fn replay(mut opts: ReplayOptions) -> anyhow::Result<ReplaySummary> {
     let processing = Instant::now();
     // Three threads: one reads and decompresses the archive ahead, this one runs the chain,
     // one writes the outputs (the plugins' thread never waits on either while they keep up).
-    let (out_tx, out_rx) = crossbeam_channel::bounded::<Outputs>(16);
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        let writer = scope.spawn(move || -> anyhow::Result<()> {
-            for outputs in out_rx {
+    // The writer also counts what it writes (data quality, rows per stream): work off the
+    // plugins' thread.
+    let (out_tx, out_rx) = crossbeam_channel::bounded::<(Outputs, Option<quality::Seen>)>(16);
+    let streams = opts.streams.as_deref();
+    let tally = std::thread::scope(|scope| -> anyhow::Result<Tally> {
+        let cleaners = &cleaners;
+        let writer = scope.spawn(move || -> anyhow::Result<Tally> {
+            let mut tally = Tally::default();
+            for (mut outputs, seen) in out_rx {
+                tally.add(&mut outputs, seen.as_ref(), cleaners, streams);
                 sinks
                     .write_outputs(&outputs)
                     .context("writing the replay's outputs")?;
             }
-            sinks.flush().context("flushing the replay's outputs")
+            sinks.flush().context("flushing the replay's outputs")?;
+            Ok(tally)
         });
         'shards: for (shard, cursors) in shard_cursors {
             summary.shards.push(shard.to_string());
@@ -231,7 +240,9 @@ pub fn replay(mut opts: ReplayOptions) -> anyhow::Result<ReplaySummary> {
                 skipped: 0,
             };
             let read_before = progress.objects_done();
-            let (batch_tx, batch_rx) = crossbeam_channel::bounded(8);
+            // Up to 64 batches ahead: more than an object's worth (8 MB of lines, about 27 batches of
+            // sales), so the chain never waits while the reader opens the next object.
+            let (batch_tx, batch_rx) = crossbeam_channel::bounded(64);
             let (rt, reader) = (&rt, &reader);
             let reading = scope.spawn(move || {
                 loop {
@@ -254,14 +265,8 @@ pub fn replay(mut opts: ReplayOptions) -> anyhow::Result<ReplaySummary> {
                 let newest = records.last().map(|r| r.timestamp);
                 let pipeline = shards.get_mut(shard).expect("opened above");
                 let seen = quality::Seen::of(&records);
-                let mut outputs = pipeline.push_lane(&topic, Batch::Raw(records), lane);
-                let readers: Vec<&str> = (cleaners.get(&topic).into_iter().flatten())
-                    .map(String::as_str)
-                    .collect();
-                quality::count(&mut summary.quality, &seen, &outputs, &readers);
-                keep_streams(&mut outputs, opts.streams.as_deref());
-                count(&outputs, &mut summary);
-                if out_tx.send(outputs).is_err() {
+                let outputs = pipeline.push_lane(&topic, Batch::Raw(records), lane);
+                if out_tx.send((outputs, Some(seen))).is_err() {
                     break 'shards; // the writer failed: its error ends the replay
                 }
                 progress.update(read_before + objects, summary.records, newest);
@@ -269,10 +274,8 @@ pub fn replay(mut opts: ReplayOptions) -> anyhow::Result<ReplaySummary> {
             let (skipped, objects) = reading.join().expect("the archive reader panicked");
             summary.skipped += skipped;
             let pipeline = shards.get_mut(shard).expect("opened above");
-            let mut outputs = pipeline.flush_windows();
-            keep_streams(&mut outputs, opts.streams.as_deref());
-            count(&outputs, &mut summary);
-            if out_tx.send(outputs).is_err() {
+            let outputs = pipeline.flush_windows();
+            if out_tx.send((outputs, None)).is_err() {
                 break;
             }
             progress.set_objects(read_before + objects);
@@ -281,6 +284,7 @@ pub fn replay(mut opts: ReplayOptions) -> anyhow::Result<ReplaySummary> {
         drop(out_tx);
         writer.join().expect("the replay's writer panicked")
     })?;
+    tally.into_summary(&mut summary);
     summary.processing_secs = processing.elapsed().as_secs_f64();
     progress.finish();
     summary.elapsed_secs = started.elapsed().as_secs_f64();
@@ -350,7 +354,6 @@ fn readers_by_topic(config: &PipelineConfig, specs: &[StageSpec]) -> BTreeMap<St
     by_topic
 }
 
-/// Count what a push returned into the summary.
 /// The stages that write `streams` (all of them: `None`); a stream no stage writes is an error.
 fn written_by(
     specs: &[StageSpec],
@@ -383,11 +386,42 @@ fn keep_streams(outputs: &mut Outputs, streams: Option<&[String]>) {
     }
 }
 
-fn count(outputs: &Outputs, summary: &mut ReplaySummary) {
-    for o in &outputs.batches {
-        *summary.outputs.entry(o.stream.to_string()).or_default() += o.events.len() as u64;
+/// What the summary counts of the outputs: data quality, rows per stream and dead letters.
+#[derive(Default)]
+struct Tally {
+    quality: Quality,
+    outputs: BTreeMap<String, u64>,
+    dead_letters: u64,
+}
+
+impl Tally {
+    /// Count what one push returned (`seen`: the records it pushed, `None` for closing windows)
+    /// and drop the streams not asked for.
+    fn add(
+        &mut self,
+        outputs: &mut Outputs,
+        seen: Option<&quality::Seen>,
+        cleaners: &BTreeMap<String, Vec<String>>,
+        streams: Option<&[String]>,
+    ) {
+        if let Some(seen) = seen {
+            let readers: Vec<&str> = (cleaners.get(seen.topic()).into_iter().flatten())
+                .map(String::as_str)
+                .collect();
+            quality::count(&mut self.quality, seen, outputs, &readers);
+        }
+        keep_streams(outputs, streams);
+        for o in &outputs.batches {
+            *self.outputs.entry(o.stream.to_string()).or_default() += o.events.len() as u64;
+        }
+        self.dead_letters += outputs.dead_letters.len() as u64;
     }
-    summary.dead_letters += outputs.dead_letters.len() as u64;
+
+    fn into_summary(self, summary: &mut ReplaySummary) {
+        summary.quality = self.quality;
+        summary.outputs = self.outputs;
+        summary.dead_letters = self.dead_letters;
+    }
 }
 
 /// The replay folder must not hold an earlier replay's files (outputs are appended).
@@ -434,46 +468,4 @@ pub fn replay_database(live: &str, id: &str) -> String {
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
     format!("{live}_replay_{id}")
-}
-
-/// The terminal's progress bar: objects read, events per second, the event time reached.
-struct Progress(indicatif::ProgressBar);
-
-impl Progress {
-    fn new(show: bool, objects: usize) -> Self {
-        let bar = match show {
-            true => indicatif::ProgressBar::new(objects as u64),
-            false => indicatif::ProgressBar::hidden(),
-        };
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:30}] {pos}/{len} objects  {msg}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        Progress(bar)
-    }
-
-    fn objects_done(&self) -> usize {
-        self.0.position() as usize
-    }
-
-    fn set_objects(&self, n: usize) {
-        self.0.set_position(n as u64);
-    }
-
-    fn update(&self, objects: usize, records: u64, at: Option<i64>) {
-        self.set_objects(objects);
-        let secs = self.0.elapsed().as_secs_f64().max(1e-3);
-        let at = at.map(crate::units::datetime).unwrap_or_default();
-        self.0.set_message(format!(
-            "{records} events, {:.0}/s, at {at}",
-            records as f64 / secs
-        ));
-    }
-
-    fn finish(&self) {
-        self.0.finish_and_clear();
-    }
 }

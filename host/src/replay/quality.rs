@@ -25,6 +25,10 @@ impl Seen {
                 .collect(),
         }
     }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

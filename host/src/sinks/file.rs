@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Sink, SinkError};
+use super::{OutputBatch, Sink, SinkError};
 use crate::meter::SinkMeter;
 use crate::pipeline::DeadLetter;
 use crate::pipeline::Provenance;
+use crate::plugin::columns::part_len;
 use crate::plugin::{event_kind, Event};
 
 pub const DEAD_LETTERS: &str = "dead_letters";
@@ -72,40 +73,27 @@ impl FileSink {
     }
 }
 
-impl Sink for FileSink {
-    fn write(
+impl FileSink {
+    /// Write `events` lines to `stream`'s file: `fields` appends event `i`'s fields as a JSON
+    /// object, then come its kind and the batch's provenance.
+    fn lines(
         &mut self,
         stream: &str,
         provenance: &Provenance,
-        events: &[Event],
+        events: usize,
+        mut fields: impl FnMut(&mut Vec<u8>, usize) -> &'static str,
     ) -> Result<(), SinkError> {
-        // The provenance fields, the same for the whole batch, written once.
-        let mut tail = Vec::with_capacity(128);
-        let text = |out: &mut Vec<u8>, key: &str, value: &str| {
-            out.extend_from_slice(b",\"");
-            out.extend_from_slice(key.as_bytes());
-            out.extend_from_slice(b"\":");
-            serde_json::to_writer(&mut *out, value).expect("in-memory write");
-        };
-        if let Some(p) = provenance.partition {
-            tail.extend_from_slice(format!(",\"_partition\":{p}").as_bytes());
-        }
-        text(&mut tail, "_plugin", &provenance.plugin);
-        text(&mut tail, "_plugin_version", &provenance.version);
-        text(&mut tail, "_stage", &provenance.stage);
-        tail.extend_from_slice(b"}\n");
+        let tail = provenance_tail(provenance);
         let mut line = Vec::with_capacity(512);
-        self.unsynced += events.len();
-        self.meter.queued(events.len());
+        self.unsynced += events;
+        self.meter.queued(events);
         let out = self.file(stream)?;
-        for event in events {
-            // The record's own fields (straight from its struct: no JSON tree per line), then
-            // its kind and the provenance.
+        for i in 0..events {
             line.clear();
-            event_fields(&mut line, event);
+            let kind = fields(&mut line, i);
             line.pop(); // the closing brace
             line.extend_from_slice(b",\"kind\":\"");
-            line.extend_from_slice(event_kind(event).as_bytes());
+            line.extend_from_slice(kind.as_bytes());
             line.push(b'"');
             line.extend_from_slice(&tail);
             out.write_all(&line).map_err(|source| SinkError::Io {
@@ -114,6 +102,62 @@ impl Sink for FileSink {
             })?;
         }
         Ok(())
+    }
+}
+
+/// The provenance fields, the same for a whole batch (written once per batch), and the line's
+/// end.
+fn provenance_tail(provenance: &Provenance) -> Vec<u8> {
+    let mut tail = Vec::with_capacity(128);
+    let text = |out: &mut Vec<u8>, key: &str, value: &str| {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        serde_json::to_writer(&mut *out, value).expect("in-memory write");
+    };
+    if let Some(p) = provenance.partition {
+        tail.extend_from_slice(format!(",\"_partition\":{p}").as_bytes());
+    }
+    text(&mut tail, "_plugin", &provenance.plugin);
+    text(&mut tail, "_plugin_version", &provenance.version);
+    text(&mut tail, "_stage", &provenance.stage);
+    tail.extend_from_slice(b"}\n");
+    tail
+}
+
+impl Sink for FileSink {
+    fn write(
+        &mut self,
+        stream: &str,
+        provenance: &Provenance,
+        events: &[Event],
+    ) -> Result<(), SinkError> {
+        // The record's own fields (straight from its struct: no JSON tree per line).
+        self.lines(stream, provenance, events.len(), |line, i| {
+            event_fields(line, &events[i]);
+            event_kind(&events[i])
+        })
+    }
+
+    /// Straight from the columns: the same lines as [`FileSink::write`] with the batch's rows,
+    /// without making them (a `String` per text field).
+    fn write_batch(
+        &mut self,
+        stream: &str,
+        provenance: &Provenance,
+        batch: &OutputBatch<'_>,
+    ) -> Result<(), SinkError> {
+        let events = batch.events;
+        let mut at = (0, 0); // (part, index in it)
+        self.lines(stream, provenance, events.len(), |line, _| {
+            while at.1 == part_len(&events.parts[at.0]) {
+                at = (at.0 + 1, 0);
+            }
+            let part = &events.parts[at.0];
+            super::json::event(line, &events.dictionary, part, at.1);
+            at.1 += 1;
+            super::json::kind(part)
+        })
     }
 
     fn dead_letters(&mut self, dead: &[DeadLetter]) -> Result<(), SinkError> {
@@ -146,7 +190,7 @@ impl Sink for FileSink {
 
 /// An event's fields as a JSON object (what [`crate::pipeline::event_json`] holds without its
 /// `kind`).
-fn event_fields(out: &mut Vec<u8>, event: &Event) {
+pub(super) fn event_fields(out: &mut Vec<u8>, event: &Event) {
     let written = match event {
         Event::Sale(e) => serde_json::to_writer(&mut *out, e),
         Event::Inventory(e) => serde_json::to_writer(&mut *out, e),
@@ -199,8 +243,14 @@ mod tests {
             partition: Some(2),
         };
         sink.write("s", &provenance, &events).unwrap();
+        // The same lines, byte for byte, straight from the batch's columns.
+        let batch = crate::plugin::EventBatch::from_rows(&events);
+        (sink.write_batch("c", &provenance, &OutputBatch::new(&batch))).unwrap();
         sink.flush().unwrap();
         let text = std::fs::read_to_string(dir.path().join("s.ndjson")).unwrap();
+        let from_columns = std::fs::read_to_string(dir.path().join("c.ndjson")).unwrap();
+        assert_eq!(text, from_columns);
+        assert_eq!(text.lines().count(), 2);
         let lines: Vec<serde_json::Value> = text
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())

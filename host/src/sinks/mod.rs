@@ -9,11 +9,12 @@
 
 pub mod clickhouse;
 pub mod file;
+mod json;
 pub mod kafka;
 pub mod memory;
 
 use crate::pipeline::{DeadLetter, Outputs, Provenance};
-use crate::plugin::Event;
+use crate::plugin::{Event, EventBatch};
 
 pub use file::FileSink;
 pub use memory::MemorySink;
@@ -52,16 +53,45 @@ pub trait Sink: Send {
         Vec::new()
     }
 
-    /// Write everything a push through the chain returned: each output batch in order (as rows,
-    /// made here once for every sink), then the dead letters.
+    /// Write one output batch. Sinks that read columns override this; the others get its rows.
+    fn write_batch(
+        &mut self,
+        stream: &str,
+        provenance: &Provenance,
+        batch: &OutputBatch<'_>,
+    ) -> Result<(), SinkError> {
+        self.write(stream, provenance, batch.rows())
+    }
+
+    /// Write everything a push through the chain returned: each output batch in order, then the
+    /// dead letters.
     fn write_outputs(&mut self, outputs: &Outputs) -> Result<(), SinkError> {
         for o in &outputs.batches {
-            self.write(&o.stream, &o.provenance, &o.events.rows())?;
+            self.write_batch(&o.stream, &o.provenance, &OutputBatch::new(&o.events))?;
         }
         if !outputs.dead_letters.is_empty() {
             self.dead_letters(&outputs.dead_letters)?;
         }
         Ok(())
+    }
+}
+
+/// An output batch as columns, with its rows made once, for the first sink that asks for them.
+pub struct OutputBatch<'a> {
+    pub events: &'a EventBatch,
+    rows: std::cell::OnceCell<Vec<Event>>,
+}
+
+impl<'a> OutputBatch<'a> {
+    pub fn new(events: &'a EventBatch) -> Self {
+        OutputBatch {
+            events,
+            rows: std::cell::OnceCell::new(),
+        }
+    }
+
+    pub fn rows(&self) -> &[Event] {
+        self.rows.get_or_init(|| self.events.rows())
     }
 }
 
@@ -81,6 +111,17 @@ impl Sink for Fanout {
         self.0
             .iter_mut()
             .try_for_each(|s| s.write(stream, provenance, events))
+    }
+
+    fn write_batch(
+        &mut self,
+        stream: &str,
+        provenance: &Provenance,
+        batch: &OutputBatch<'_>,
+    ) -> Result<(), SinkError> {
+        self.0
+            .iter_mut()
+            .try_for_each(|s| s.write_batch(stream, provenance, batch))
     }
 
     fn dead_letters(&mut self, dead: &[DeadLetter]) -> Result<(), SinkError> {
