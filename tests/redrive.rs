@@ -291,34 +291,54 @@ fn rejected_records_keep_their_message_and_a_fixed_cleaner_recovers_them_once() 
     assert!(q("SELECT headers FROM dead_letters FINAL WHERE source_offset = 39").contains("t-39"));
     let live_sales = "SELECT count() FROM fact_sales FINAL";
     assert_eq!(q(live_sales), "31");
+    let (cfg, data_arg) = (config.display().to_string(), data.display().to_string());
+    let plugins_arg = repo().join("plugins").display().to_string();
+
+    // The archive kept the exact bytes too: a replay of it through the same cleaner rejects the
+    // same 10 messages, the binary one with its key, payload and headers as they were live.
+    let common = [
+        "--config",
+        &cfg,
+        "--plugins",
+        &plugins_arg,
+        "--data-dir",
+        &data_arg,
+    ];
+    let args = [&["replay", "--id", "archived", "--quiet"][..], &common].concat();
+    ok(host(&args, dir.path()), "host replay of the archive");
+    let replayed =
+        std::fs::read_to_string(data.join("replays/archived/dead_letters.ndjson")).unwrap();
+    assert_eq!(replayed.lines().count(), 10, "{replayed}");
+    let bin: serde_json::Value = (replayed.lines())
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|d| d["payload_base64"] == true)
+        .expect("the non-UTF-8 payload, as base64");
+    assert_eq!(bin["record"], "//4Aew==", "{bin}");
+    assert_eq!(
+        (&bin["key"], &bin["key_base64"]),
+        (&"gAE=".into(), &true.into())
+    );
+    let headers = bin["headers"].to_string();
+    assert!(
+        headers.contains("t-39") && headers.contains("wAE="),
+        "{headers}"
+    );
 
     // The fix: a new version of the cleaner with a limit that fits.
     let fixed = dir.path().join("sales-cleaner-fixed.wasm");
     std::fs::write(&fixed, new_version_of(&plugin("sales-cleaner"), "fixed")).unwrap();
-    let (cfg, data_arg) = (config.display().to_string(), data.display().to_string());
     let fixed_arg = format!("clean-sales={}", fixed.display());
     let redrive = |source: &str, id: &str| {
         ok(
             host(
                 &[
-                    "replay",
-                    "--config",
-                    &cfg,
-                    "--plugins",
-                    &repo().join("plugins").display().to_string(),
-                    "--data-dir",
-                    &data_arg,
-                    "--dead-letters",
-                    source,
-                    "--plugin",
-                    &fixed_arg,
-                    "--params",
-                    "clean-sales.max_quantity=1000",
-                    "--recover",
-                    "--quiet",
-                    "--id",
-                    id,
-                ],
+                    &["replay"][..],
+                    &common,
+                    &["--dead-letters", source, "--plugin", &fixed_arg],
+                    &["--params", "clean-sales.max_quantity=1000"],
+                    &["--recover", "--quiet", "--id", id],
+                ]
+                .concat(),
                 dir.path(),
             ),
             "host replay --dead-letters",

@@ -4,25 +4,50 @@
 //! with arrival on a host) and its place in that batch (`i`), so a replay hands the pipeline
 //! the batches it saw live, in the order it saw them (see [`crate::replay`]). Objects written
 //! before the tags existed decode with none.
+//!
+//! The record's bytes are kept exactly: a key or payload that is not UTF-8 is written as base64
+//! (`key_base64` / `payload_base64`), and the message's headers follow as dead letters keep
+//! them, so a replay hands a cleaner the very bytes it saw live.
 
+use std::borrow::Cow;
 use std::io::{Read, Write};
 
+use crate::pipeline::dead_letter::{bytes_text, text_bytes, Header};
 use crate::plugin::RawRecord;
 
-/// One line of a raw object: a record (partition, offset, key, timestamp, payload).
+/// One line of a raw object: a record (partition, offset, key, timestamp, payload). The fields
+/// written only for some records come last, so the common line stays on the fast path.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Line<'a> {
     partition: i32,
     offset: i64,
     #[serde(borrow)]
-    key: Option<std::borrow::Cow<'a, str>>,
+    key: Option<Cow<'a, str>>,
     timestamp: i64,
     #[serde(borrow)]
-    payload: std::borrow::Cow<'a, str>,
+    payload: Cow<'a, str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     batch: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     i: Option<u32>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    key_base64: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    payload_base64: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    headers: Vec<Header>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Bytes as a line keeps them: borrowed when they are UTF-8, base64 (then `true`) otherwise.
+fn text(bytes: &[u8]) -> (Cow<'_, str>, bool) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => (Cow::Borrowed(text), false),
+        Err(_) => (Cow::Owned(bytes_text(bytes).0), true),
+    }
 }
 
 /// Where a record was in the live run: its source batch and its index in that batch.
@@ -33,14 +58,19 @@ pub struct BatchTag {
 }
 
 pub(super) fn encode_line(out: &mut Vec<u8>, r: &RawRecord, tag: Option<BatchTag>) {
+    let key = r.key.as_deref().map(text);
+    let (payload, payload_base64) = text(&r.payload);
     let line = Line {
         partition: r.partition,
         offset: r.offset,
-        key: r.key.as_deref().map(String::from_utf8_lossy),
+        key_base64: key.as_ref().is_some_and(|k| k.1),
+        key: key.map(|k| k.0),
         timestamp: r.timestamp,
-        payload: String::from_utf8_lossy(&r.payload),
+        payload,
         batch: tag.map(|t| t.batch),
         i: tag.map(|t| t.index),
+        payload_base64,
+        headers: (r.headers.iter()).map(|(n, v)| Header::of(n, v)).collect(),
     };
     serde_json::to_writer(&mut *out, &line).expect("in-memory write");
     out.push(b'\n');
@@ -160,7 +190,7 @@ impl<R: std::io::Read> Records<R> {
                 key: line.key,
                 payload: line.payload,
                 timestamp: line.timestamp,
-                headers: Vec::new(),
+                headers: line.headers,
             };
             records.push((record, tag));
         }
@@ -179,21 +209,35 @@ struct Fields {
     key: Option<Vec<u8>>,
     timestamp: i64,
     payload: Vec<u8>,
+    headers: Vec<(String, Vec<u8>)>,
 }
 
 /// Any line serde_json reads (older objects, other key orders, `\u` escapes, non-ASCII text).
 fn slow_line(l: &[u8]) -> Result<Decoded, serde_json::Error> {
+    use serde::de::Error;
     let line: Line<'_> = serde_json::from_slice(l)?;
     let tag = line.batch.map(|batch| BatchTag {
         batch,
         index: line.i.unwrap_or(0),
     });
+    let bytes = |text: &str, base64: bool, field: &str| {
+        text_bytes(text, base64)
+            .map_err(|e| serde_json::Error::custom(format_args!("{field}: not base64: {e}")))
+    };
+    let key = match &line.key {
+        Some(k) => Some(bytes(k, line.key_base64, "key")?),
+        None => None,
+    };
+    let headers = (line.headers.iter())
+        .map(|h| Ok((h.name.clone(), bytes(&h.value, h.base64, "header")?)))
+        .collect::<Result<_, serde_json::Error>>()?;
     let fields = Fields {
         partition: line.partition,
         offset: line.offset,
-        key: line.key.map(|k| k.into_owned().into_bytes()),
+        key,
         timestamp: line.timestamp,
-        payload: line.payload.into_owned().into_bytes(),
+        payload: bytes(&line.payload, line.payload_base64, "payload")?,
+        headers,
     };
     Ok((fields, tag))
 }
@@ -241,6 +285,7 @@ mod fast {
             key,
             timestamp,
             payload,
+            headers: Vec::new(),
         };
         Some((fields, tag))
     }
@@ -342,8 +387,61 @@ mod tests {
 
     fn same(a: &Decoded, b: &Decoded) -> bool {
         let (f, g) = (&a.0, &b.0);
-        (f.partition, f.offset, &f.key, f.timestamp, &f.payload, a.1)
-            == (g.partition, g.offset, &g.key, g.timestamp, &g.payload, b.1)
+        (
+            f.partition,
+            f.offset,
+            &f.key,
+            f.timestamp,
+            &f.payload,
+            &f.headers,
+            a.1,
+        ) == (
+            g.partition,
+            g.offset,
+            &g.key,
+            g.timestamp,
+            &g.payload,
+            &g.headers,
+            b.1,
+        )
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_and_headers_come_back_exactly() {
+        let mut r = record(
+            Some(vec![0xff, b'k', 0xc3]),
+            vec![b'{', 0x80, 0xfe, b'}'],
+            7,
+        );
+        r.headers = vec![
+            ("trace".into(), b"abc".to_vec()),
+            ("bin".into(), vec![0, 0xff, 0x10]),
+            ("empty".into(), Vec::new()),
+        ];
+        let tag = Some(BatchTag { batch: 3, index: 1 });
+        let (fast, slow) = both(&r, tag);
+        assert!(fast.is_none(), "base64 and headers take the slow path");
+        let mut l = Vec::new();
+        encode_line(&mut l, &r, tag);
+        let text = String::from_utf8(l.clone()).unwrap();
+        assert!(text.contains("\"key_base64\":true") && text.contains("\"payload_base64\":true"));
+        assert_eq!(slow.0.key, r.key);
+        assert_eq!(slow.0.payload, r.payload);
+        assert_eq!(slow.0.headers, r.headers);
+        assert_eq!(slow.1, tag);
+        assert_eq!(
+            decode("t", &encode(std::slice::from_ref(&r))).unwrap(),
+            vec![r]
+        );
+        // A UTF-8 key beside a binary payload stays text, and bad base64 is a line error.
+        let r = record(Some(b"key".to_vec()), vec![0xff], 1);
+        assert_eq!(
+            decode("t", &encode(std::slice::from_ref(&r))).unwrap(),
+            vec![r]
+        );
+        let bad = br#"{"partition":0,"offset":1,"key":null,"timestamp":1,"payload":"%%","payload_base64":true}"#;
+        let err = slow_line(bad).err().expect("not base64").to_string();
+        assert!(err.contains("payload: not base64"), "{err}");
     }
 
     #[test]
@@ -427,16 +525,24 @@ mod tests {
             payload in proptest::collection::vec(any::<u8>(), 0..64),
             ascii in "[ -~]{0,64}",
             key in proptest::option::of("[ -~]{0,8}"),
+            bytes_key in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..8)),
+            headers in proptest::collection::vec(
+                ("[a-z]{1,6}", proptest::collection::vec(any::<u8>(), 0..8)), 0..3),
             offset in any::<i64>(),
             tag in proptest::option::of((any::<i64>(), any::<u32>())),
         ) {
             let tag = tag.map(|(batch, index)| BatchTag { batch, index });
             for payload in [payload, ascii.into_bytes()] {
-                let r = record(key.clone().map(String::into_bytes), payload, offset);
+                let r = record(key.clone().map(String::into_bytes), payload.clone(), offset);
                 let (fast, slow) = both(&r, tag);
                 if let Some(fast) = fast {
                     prop_assert!(same(&fast, &slow));
                 }
+                // Any bytes and headers come back exactly (the slow path reads them).
+                let mut r = record(bytes_key.clone(), payload, offset);
+                r.headers = headers.clone();
+                let (_, slow) = both(&r, tag);
+                prop_assert_eq!((&slow.0.key, &slow.0.payload, &slow.0.headers), (&r.key, &r.payload, &r.headers));
             }
         }
     }
