@@ -156,7 +156,7 @@ fn chaos_soak() {
         outages.end(false);
         match fault {
             Fault::Kill => {
-                host.wait_for_partitions(&mut outages);
+                host.wait_for_partitions(&mut outages, &mut broker);
                 std::thread::sleep(rng.millis(200, 3_000));
                 host.kill();
                 host = Host::start(&config, data.path());
@@ -410,10 +410,17 @@ impl Host {
 
     /// Wait until the group gave this run its partitions (after the previous run's session
     /// expired), so that the next kill interrupts work.
-    fn wait_for_partitions(&mut self, outages: &mut Outages) {
+    fn wait_for_partitions(&mut self, outages: &mut Outages, broker: &mut Broker) {
         let got = wait_for(120, || {
             outages.end(false); // a run opening its partitions may wait for the object store
             self.assert_running();
+            if let Some(status) = broker.exited() {
+                let log = std::fs::read_to_string(tansu_log_path(&broker.address));
+                panic!(
+                    "tansu exited on its own ({status}):\n{}",
+                    log.unwrap_or_default()
+                );
+            }
             assignments(&self.data) > self.assigned_before
         });
         assert!(got, "the host never got partitions:\n{}", self.tail());

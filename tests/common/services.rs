@@ -84,7 +84,7 @@ fn start_tansu(
         .args(["--advertised-listener-url", &format!("tcp://{address}")])
         .args(["--storage-engine", storage, "--silent"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(tansu_log(address));
     if authentication {
         cmd.arg("--authentication");
     }
@@ -101,7 +101,29 @@ fn start_tansu(
     child
 }
 
+/// Where a tansu keeps what it prints (a panic, when it dies on its own): appended across
+/// restarts, one file per address.
+pub fn tansu_log_path(address: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "shelfstream-tansu-{}.log",
+        address.replace(':', "-")
+    ))
+}
+
+fn tansu_log(address: &str) -> Stdio {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(tansu_log_path(address))
+        .map_or_else(|_| Stdio::null(), Stdio::from)
+}
+
 impl Broker {
+    /// How the broker ended, when it did without [`Broker::stop`] (a crash of tansu's own).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
     /// Stop the broker (SIGKILL: whatever it had acknowledged is in its sqlite file).
     pub fn stop(&mut self) {
         self.child.kill().unwrap();
