@@ -229,6 +229,12 @@ fn main() {
         println!("native ev/s: {:.0}", rate(2_000_000, started.elapsed()));
         return;
     }
+    if let Ok(stage) = std::env::var("CHAIN_PROFILE") {
+        if let Some(stage) = stage.strip_prefix("stage=") {
+            profile_stage(&engine, stage);
+            return;
+        }
+    }
     if std::env::var_os("CHAIN_PROFILE").is_some() {
         // Only the WebAssembly chain at batch 1024, several rounds: for `perf record`.
         let records = sales_records(200_000);
@@ -616,4 +622,67 @@ fn sample_alert(i: usize) -> Event {
 
 fn sdk_empty() -> sdk::EventBatch {
     Emit::new().finish()
+}
+
+/// `CHAIN_PROFILE=stage=cleaner|aggregator|native-cleaner|native-aggregator|pipeline`: one stage, its
+/// inputs made first, called over and over for ~10 s, so `perf record` sees little else.
+fn profile_stage(engine: &PluginEngine, stage: &str) {
+    let records = sales_records(100_000);
+    let raw: Vec<RawBatch> = records.chunks(1024).map(RawBatch::from_records).collect();
+    let native_raw = native_batches(&records, 1024);
+    let mut cleaner = instance(engine, &plugin("sales-cleaner"));
+    let sales: Vec<EventBatch> = (raw.iter())
+        .map(|b| cleaner.clean(b).unwrap().events)
+        .collect();
+    let mut native_cleaner: sales_cleaner::SalesCleaner = sdk::rt::new_plugin(Vec::new()).unwrap();
+    let native_sales: Vec<sdk::EventBatch> = (native_raw.iter())
+        .map(|b| sdk::rt::clean(&mut native_cleaner, b).events)
+        .collect();
+    let watermarks: Vec<i64> = (sales.iter())
+        .map(|b| b.times().max().unwrap() - LATENESS_MS)
+        .collect();
+    let started = Instant::now();
+    let mut rounds = 0;
+    while started.elapsed() < Duration::from_secs(10) {
+        rounds += 1;
+        match stage {
+            "cleaner" => {
+                let mut c = instance(engine, &plugin("sales-cleaner"));
+                raw.iter()
+                    .for_each(|b| drop(black_box(c.clean(b).unwrap())));
+            }
+            "native-cleaner" => {
+                let mut c: sales_cleaner::SalesCleaner = sdk::rt::new_plugin(Vec::new()).unwrap();
+                (native_raw.iter()).for_each(|b| drop(black_box(sdk::rt::clean(&mut c, b))));
+            }
+            "aggregator" => {
+                let mut w = instance(engine, &plugin("revenue-aggregator"));
+                for (b, &wm) in sales.iter().zip(&watermarks) {
+                    w.process(b).unwrap();
+                    black_box(w.on_watermark(wm).unwrap());
+                }
+            }
+            "native-aggregator" => {
+                let mut w: revenue_aggregator::RevenueAggregator =
+                    sdk::rt::new_plugin(Vec::new()).unwrap();
+                for (b, wm) in native_sales.clone().into_iter().zip(&watermarks) {
+                    let wm = *wm;
+                    black_box(sdk::rt::process(&mut w, b));
+                    black_box(sdk::rt::on_watermark(&mut w, wm));
+                }
+            }
+            "pipeline" => {
+                let batches: Vec<Batch> = (records.chunks(1024))
+                    .map(|c| Batch::Raw(c.to_vec()))
+                    .collect();
+                let (mut pipeline, _) = wasm_pipeline(engine);
+                batches
+                    .into_iter()
+                    .for_each(|b| drop(black_box(pipeline.push(SALES, b))));
+            }
+            other => panic!("unknown stage {other:?}"),
+        }
+    }
+    let per = started.elapsed() / (rounds * records.len() as u32);
+    println!("{stage}: {rounds} rounds, {per:?} per transaction");
 }

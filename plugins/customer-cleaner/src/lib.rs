@@ -62,7 +62,7 @@ impl Plugin for CustomerCleaner {
             .event_id
             .unwrap_or_else(|| format!("{customer_id}:{event_type}@{timestamp}"));
         self.seen.reject_repeat(&id, timestamp)?;
-        let products: Vec<&str> = product_ids.iter().map(String::as_str).collect();
+        let products: Vec<&str> = product_ids.iter().map(clean::Id::as_str).collect();
         out.customer(&CustomerEvent {
             customer_id: &customer_id,
             store_id: &clean::store_id(e.store_id.as_deref().ok_or("store_id: missing")?)?,

@@ -52,6 +52,8 @@ pub struct RevenueAggregator {
     window: Hopping,
     metric: String,
     by: Vec<String>,
+    /// `by` as the index of each grouping in [`GROUPINGS`].
+    fields: Vec<usize>,
     /// Each group's values (e.g. store and product), numbered: windows are keyed by the number.
     groups: hash::Numbered<Vec<String>>,
     open: WindowStore<u32, Totals>,
@@ -78,10 +80,14 @@ impl Plugin for RevenueAggregator {
         if let Some((i, twice)) = (by.iter().enumerate()).find(|(i, b)| by[..*i].contains(b)) {
             return Err(format!("by: {twice:?} is listed twice (at {i})"));
         }
+        let fields = (by.iter())
+            .map(|b| GROUPINGS.iter().position(|g| g == b).expect("checked"))
+            .collect();
         Ok(RevenueAggregator {
             window,
             metric,
             by,
+            fields,
             groups: Default::default(),
             open: WindowStore::new(),
         })
@@ -91,15 +97,20 @@ impl Plugin for RevenueAggregator {
         // A group's number looked up once per distinct group in the batch, by dictionary ids.
         let mut keys: hash::FastMap<[u32; 3], u32> = Default::default();
         for s in batch.sales() {
-            let field = |b: &str| match b {
-                "store_id" => (s.store_id_id(), s.store_id()),
-                "product_id" => (s.product_id_id(), s.product_id()),
-                _ => (s.category_id(), s.category().unwrap_or("unknown")),
+            let id = |f: usize| match f {
+                0 => s.store_id_id(),
+                1 => s.product_id_id(),
+                _ => s.category_id(),
+            };
+            let name = |f: usize| match f {
+                0 => s.store_id(),
+                1 => s.product_id(),
+                _ => s.category().unwrap_or("unknown"),
             };
             let mut ids = [NONE; 3];
-            (ids.iter_mut().zip(&self.by)).for_each(|(id, b)| *id = field(b).0);
+            (ids.iter_mut().zip(&self.fields)).for_each(|(i, &f)| *i = id(f));
             let key = *(keys.entry(ids)).or_insert_with(|| {
-                let names = self.by.iter().map(|b| field(b).1.to_string()).collect();
+                let names = self.fields.iter().map(|&f| name(f).to_string()).collect();
                 self.groups.number(names)
             });
             let transaction = hash::fnv1a(s.transaction_id().as_bytes());
@@ -121,7 +132,9 @@ impl Plugin for RevenueAggregator {
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Emit) {
         let mut closed = self.open.close(watermark);
         // Per window, rows in the order of their groups' values.
-        closed.sort_by(|a, b| (a.0, &self.groups.get(a.1)).cmp(&(b.0, &self.groups.get(b.1))));
+        closed.sort_unstable_by(|a, b| {
+            (a.0, &self.groups.get(a.1)).cmp(&(b.0, &self.groups.get(b.1)))
+        });
         for (w, key, t) in closed {
             let key = self.groups.get(key);
             let avg = match (t.weight, t.units) {

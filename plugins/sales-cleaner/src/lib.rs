@@ -106,14 +106,14 @@ impl SalesCleaner {
             Some(tx) => tx,
             None => parse(payload)?,
         };
-        let transaction_id = required(tx.transaction_id, "transaction_id")?;
-        let store_id = clean::store_id(&required(tx.store_id, "store_id")?)?;
+        let transaction_id = required(tx.transaction_id.as_deref(), "transaction_id")?;
+        let store_id = clean::store_id(required(tx.store_id.as_deref(), "store_id")?)?;
         let timestamp = clean::Time::get(tx.timestamp)?;
         let items = tx.items.ok_or("items: missing")?;
         if items.is_empty() {
             return Err("items: empty transaction".into());
         }
-        let customer_id = tx.customer_id.filter(|c| !c.trim().is_empty());
+        let customer_id = tx.customer_id.filter(|c| !clean::trim(c).is_empty());
         let sign = match tx.transaction_type.as_deref() {
             None => 1,
             Some(t) if t.eq_ignore_ascii_case("sale") => 1,
@@ -125,19 +125,14 @@ impl SalesCleaner {
                 ))
             }
         };
-        let payment_method = tx
-            .payment_method
-            .as_deref()
-            .unwrap_or("unknown")
-            .to_lowercase();
+        let payment_method = clean::lowercase(tx.payment_method.as_deref().unwrap_or("unknown"));
         let mut id = hash::Fnv64::default();
         id.write(transaction_id.as_bytes());
-        let (mut lines, mut separator, mut digits) = (Vec::new(), b'#', [0u8; 10]);
-        for (i, item) in items.into_iter().enumerate() {
-            let product_id = clean::sku(
-                &required(item.product_id, "product_id").map_err(|e| format!("items[{i}].{e}"))?,
-            )
-            .map_err(|e| format!("items[{i}].{e}"))?;
+        let (mut separator, mut digits) = (b'#', [0u8; 10]);
+        for (i, item) in items.iter().enumerate() {
+            let product_id = required(item.product_id.as_deref(), "product_id")
+                .and_then(clean::sku)
+                .map_err(|e| format!("items[{i}].{e}"))?;
             let quantity = item
                 .quantity
                 .ok_or_else(|| format!("items[{i}].quantity: missing"))?;
@@ -166,14 +161,14 @@ impl SalesCleaner {
                 .ok_or_else(|| format!("items[{i}].quantity: {quantity} x {per} is too many"))?;
             let line = item.line.unwrap_or(i as u32);
             out.sale(&Sale {
-                transaction_id: &transaction_id,
+                transaction_id,
                 line,
                 store_id: &store_id,
                 product_id: &product_id,
                 category: item
                     .category
                     .as_deref()
-                    .map(str::trim)
+                    .map(clean::trim)
                     .filter(|c| !c.is_empty()),
                 quantity,
                 unit_price: clean::cents(unit_price / per as f64),
@@ -185,10 +180,11 @@ impl SalesCleaner {
             id.write(&[separator]);
             id.write(decimal(line, &mut digits));
             separator = b',';
-            lines.push(line);
         }
         self.seen.reject_repeat_hash(id.finish(), timestamp, || {
-            let lines: Vec<String> = lines.iter().map(u32::to_string).collect();
+            let lines: Vec<String> = (items.iter().enumerate())
+                .map(|(i, item)| item.line.unwrap_or(i as u32).to_string())
+                .collect();
             format!("{transaction_id}#{}", lines.join(","))
         })
     }
@@ -250,9 +246,9 @@ fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
     }
 }
 
-fn required<'a>(value: Option<Cow<'a, str>>, field: &str) -> Result<Cow<'a, str>, String> {
+fn required<'a>(value: Option<&'a str>, field: &str) -> Result<&'a str, String> {
     match value {
-        Some(v) if !v.trim().is_empty() => Ok(v),
+        Some(v) if !clean::trim(v).is_empty() => Ok(v),
         Some(_) => Err(format!("{field}: empty")),
         None => Err(format!("{field}: missing")),
     }

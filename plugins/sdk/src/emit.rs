@@ -74,6 +74,8 @@ struct Mark {
 pub struct Emit {
     ids: FastMap<Box<str>, u32>,
     dictionary: Blobs,
+    /// The ids of the strings of the last metric row, in order (see [`Emit::metric`]).
+    last_row: Vec<u32>,
     parts: Vec<Columns>,
     events: usize,
     origins: Vec<u32>,
@@ -91,6 +93,7 @@ impl Emit {
         Emit {
             ids: FastMap::default(),
             dictionary: empty_blobs(),
+            last_row: Vec::new(),
             parts: Vec::new(),
             events: 0,
             origins: Vec::new(),
@@ -277,13 +280,27 @@ impl Emit {
         dimensions: &[(&str, &str)],
         values: &[(&str, f64)],
     ) {
-        let metric = self.intern(metric);
-        let mut schema: Vec<u32> = Vec::with_capacity(dimensions.len() * 2 + values.len());
-        for (name, value) in dimensions {
-            schema.push(self.intern(name));
-            schema.push(self.intern(value));
+        // Each string at the id it had in the previous row at the same place when it is the
+        // same (names nearly always, values often): a comparison instead of a hash lookup.
+        let mut last = std::mem::take(&mut self.last_row);
+        let texts = std::iter::once(metric)
+            .chain(dimensions.iter().flat_map(|(name, value)| [*name, *value]))
+            .chain(values.iter().map(|(name, _)| *name));
+        let mut ids = Vec::with_capacity(1 + dimensions.len() * 2 + values.len());
+        for (k, text) in texts.enumerate() {
+            ids.push(match last.get(k) {
+                Some(&id)
+                    if crate::batch::blob(&self.dictionary, id as usize) == text.as_bytes() =>
+                {
+                    id
+                }
+                _ => self.intern(text),
+            });
         }
-        schema.extend(values.iter().map(|(name, _)| self.intern(name)));
+        last.clear();
+        last.extend_from_slice(&ids);
+        self.last_row = last;
+        let (metric, schema) = (ids[0], &ids[1..]);
         let d = dimensions.len();
         let same = |c: &MetricRows| {
             c.metric == metric
@@ -492,5 +509,55 @@ fn shorten(reason: &mut String) {
         let cut = reason.len() - end;
         reason.truncate(end);
         reason.push_str(&format!("... ({cut} more bytes)"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_rows_read_back_as_written_when_strings_repeat_and_change() {
+        type Row = (
+            &'static str,
+            Vec<(&'static str, &'static str)>,
+            Vec<(&'static str, f64)>,
+        );
+        let rows: Vec<Row> = vec![
+            ("m", vec![("store", "S1")], vec![("units", 1.0)]),
+            ("m", vec![("store", "S1")], vec![("units", 2.0)]),
+            ("m", vec![("store", "S2")], vec![("units", 3.0)]),
+            (
+                "m",
+                vec![("store", "S2"), ("sku", "P")],
+                vec![("units", 4.0)],
+            ),
+            (
+                "n",
+                vec![("store", "S2")],
+                vec![("revenue", 5.0), ("units", 6.0)],
+            ),
+            (
+                "n",
+                vec![("S2", "store")],
+                vec![("units", 7.0), ("revenue", 8.0)],
+            ),
+            ("m", vec![], vec![]),
+            ("m", vec![("store", "S1")], vec![("units", 9.0)]),
+        ];
+        let mut out = Emit::new();
+        for (i, (metric, dims, values)) in rows.iter().enumerate() {
+            out.metric(metric, (i as i64, i as i64 + 1), dims, values);
+        }
+        let batch = Batch::new(out.finish());
+        let back: Vec<_> = batch.metrics().collect();
+        assert_eq!(back.len(), rows.len());
+        for (m, (metric, dims, values)) in back.iter().zip(&rows) {
+            assert_eq!(m.metric(), *metric);
+            assert_eq!(m.dimensions().collect::<Vec<_>>(), *dims);
+            assert_eq!(m.values().collect::<Vec<_>>(), *values);
+        }
+        let dictionary = &batch.columns().dictionary;
+        assert_eq!(dictionary.offsets.len() - 1, 9, "each string once");
     }
 }

@@ -89,14 +89,16 @@ impl<'a> Reader<'a> {
         self.enter(b'{')?;
         self.ws();
         if self.eat(b'}').is_none() {
-            let (mut keys, mut n) = ([""; 16], 0);
+            // Keys seen, with a cheap print of each: texts are compared only when prints match.
+            let (mut keys, mut prints, mut n) = ([""; 16], [0u32; 16], 0);
             loop {
                 self.ws();
                 let key = self.plain()?;
-                if n == keys.len() || keys[..n].contains(&key) {
+                let print = print(key);
+                if n == keys.len() || (0..n).any(|j| prints[j] == print && keys[j] == key) {
                     return None;
                 }
-                (keys[n], n) = (key, n + 1);
+                (keys[n], prints[n], n) = (key, print, n + 1);
                 self.ws();
                 self.eat(b':')?;
                 self.ws();
@@ -192,7 +194,8 @@ impl<'a> Reader<'a> {
     }
 
     fn word(&mut self, word: &[u8]) -> bool {
-        let found = self.b[self.i..].starts_with(word);
+        // The first byte alone rules out most values without a call to compare bytes.
+        let found = self.b.get(self.i) == word.first() && self.b[self.i..].starts_with(word);
         if found {
             self.i += word.len();
         }
@@ -203,6 +206,15 @@ impl<'a> Reader<'a> {
     fn plain(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.i;
+        // Eight bytes at a time while eight are left, then byte by byte.
+        while let Some(word) = self.b.get(self.i..self.i + 8) {
+            let stop = special(u64::from_le_bytes(word.try_into().expect("eight bytes")));
+            if stop != 0 {
+                self.i += (stop.trailing_zeros() / 8) as usize;
+                break;
+            }
+            self.i += 8;
+        }
         loop {
             match *self.b.get(self.i)? {
                 b'"' => break,
@@ -247,6 +259,30 @@ impl<'a> Reader<'a> {
         self.digits();
         (self.i > start).then_some(())
     }
+}
+
+/// A key's length and its first, middle and last bytes: keys that differ in these differ.
+fn print(key: &str) -> u32 {
+    match key.as_bytes() {
+        [] => 0,
+        b => b.len() as u32 | u32::from_le_bytes([0, b[0], b[b.len() / 2], b[b.len() - 1]]),
+    }
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `word` (little-endian) that ends a plain text: `"`, `\\`, a
+/// control byte (below 0x20) or one that is not printable ASCII (0x7f and up). Exact for the
+/// lowest such byte (a borrow can only mark bytes above it), which is all [`Reader::plain`] uses.
+fn special(word: u64) -> u64 {
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let quote = zero(word ^ (ONES * u64::from(b'"')));
+    let backslash = zero(word ^ (ONES * u64::from(b'\\')));
+    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+    // (b & 0x7f) + 1 never carries out of its byte; its high bit is set for 0x7f and 0xff.
+    let high = (word | ((word & !HIGHS) + ONES)) & HIGHS;
+    quote | backslash | control | high
 }
 
 /// Bytes already checked to be ASCII, as text.
@@ -315,6 +351,36 @@ mod tests {
             (Some("x".into()), Some(7), Some(vec![Some(1), Some(2)]))
         );
         assert_eq!(members("{}").unwrap(), []);
+        let same_print = members(r#"{"aXYb":1,"aZYb":2}"#).unwrap();
+        assert_eq!(
+            same_print.len(),
+            2,
+            "keys alike in length and ends are still two keys"
+        );
+    }
+
+    #[test]
+    fn the_word_scan_stops_where_the_byte_scan_does() {
+        for b in 0..=255u8 {
+            for at in 0..8 {
+                let mut word = *b"abcdefgh";
+                word[at] = b;
+                let stop = special(u64::from_le_bytes(word));
+                let ends = matches!(b, b'"' | b'\\' | 0..0x20 | 0x7f..);
+                match ends {
+                    true => assert_eq!(stop.trailing_zeros() / 8, at as u32, "{b:#x} at {at}"),
+                    false => assert_eq!(stop, 0, "{b:#x} at {at}"),
+                }
+            }
+        }
+        let long = format!(
+            "{{\"k\":\"{}\",\"e\":\"{}\\\"\"}}",
+            "x".repeat(37),
+            "y".repeat(9)
+        );
+        assert_eq!(members(&long), None, "an escape after eight bytes");
+        let fine = format!("{{\"k\":\"{}\"}}", "x".repeat(37));
+        assert_eq!(members(&fine).unwrap()[0].1.len(), 39);
     }
 
     #[test]
@@ -334,6 +400,8 @@ mod tests {
             r#"{"a":[1 2]}"#,
             r#"{"a":1"#,
             r#"{"a":1,"b":2,"a":3}"#,
+            r#"{"aXYb":1,"aZYb":2,"aXYb":3}"#,
+            r#"{"a":1,"b":nulL}"#,
             "",
         ] {
             assert_eq!(members(json), None, "{json}");

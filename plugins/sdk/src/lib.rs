@@ -44,6 +44,7 @@ pub mod dedup;
 pub mod emit;
 pub mod hash;
 pub mod json;
+pub mod mem;
 pub mod params;
 pub mod state;
 pub mod stats;
@@ -242,14 +243,76 @@ pub mod clean {
     use crate::time::parse_rfc3339_ms;
     use crate::Timestamp;
 
+    /// `text` without leading and trailing whitespace, as [`str::trim`] gives it, with ASCII's
+    /// whitespace (the common case) trimmed without decoding characters.
+    pub fn trim(text: &str) -> &str {
+        let t = text.trim_ascii();
+        // Unicode whitespace beyond ASCII's starts or ends in a byte of 0x80 and up; `str::trim`
+        // also trims the vertical tab, which `trim_ascii` keeps.
+        match (t.as_bytes().first(), t.as_bytes().last()) {
+            (Some(&a), Some(&z)) if a >= 0x80 || z >= 0x80 || a == 0x0b || z == 0x0b => t.trim(),
+            _ => t,
+        }
+    }
+
+    /// `text` in lower case, as [`str::to_lowercase`] gives it, borrowed when it already is
+    /// (plain lower-case ASCII, the common case).
+    pub fn lowercase(text: &str) -> std::borrow::Cow<'_, str> {
+        match text.bytes().any(|b| b.is_ascii_uppercase() || b >= 0x80) {
+            true => text.to_lowercase().into(),
+            false => text.into(),
+        }
+    }
+
     /// `S001`: `s1`, `S-1`, `store_1` and `S001` all name store 1.
-    pub fn store_id(raw: &str) -> Result<String, String> {
+    pub fn store_id(raw: &str) -> Result<Id, String> {
         canonical_id(raw, &["STORE", "S"], "S", 3).map_err(|why| format!("store_id: {why}"))
     }
 
     /// `SKU-00042`: `sku42`, `SKU_42`, `42` and `SKU-00042` all name product 42.
-    pub fn sku(raw: &str) -> Result<String, String> {
+    pub fn sku(raw: &str) -> Result<Id, String> {
         canonical_id(raw, &["SKU", "P"], "SKU-", 5).map_err(|why| format!("product_id: {why}"))
+    }
+
+    /// A canonical identifier (a prefix and at most nine digits), kept inline: no allocation.
+    #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+    pub struct Id {
+        bytes: [u8; Id::MAX],
+        len: u8,
+    }
+
+    impl Id {
+        const MAX: usize = 16;
+
+        pub fn as_str(&self) -> &str {
+            // SAFETY: `canonical_id` writes only an ASCII prefix and ASCII digits.
+            unsafe { std::str::from_utf8_unchecked(&self.bytes[..self.len as usize]) }
+        }
+    }
+
+    impl std::ops::Deref for Id {
+        type Target = str;
+        fn deref(&self) -> &str {
+            self.as_str()
+        }
+    }
+
+    impl std::fmt::Debug for Id {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            self.as_str().fmt(f)
+        }
+    }
+
+    impl std::fmt::Display for Id {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.as_str())
+        }
+    }
+
+    impl PartialEq<&str> for Id {
+        fn eq(&self, other: &&str) -> bool {
+            self.as_str() == *other
+        }
     }
 
     fn canonical_id(
@@ -257,9 +320,9 @@ pub mod clean {
         prefixes: &[&str],
         prefix: &str,
         width: usize,
-    ) -> Result<String, String> {
+    ) -> Result<Id, String> {
         let invalid = || format!("{raw:?} is not a valid identifier");
-        let mut rest = raw.trim().as_bytes();
+        let mut rest = trim(raw).as_bytes();
         for p in prefixes {
             if rest.len() >= p.len() && rest[..p.len()].eq_ignore_ascii_case(p.as_bytes()) {
                 rest = &rest[p.len()..];
@@ -272,23 +335,21 @@ pub mod clean {
         if rest.is_empty() || rest.len() > 9 || !rest.iter().all(u8::is_ascii_digit) {
             return Err(invalid());
         }
-        let n = rest.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-        // Written by hand: `format!` costs more than the whole parse on this hot path.
-        let mut digits = [0u8; 20];
-        let (mut i, mut v) = (digits.len(), n);
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        let written = digits.len() - i;
-        let mut id = String::with_capacity(prefix.len() + width.max(written));
-        id.push_str(prefix);
-        id.extend(std::iter::repeat_n('0', width.saturating_sub(written)));
-        id.push_str(std::str::from_utf8(&digits[i..]).expect("ascii digits"));
+        // Leading zeros dropped, then padded to `width`: the digits as written, less zeros.
+        let first = rest
+            .iter()
+            .position(|&d| d != b'0')
+            .unwrap_or(rest.len() - 1);
+        let digits = &rest[first..];
+        let zeros = width.saturating_sub(digits.len());
+        let len = prefix.len() + zeros + digits.len();
+        debug_assert!(len <= Id::MAX, "prefixes are short and digits at most nine");
+        let mut id = Id {
+            bytes: [b'0'; Id::MAX],
+            len: len as u8,
+        };
+        id.bytes[..prefix.len()].copy_from_slice(prefix.as_bytes());
+        id.bytes[prefix.len() + zeros..len].copy_from_slice(digits);
         Ok(id)
     }
 
@@ -392,6 +453,41 @@ pub mod clean {
     #[cfg(test)]
     mod tests {
         use super::*;
+
+        #[test]
+        fn lowercase_is_str_to_lowercase() {
+            for text in [
+                "card",
+                "CARD",
+                "Cash",
+                "",
+                "\u{c9}T\u{c9}",
+                "caf\u{e9}",
+                "x-1 y",
+            ] {
+                assert_eq!(lowercase(text), text.to_lowercase(), "{text:?}");
+            }
+            assert!(matches!(lowercase("card"), std::borrow::Cow::Borrowed(_)));
+        }
+
+        #[test]
+        fn trim_is_str_trim() {
+            let ends = [
+                "", " ", "\t", "\n", "\r", "\u{b}", "\u{c}", "\u{85}", "\u{a0}",
+            ];
+            let ends = ends
+                .iter()
+                .chain(&["\u{2003}", "\u{3000}", "x", "\u{e9}", " \u{a0} "]);
+            let ends: Vec<&str> = ends.copied().collect();
+            for a in &ends {
+                for z in &ends {
+                    for middle in ["", "S1", " a b ", "\u{a0}"] {
+                        let text = format!("{a}{middle}{z}");
+                        assert_eq!(trim(&text), text.trim(), "{text:?}");
+                    }
+                }
+            }
+        }
 
         #[test]
         fn identifiers() {

@@ -6,22 +6,19 @@ use crate::Timestamp;
 /// Parse `2026-11-22T10:15:30Z`, `2026-11-22T10:15:30.250+01:00`, `2026-11-22 10:15:30` (UTC
 /// assumed) into UTC milliseconds since the epoch.
 pub fn parse_rfc3339_ms(text: &str) -> Result<Timestamp, String> {
-    let b = text.trim().as_bytes();
+    let b = crate::clean::trim(text).as_bytes();
     let bad = || format!("not an RFC 3339 timestamp: {text:?}");
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return Err(bad());
     }
-    let num = |from: usize, to: usize| -> Result<i64, String> {
-        let s = std::str::from_utf8(&b[from..to]).map_err(|_| bad())?;
-        if !s.bytes().all(|c| c.is_ascii_digit()) {
-            return Err(bad());
-        }
-        s.parse::<i64>().map_err(|_| bad())
-    };
+    let num = |from: usize, to: usize| decimal(&b[from..to]).ok_or_else(bad);
     let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
-    if b[13] != b':' || b[16] != b':' {
-        return Err(bad());
-    }
     let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
     if !(1..=12).contains(&month)
         || day < 1
@@ -43,14 +40,16 @@ pub fn parse_rfc3339_ms(text: &str) -> Result<Timestamp, String> {
         if i == start {
             return Err(bad());
         }
-        let digits = &text.trim()[start..i.min(start + 3)];
-        millis = digits.parse::<i64>().map_err(|_| bad())? * 10i64.pow(3 - digits.len() as u32);
+        let digits = &b[start..i.min(start + 3)];
+        millis = num(start, start + digits.len())? * 10i64.pow(3 - digits.len() as u32);
     }
     let offset_min = match &b[i..] {
         [] | [b'Z'] | [b'z'] => 0,
-        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
-            let h = ((h1 - b'0') * 10 + (h2 - b'0')) as i64;
-            let m = ((m1 - b'0') * 10 + (m2 - b'0')) as i64;
+        [sign @ (b'+' | b'-'), h @ .., b':', m1, m2] if h.len() == 2 => {
+            let (h, m) = (
+                decimal(h).ok_or_else(bad)?,
+                decimal(&[*m1, *m2]).ok_or_else(bad)?,
+            );
             if h > 23 || m > 59 {
                 return Err(bad());
             }
@@ -65,6 +64,13 @@ pub fn parse_rfc3339_ms(text: &str) -> Result<Timestamp, String> {
     let days = days_from_civil(year, month, day);
     let secs = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_min * 60;
     Ok(secs * 1_000 + millis)
+}
+
+/// A short run of ASCII digits (at most four here) as a number; `None` if any byte is not one.
+fn decimal(digits: &[u8]) -> Option<i64> {
+    (digits.iter()).try_fold(0, |n, &d| {
+        d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+    })
 }
 
 /// Format UTC milliseconds as `2026-11-22T10:15:30.250Z`.
@@ -145,6 +151,11 @@ mod tests {
             parse_rfc3339_ms("2026-11-22 10:15:30").unwrap()
         );
         assert_eq!(parse_rfc3339_ms("1969-12-31T23:59:59.999Z").unwrap(), -1);
+        assert_eq!(
+            parse_rfc3339_ms("\u{a0} 1970-01-01T00:00:01.5678-00:30\u{b}").unwrap(),
+            1_567 + 30 * 60_000,
+            "Unicode whitespace trimmed, digits past milliseconds dropped"
+        );
     }
 
     #[test]
@@ -155,6 +166,10 @@ mod tests {
             "2026-13-01T00:00:00Z",
             "2026-02-30T00:00:00Z",
             "2026-11-22T10:15:30Q",
+            "2026-11-22T10:15:30+I6:00",
+            "2026-11-22T10:15:30+01:0x",
+            "2026-11-22T10:15:30.Z",
+            "2026-1a-22T10:15:30Z",
         ] {
             assert!(parse_rfc3339_ms(bad).is_err(), "{bad}");
         }
