@@ -214,6 +214,12 @@ fn check(topic: &str, payload: &[u8]) -> Result<(), TestCaseError> {
     if let (SALES, Some(scanned)) = (topic, sales_cleaner::scan(payload)) {
         prop_assert_eq!(Ok(scanned), sales_cleaner::parse(payload));
     }
+    if let (INVENTORY, Some(scanned)) = (topic, inventory_cleaner::scan(payload)) {
+        prop_assert_eq!(Ok(scanned), inventory_cleaner::parse(payload));
+    }
+    if let (PRICES, Some(scanned)) = (topic, price_cleaner::scan(payload)) {
+        prop_assert_eq!(Ok(scanned), price_cleaner::parse(payload));
+    }
     let out = clean(topic, payload);
     let events = out.origins.len();
     prop_assert!(
@@ -259,26 +265,46 @@ fn the_cleaners_reject_hostile_messages_with_a_reason_and_never_panic() {
     }
 }
 
-/// The scanner reads every sale the simulator writes, as serde_json does.
+/// The scanners read every sale, inventory update and price change the simulator writes, as
+/// serde_json does.
 #[test]
-fn the_sales_scanner_reads_simulated_sales_as_serde_json_does() {
+fn the_scanners_read_simulated_messages_as_serde_json_does() {
     let config = SimulatorConfig {
         malformed_rate: 0.0,
         ..SimulatorConfig::default()
     };
     let mut sim = Simulator::new(&config, 1_793_520_000_000);
-    let mut sales = 0;
-    while sales < 5_000 {
-        for r in sim.step().filter(|r| r.topic == SALES) {
-            let scanned = sales_cleaner::scan(&r.payload);
+    let (mut sales, mut updates) = (0, 0);
+    while sales < 5_000 || updates < 5_000 {
+        for r in sim.step() {
             let payload = String::from_utf8_lossy(&r.payload);
-            assert!(scanned.is_some(), "not scanned: {payload}");
-            assert_eq!(
-                scanned.ok_or(()),
-                sales_cleaner::parse(&r.payload).map_err(|_| ()),
-                "{payload}"
-            );
-            sales += 1;
+            if r.topic == SALES {
+                let scanned = sales_cleaner::scan(&r.payload);
+                assert!(scanned.is_some(), "not scanned: {payload}");
+                assert_eq!(
+                    scanned.ok_or(()),
+                    sales_cleaner::parse(&r.payload).map_err(|_| ()),
+                    "{payload}"
+                );
+                sales += 1;
+            } else if r.topic == INVENTORY {
+                let scanned = inventory_cleaner::scan(&r.payload);
+                assert!(scanned.is_some(), "not scanned: {payload}");
+                assert_eq!(
+                    scanned.ok_or(()),
+                    inventory_cleaner::parse(&r.payload).map_err(|_| ()),
+                    "{payload}"
+                );
+                updates += 1;
+            } else if r.topic == PRICES {
+                let scanned = price_cleaner::scan(&r.payload);
+                assert!(scanned.is_some(), "not scanned: {payload}");
+                assert_eq!(
+                    scanned.ok_or(()),
+                    price_cleaner::parse(&r.payload).map_err(|_| ()),
+                    "{payload}"
+                );
+            }
         }
     }
 }

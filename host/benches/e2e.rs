@@ -12,6 +12,7 @@
 //! runs the same against librdkafka's in-process mock cluster instead, where the broker is not
 //! the bottleneck (tansu is: a bare consumer reads 26-52k messages/s from it here): raw batches
 //! go to a local folder and there is no ClickHouse, so the figure is the consumer and the chain.
+//! `E2E_PLUGINS=DIR` runs the plugins built into `DIR` instead of `plugins/` (to compare builds).
 
 use std::time::{Duration, Instant};
 
@@ -244,7 +245,12 @@ fn main() {
 
     let config_file_outputs = config.runtime.file_outputs;
     let opts = shelfstream::runtime::RunOptions {
-        plugins_dir: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins"),
+        // `E2E_PLUGINS`: another build of the plugins (to compare two builds).
+        plugins_dir: std::env::var_os("E2E_PLUGINS")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins")
+            }),
         config,
         watch: false,
         config_path: None,

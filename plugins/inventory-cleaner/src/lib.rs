@@ -5,9 +5,11 @@ use shelfstream_sdk::*;
 
 use std::borrow::Cow;
 
-#[derive(Deserialize)]
-struct Update<'a> {
-    update_id: Option<String>,
+// Text fields borrow from the payload (`Cow`: owned only when JSON escapes force a copy).
+#[derive(Deserialize, Default, Debug, PartialEq)]
+pub struct Update<'a> {
+    #[serde(borrow)]
+    update_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     store_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -55,7 +57,10 @@ impl Plugin for InventoryCleaner {
 
 /// Emit the update in `payload`; its id and time are returned for the dedup check.
 pub fn clean_one(payload: &[u8], out: &mut Emit) -> Result<(String, Timestamp), String> {
-    let u: Update = serde_json::from_slice(payload).map_err(|e| format!("invalid JSON: {e}"))?;
+    let u = match scan(payload) {
+        Some(u) => u,
+        None => parse(payload)?,
+    };
     let stock_level = u.stock_level.ok_or("stock_level: missing")?;
     let capacity = u.capacity.ok_or("capacity: missing")?;
     if stock_level < 0 {
@@ -64,14 +69,15 @@ pub fn clean_one(payload: &[u8], out: &mut Emit) -> Result<(String, Timestamp), 
     if capacity <= 0 {
         return Err(format!("capacity: {capacity} must be positive"));
     }
-    let reason = u.reason.ok_or("reason: missing")?.to_lowercase();
-    if !REASONS.contains(&reason.as_str()) {
+    let reason = clean::lowercase(u.reason.as_deref().ok_or("reason: missing")?);
+    if !REASONS.contains(&&*reason) {
         return Err(format!("reason: {reason:?} is not one of {REASONS:?}"));
     }
     let update_id = (u.update_id.filter(|s| !s.is_empty())).ok_or("update_id: missing")?;
+    let update_id = update_id.as_ref();
     let timestamp;
     out.inventory(&InventoryUpdate {
-        update_id: &update_id,
+        update_id,
         store_id: &clean::store_id(u.store_id.as_deref().ok_or("store_id: missing")?)?,
         product_id: &clean::sku(u.product_id.as_deref().ok_or("product_id: missing")?)?,
         quantity_change: u.quantity_change.ok_or("quantity_change: missing")?,
@@ -83,7 +89,34 @@ pub fn clean_one(payload: &[u8], out: &mut Emit) -> Result<(String, Timestamp), 
             timestamp
         },
     });
-    Ok((update_id, timestamp))
+    Ok((update_id.to_string(), timestamp))
+}
+
+/// The update as serde_json reads it, or why it cannot.
+pub fn parse(payload: &[u8]) -> Result<Update<'_>, String> {
+    serde_json::from_slice(payload).map_err(|e| format!("invalid JSON: {e}"))
+}
+
+/// The same for plain payloads, read by the SDK's JSON reader (`None`: anything else, which
+/// [`parse`] then reads or words).
+pub fn scan(payload: &[u8]) -> Option<Update<'_>> {
+    let mut u = Update::default();
+    let int = |n: json::Number| n.integer()?.try_into().ok();
+    json::object(payload, |key, r| {
+        match key {
+            "update_id" => u.update_id = r.text()?,
+            "store_id" => u.store_id = r.text()?,
+            "product_id" => u.product_id = r.text()?,
+            "quantity_change" => u.quantity_change = r.number(int)?,
+            "stock_level" => u.stock_level = r.number(int)?,
+            "capacity" => u.capacity = r.number(int)?,
+            "reason" => u.reason = r.text()?,
+            "timestamp" => u.timestamp = r.text()?.map(|t| clean::Time::parse(&t)),
+            _ => {}
+        }
+        Some(())
+    })?;
+    Some(u)
 }
 
 export_plugin!(InventoryCleaner);

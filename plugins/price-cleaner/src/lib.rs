@@ -6,8 +6,9 @@ use shelfstream_sdk::*;
 
 use std::borrow::Cow;
 
-#[derive(Deserialize)]
-struct Change<'a> {
+// Text fields borrow from the payload (`Cow`: owned only when JSON escapes force a copy).
+#[derive(Deserialize, Default, Debug, PartialEq)]
+pub struct Change<'a> {
     #[serde(borrow)]
     store_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -49,7 +50,10 @@ impl Plugin for PriceCleaner {
 
 /// Emit the change in `payload`; its dedup id (shelf, time and new price) and time are returned.
 pub fn clean_one(payload: &[u8], out: &mut Emit) -> Result<(String, Timestamp), String> {
-    let c: Change = serde_json::from_slice(payload).map_err(|e| format!("invalid JSON: {e}"))?;
+    let c = match scan(payload) {
+        Some(c) => c,
+        None => parse(payload)?,
+    };
     let price = |v: Option<f64>, field: &str| match v {
         None => Err(format!("{field}: missing")),
         Some(x) if !x.is_finite() || x <= 0.0 => Err(format!("{field}: {x} is not a price")),
@@ -68,6 +72,29 @@ pub fn clean_one(payload: &[u8], out: &mut Emit) -> Result<(String, Timestamp), 
         p.store_id, p.product_id, p.timestamp, p.new_price
     );
     Ok((id, p.timestamp))
+}
+
+/// The change as serde_json reads it, or why it cannot.
+pub fn parse(payload: &[u8]) -> Result<Change<'_>, String> {
+    serde_json::from_slice(payload).map_err(|e| format!("invalid JSON: {e}"))
+}
+
+/// The same for plain payloads, read by the SDK's JSON reader (`None`: anything else, which
+/// [`parse`] then reads or words).
+pub fn scan(payload: &[u8]) -> Option<Change<'_>> {
+    let mut c = Change::default();
+    json::object(payload, |key, r| {
+        match key {
+            "store_id" => c.store_id = r.text()?,
+            "product_id" => c.product_id = r.text()?,
+            "old_price" => c.old_price = r.number(|n| n.float())?,
+            "new_price" => c.new_price = r.number(|n| n.float())?,
+            "timestamp" => c.timestamp = r.text()?.map(|t| clean::Time::parse(&t)),
+            _ => {}
+        }
+        Some(())
+    })?;
+    Some(c)
 }
 
 export_plugin!(PriceCleaner);

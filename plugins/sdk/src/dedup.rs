@@ -6,6 +6,7 @@
 //! the default 100,000 ids); a collision would reject one record as a duplicate, to the
 //! dead letters, with its reason.
 
+use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
 use std::hash::Hasher;
 
@@ -61,12 +62,14 @@ impl RecentIds {
                 break;
             }
         }
-        if let Some(first) = self.seen.get(&hash) {
-            return Some(*first);
+        match self.seen.entry(hash) {
+            Entry::Occupied(first) => Some(*first.get()),
+            Entry::Vacant(slot) => {
+                slot.insert(ts);
+                self.order.push_back((ts, hash));
+                None
+            }
         }
-        self.seen.insert(hash, ts);
-        self.order.push_back((ts, hash));
-        None
     }
 
     /// From the cleaner parameters `dedup_window` (event time, default `10m`) and
