@@ -27,8 +27,13 @@ pub(crate) fn blob(b: &Blobs, i: usize) -> &[u8] {
 }
 
 pub(crate) fn text(b: &Blobs, i: usize) -> &str {
-    // The host validates every batch, so this never fails on a batch it sent.
-    std::str::from_utf8(blob(b, i)).unwrap_or_default()
+    let bytes = blob(b, i);
+    debug_assert!(std::str::from_utf8(bytes).is_ok(), "text {i} is not UTF-8");
+    // SAFETY: every text a plugin is given is valid UTF-8 where it is cut: the host checks each
+    // batch a plugin returns (`validate::all_utf8`: the bytes, and that no value starts inside a
+    // character) and builds the rest from Rust strings; natively, batches come from `Emit`,
+    // which writes `&str`s. (Checking again here, on every read, cost 4-5% of a stage.)
+    unsafe { std::str::from_utf8_unchecked(bytes) }
 }
 
 /// A batch of events as the host passes it to `process`.

@@ -505,6 +505,9 @@ pub mod clean {
                 "wider than the padding"
             );
             assert_eq!(sku("p0").unwrap(), "SKU-00000");
+            assert_eq!(sku("SKU-000000042").unwrap(), "SKU-00042");
+            assert_eq!(sku("sku 123456789").unwrap(), "SKU-123456789");
+            assert_eq!(store_id("S-0").unwrap(), "S000");
             assert!(sku("SKU-1234567890").is_err(), "more than 9 digits");
             assert!(sku("SKU-1a").is_err());
             assert!(store_id("ßtore1").is_err());

@@ -151,6 +151,10 @@ mod tests {
             parse_rfc3339_ms("2026-11-22 10:15:30").unwrap()
         );
         assert_eq!(parse_rfc3339_ms("1969-12-31T23:59:59.999Z").unwrap(), -1);
+        for (fraction, ms) in [(".5", 500), (".05", 50), (".123", 123), (".1239", 123)] {
+            let text = format!("1970-01-01T00:00:00{fraction}Z");
+            assert_eq!(parse_rfc3339_ms(&text).unwrap(), ms, "{text}");
+        }
         assert_eq!(
             parse_rfc3339_ms("\u{a0} 1970-01-01T00:00:01.5678-00:30\u{b}").unwrap(),
             1_567 + 30 * 60_000,
