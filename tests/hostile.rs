@@ -277,36 +277,43 @@ fn the_scanners_read_simulated_messages_as_serde_json_does() {
     let (mut sales, mut updates) = (0, 0);
     while sales < 5_000 || updates < 5_000 {
         for r in sim.step() {
-            let payload = String::from_utf8_lossy(&r.payload);
-            if r.topic == SALES {
-                let scanned = sales_cleaner::scan(&r.payload);
-                assert!(scanned.is_some(), "not scanned: {payload}");
-                assert_eq!(
-                    scanned.ok_or(()),
-                    sales_cleaner::parse(&r.payload).map_err(|_| ()),
-                    "{payload}"
-                );
-                sales += 1;
-            } else if r.topic == INVENTORY {
-                let scanned = inventory_cleaner::scan(&r.payload);
-                assert!(scanned.is_some(), "not scanned: {payload}");
-                assert_eq!(
-                    scanned.ok_or(()),
-                    inventory_cleaner::parse(&r.payload).map_err(|_| ()),
-                    "{payload}"
-                );
-                updates += 1;
-            } else if r.topic == PRICES {
-                let scanned = price_cleaner::scan(&r.payload);
-                assert!(scanned.is_some(), "not scanned: {payload}");
-                assert_eq!(
-                    scanned.ok_or(()),
-                    price_cleaner::parse(&r.payload).map_err(|_| ()),
-                    "{payload}"
-                );
+            match r.topic.as_str() {
+                SALES => same(
+                    &r.payload,
+                    sales_cleaner::scan,
+                    sales_cleaner::parse,
+                    &mut sales,
+                ),
+                INVENTORY => same(
+                    &r.payload,
+                    inventory_cleaner::scan,
+                    inventory_cleaner::parse,
+                    &mut updates,
+                ),
+                PRICES => same(
+                    &r.payload,
+                    price_cleaner::scan,
+                    price_cleaner::parse,
+                    &mut 0,
+                ),
+                _ => {}
             }
         }
     }
+}
+
+/// `scan` reads `payload` (counted in `read`), and as `parse` does.
+fn same<'a, T: PartialEq + std::fmt::Debug>(
+    payload: &'a [u8],
+    scan: fn(&'a [u8]) -> Option<T>,
+    parse: fn(&'a [u8]) -> Result<T, String>,
+    read: &mut usize,
+) {
+    let text = String::from_utf8_lossy(payload);
+    let scanned = scan(payload);
+    assert!(scanned.is_some(), "not scanned: {text}");
+    assert_eq!(scanned.ok_or(()), parse(payload).map_err(|_| ()), "{text}");
+    *read += 1;
 }
 
 /// Inputs the generator found to break a cleaner, kept as fixed cases.

@@ -316,15 +316,7 @@ fn main() {
     let records = sales_records(n);
     let raw: Vec<RawBatch> = records.chunks(1024).map(RawBatch::from_records).collect();
     let native_raw = native_batches(&records, 1024);
-    let mut cleaner = instance(&engine, &plugin("sales-cleaner"));
-    let sales: Vec<EventBatch> = raw
-        .iter()
-        .map(|b| cleaner.clean(b).unwrap().events)
-        .collect();
-    let mut native_cleaner: sales_cleaner::SalesCleaner = sdk::rt::new_plugin(Vec::new()).unwrap();
-    let native_sales: Vec<sdk::EventBatch> = (native_raw.iter())
-        .map(|b| sdk::rt::clean(&mut native_cleaner, b).events)
-        .collect();
+    let (sales, native_sales) = cleaned(&engine, &raw, &native_raw);
     let sale_count: usize = sales.iter().map(EventBatch::len).sum();
     let mut window = instance(&engine, &plugin("revenue-aggregator"));
     let mut native_window: revenue_aggregator::RevenueAggregator =
@@ -624,20 +616,30 @@ fn sdk_empty() -> sdk::EventBatch {
     Emit::new().finish()
 }
 
+/// The sales the cleaner makes of `raw` as a component, and of `native_raw` compiled natively.
+fn cleaned(
+    engine: &PluginEngine,
+    raw: &[RawBatch],
+    native_raw: &[sdk::RawBatch],
+) -> (Vec<EventBatch>, Vec<sdk::EventBatch>) {
+    let mut cleaner = instance(engine, &plugin("sales-cleaner"));
+    let sales = (raw.iter())
+        .map(|b| cleaner.clean(b).unwrap().events)
+        .collect();
+    let mut native_cleaner: sales_cleaner::SalesCleaner = sdk::rt::new_plugin(Vec::new()).unwrap();
+    let native_sales = (native_raw.iter())
+        .map(|b| sdk::rt::clean(&mut native_cleaner, b).events)
+        .collect();
+    (sales, native_sales)
+}
+
 /// `CHAIN_PROFILE=stage=cleaner|aggregator|native-cleaner|native-aggregator|pipeline`: one stage, its
 /// inputs made first, called over and over for ~10 s, so `perf record` sees little else.
 fn profile_stage(engine: &PluginEngine, stage: &str) {
     let records = sales_records(100_000);
     let raw: Vec<RawBatch> = records.chunks(1024).map(RawBatch::from_records).collect();
     let native_raw = native_batches(&records, 1024);
-    let mut cleaner = instance(engine, &plugin("sales-cleaner"));
-    let sales: Vec<EventBatch> = (raw.iter())
-        .map(|b| cleaner.clean(b).unwrap().events)
-        .collect();
-    let mut native_cleaner: sales_cleaner::SalesCleaner = sdk::rt::new_plugin(Vec::new()).unwrap();
-    let native_sales: Vec<sdk::EventBatch> = (native_raw.iter())
-        .map(|b| sdk::rt::clean(&mut native_cleaner, b).events)
-        .collect();
+    let (sales, native_sales) = cleaned(engine, &raw, &native_raw);
     let watermarks: Vec<i64> = (sales.iter())
         .map(|b| b.times().max().unwrap() - LATENESS_MS)
         .collect();
