@@ -55,7 +55,7 @@ pub struct RevenueAggregator {
     /// `by` as the index of each grouping in [`GROUPINGS`].
     fields: Vec<usize>,
     /// Each group's values (e.g. store and product), numbered: windows are keyed by the number.
-    groups: hash::Numbered<Vec<String>>,
+    groups: hash::Groups,
     open: WindowStore<u32, Totals>,
 }
 
@@ -130,11 +130,8 @@ impl Plugin for RevenueAggregator {
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Emit) {
-        let mut closed = self.open.close(watermark);
         // Per window, rows in the order of their groups' values.
-        closed.sort_unstable_by(|a, b| {
-            (a.0, &self.groups.get(a.1)).cmp(&(b.0, &self.groups.get(b.1)))
-        });
+        let closed = (self.open).close_by(watermark, |a, b| self.groups.cmp(*a, *b));
         for (w, key, t) in closed {
             let key = self.groups.get(key);
             let avg = match (t.weight, t.units) {

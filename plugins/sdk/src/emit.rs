@@ -282,24 +282,23 @@ impl Emit {
     ) {
         // Each string at the id it had in the previous row at the same place when it is the
         // same (names nearly always, values often): a comparison instead of a hash lookup.
-        let mut last = std::mem::take(&mut self.last_row);
+        // The previous row's ids are overwritten in place where they differ (no allocation).
+        let mut ids = std::mem::take(&mut self.last_row);
         let texts = std::iter::once(metric)
             .chain(dimensions.iter().flat_map(|(name, value)| [*name, *value]))
             .chain(values.iter().map(|(name, _)| *name));
-        let mut ids = Vec::with_capacity(1 + dimensions.len() * 2 + values.len());
+        ids.truncate(1 + dimensions.len() * 2 + values.len());
         for (k, text) in texts.enumerate() {
-            ids.push(match last.get(k) {
+            match ids.get(k) {
                 Some(&id)
-                    if crate::batch::blob(&self.dictionary, id as usize) == text.as_bytes() =>
-                {
-                    id
+                    if crate::batch::blob(&self.dictionary, id as usize) == text.as_bytes() => {}
+                Some(_) => ids[k] = self.intern(text),
+                None => {
+                    let id = self.intern(text);
+                    ids.push(id);
                 }
-                _ => self.intern(text),
-            });
+            }
         }
-        last.clear();
-        last.extend_from_slice(&ids);
-        self.last_row = last;
         let (metric, schema) = (ids[0], &ids[1..]);
         let d = dimensions.len();
         let same = |c: &MetricRows| {
@@ -328,6 +327,7 @@ impl Emit {
         c.window_end.push(window_end);
         c.dimensions.extend((0..d).map(|k| schema[2 * k + 1]));
         c.values.extend(values.iter().map(|(_, v)| *v));
+        self.last_row = ids;
     }
 
     pub fn alert(&mut self, alert: Alert) {

@@ -83,9 +83,108 @@ impl<T: std::hash::Hash + Eq + Clone> Numbered<T> {
     }
 }
 
+/// Groups (lists of names, such as a store and a product) numbered as [`Numbered`] does, and
+/// compared in the order of their names without comparing texts most of the time: each group
+/// keeps the first 16 bytes of an order-preserving encoding of its names, and only groups whose
+/// 16 bytes are equal compare their names. Sorting a closed window's rows by group this way
+/// took the revenue aggregator's sort from a third of its time (the texts compared byte by byte
+/// in WebAssembly) to a few integer comparisons per row.
+#[derive(Debug, Clone, Default)]
+pub struct Groups {
+    numbered: Numbered<Vec<String>>,
+    prefixes: Vec<u128>,
+}
+
+impl Groups {
+    /// The number of the group `names`, a new one the first time it is seen.
+    pub fn number(&mut self, names: Vec<String>) -> u32 {
+        let n = self.numbered.number(names);
+        if n as usize == self.prefixes.len() {
+            self.prefixes.push(order_prefix(self.numbered.get(n)));
+        }
+        n
+    }
+
+    /// The names of group `n`.
+    pub fn get(&self, n: u32) -> &[String] {
+        self.numbered.get(n)
+    }
+
+    /// Groups `a` and `b` in the order of their names (as `Vec<String>` compares them).
+    pub fn cmp(&self, a: u32, b: u32) -> std::cmp::Ordering {
+        let (pa, pb) = (self.prefixes[a as usize], self.prefixes[b as usize]);
+        pa.cmp(&pb).then_with(|| self.get(a).cmp(self.get(b)))
+    }
+
+    pub fn clear(&mut self) {
+        self.numbered.clear();
+        self.prefixes.clear();
+    }
+}
+
+/// The first 16 bytes (big-endian, zero-padded) of `names` encoded so that byte order is list
+/// order: each name's bytes with 0 written as 0 0xFF, then 0 0 to end it. UTF-8 never holds the
+/// byte 0xFF, so an escaped 0 sorts after a name's end; padding with zeros keeps a shorter
+/// encoding first. A truncated encoding never orders two lists the wrong way round, it can
+/// only tie.
+fn order_prefix(names: &[String]) -> u128 {
+    let mut out = [0u8; 16];
+    let bytes = names.iter().flat_map(|n| {
+        let escaped = n.bytes().flat_map(|b| match b {
+            0 => [Some(0), Some(0xFF)],
+            b => [Some(b), None],
+        });
+        escaped.flatten().chain([0, 0])
+    });
+    for (slot, b) in out.iter_mut().zip(bytes) {
+        *slot = b;
+    }
+    u128::from_be_bytes(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn groups_compare_as_their_names_do() {
+        let texts = [
+            "",
+            "\0",
+            "\0\0",
+            "a",
+            "a\0",
+            "a\0b",
+            "ab",
+            "b",
+            "é",
+            "S001",
+            "SKU-00001",
+        ];
+        let long = [
+            "SKU-000010000000000000",
+            "SKU-000010000000000001",
+            "SKU-00001",
+        ];
+        let mut lists: Vec<Vec<String>> = Vec::new();
+        for x in texts.iter().chain(&long) {
+            for y in texts.iter().chain(&long) {
+                lists.push(vec![x.to_string(), y.to_string()]);
+            }
+        }
+        let mut groups = Groups::default();
+        let numbers: Vec<u32> = lists.iter().map(|l| groups.number(l.clone())).collect();
+        for (a, la) in numbers.iter().zip(&lists) {
+            for (b, lb) in numbers.iter().zip(&lists) {
+                assert_eq!(groups.cmp(*a, *b), la.cmp(lb), "{la:?} {lb:?}");
+            }
+        }
+        assert_eq!(groups.number(lists[3].clone()), numbers[3]);
+        assert_eq!(groups.get(numbers[5]), &lists[5][..]);
+        groups.clear();
+        assert_eq!(groups.number(lists[7].clone()), 0);
+        assert_eq!(groups.cmp(0, 0), std::cmp::Ordering::Equal);
+    }
 
     #[test]
     fn fnv1a_matches_the_reference_values() {

@@ -132,6 +132,15 @@ impl<K: Ord + Hash, A> WindowStore<K, A> {
 
     /// Remove and return every window with `end <= watermark`, ordered by end, start, key.
     pub fn close(&mut self, watermark: Timestamp) -> Vec<(Window, K, A)> {
+        self.close_by(watermark, K::cmp)
+    }
+
+    /// [`WindowStore::close`] with the keys of each window in the order `order` gives.
+    pub fn close_by(
+        &mut self,
+        watermark: Timestamp,
+        mut order: impl FnMut(&K, &K) -> std::cmp::Ordering,
+    ) -> Vec<(Window, K, A)> {
         let mut closed = Vec::new();
         while let Some(entry) = self.open.first_entry() {
             if entry.key().0 > watermark {
@@ -140,7 +149,7 @@ impl<K: Ord + Hash, A> WindowStore<K, A> {
             let ((end, start), keys) = entry.remove_entry();
             let window = Window { start, end };
             let mut accs: Vec<(K, A)> = keys.into_iter().collect();
-            accs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            accs.sort_unstable_by(|a, b| order(&a.0, &b.0));
             self.len -= accs.len();
             closed.extend(accs.into_iter().map(|(k, a)| (window, k, a)));
         }
@@ -258,6 +267,20 @@ mod tests {
             .collect();
         assert_eq!(got, vec![(0, "a", 1), (0, "b", 2), (10, "a", 1)]);
         assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn close_by_orders_keys_within_each_window_only() {
+        let t = Tumbling::new(10);
+        let mut s: WindowStore<u32, ()> = WindowStore::new();
+        for (ts, key) in [(15, 1), (1, 1), (2, 3), (12, 2), (3, 2)] {
+            s.entry(t.assign(ts), key, || ());
+        }
+        let got: Vec<(i64, u32)> = (s.close_by(20, |a, b| b.cmp(a)).iter())
+            .map(|(w, k, _)| (w.start, *k))
+            .collect();
+        assert_eq!(got, vec![(0, 3), (0, 2), (0, 1), (10, 2), (10, 1)]);
+        assert!(s.is_empty());
     }
 
     #[test]
