@@ -5,8 +5,8 @@
 //! future, truncation. No cleaner may panic; every record it does not turn into events is
 //! rejected with a reason; nothing is amplified (a message of n bytes gives a bounded output).
 //! A panic here would be a trap in the component: the whole batch dead-lettered.
-//! The sales cleaner reads plain payloads with the SDK's scanner and the rest with serde_json:
-//! wherever the scanner reads a message, it must read what serde_json reads.
+//! Each cleaner reads plain payloads with the SDK's scanner and the rest with serde_json:
+//! wherever a scanner reads a message, it must read what serde_json reads.
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -220,6 +220,9 @@ fn check(topic: &str, payload: &[u8]) -> Result<(), TestCaseError> {
     if let (PRICES, Some(scanned)) = (topic, price_cleaner::scan(payload)) {
         prop_assert_eq!(Ok(scanned), price_cleaner::parse(payload));
     }
+    if let (CUSTOMERS, Some(scanned)) = (topic, customer_cleaner::scan(payload)) {
+        prop_assert_eq!(Ok(scanned), customer_cleaner::parse(payload));
+    }
     let out = clean(topic, payload);
     let events = out.origins.len();
     prop_assert!(
@@ -265,8 +268,8 @@ fn the_cleaners_reject_hostile_messages_with_a_reason_and_never_panic() {
     }
 }
 
-/// The scanners read every sale, inventory update and price change the simulator writes, as
-/// serde_json does.
+/// The scanners read every sale, inventory update, price change and customer event the
+/// simulator writes, as serde_json does.
 #[test]
 fn the_scanners_read_simulated_messages_as_serde_json_does() {
     let config = SimulatorConfig {
@@ -274,8 +277,8 @@ fn the_scanners_read_simulated_messages_as_serde_json_does() {
         ..SimulatorConfig::default()
     };
     let mut sim = Simulator::new(&config, 1_793_520_000_000);
-    let (mut sales, mut updates) = (0, 0);
-    while sales < 5_000 || updates < 5_000 {
+    let (mut sales, mut updates, mut visits) = (0, 0, 0);
+    while sales < 5_000 || updates < 5_000 || visits < 5_000 {
         for r in sim.step() {
             match r.topic.as_str() {
                 SALES => same(
@@ -295,6 +298,12 @@ fn the_scanners_read_simulated_messages_as_serde_json_does() {
                     price_cleaner::scan,
                     price_cleaner::parse,
                     &mut 0,
+                ),
+                CUSTOMERS => same(
+                    &r.payload,
+                    customer_cleaner::scan,
+                    customer_cleaner::parse,
+                    &mut visits,
                 ),
                 _ => {}
             }
