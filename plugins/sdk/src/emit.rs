@@ -560,4 +560,44 @@ mod tests {
         let dictionary = &batch.columns().dictionary;
         assert_eq!(dictionary.offsets.len() - 1, 9, "each string once");
     }
+
+    #[test]
+    fn sales_read_back_as_written_when_texts_repeat_change_and_go_missing() {
+        let sale = |store, product, category, customer, payment| Sale {
+            transaction_id: "T",
+            line: 0,
+            store_id: store,
+            product_id: product,
+            category,
+            quantity: 1,
+            unit_price: 1.0,
+            total_amount: 1.0,
+            customer_id: customer,
+            payment_method: payment,
+            timestamp: 0,
+        };
+        let sales = [
+            sale("S1", "P1", Some("food"), Some("C1"), "card"),
+            sale("S1", "P2", Some("food"), Some("C1"), "card"),
+            sale("S1", "P2", None, None, "card"),
+            sale("S2", "P2", Some("S1"), Some("food"), "cash"),
+            sale("S2", "P1", None, Some("food"), "cash"),
+            sale("S1", "P1", Some("food"), Some("C1"), "card"),
+        ];
+        let mut out = Emit::new();
+        for (i, s) in sales.iter().enumerate() {
+            out.record(i as u32, |out| {
+                out.sale(s);
+                // A rejected record's sale is dropped; the texts it added stay harmlessly.
+                (i != 2).then_some(()).ok_or("rejected".into())
+            });
+        }
+        let batch = Batch::new(out.finish());
+        let back: Vec<Sale> = batch.sales().map(|s| s.row()).collect();
+        let kept: Vec<Sale> = (sales.iter().enumerate())
+            .filter(|(i, _)| *i != 2)
+            .map(|(_, s)| *s)
+            .collect();
+        assert_eq!(back, kept);
+    }
 }
