@@ -88,9 +88,17 @@ impl PluginEngine {
             // wasmtime 48: ../shared/notes/boundary.md). Off unless the async feature is built.
             .concurrency_support(cfg!(feature = "component-model-async"));
         // `SHELFSTREAM_WASM_PERFMAP=1` writes /tmp/perf-<pid>.map so `perf report` names the
-        // plugins' compiled functions.
-        if std::env::var_os("SHELFSTREAM_WASM_PERFMAP").is_some_and(|v| v != "0") {
-            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        // plugins' compiled functions; `=jitdump` (with the `profiling` feature) writes a jitdump
+        // with their code too, for `perf annotate`.
+        match std::env::var("SHELFSTREAM_WASM_PERFMAP").as_deref() {
+            Ok("0") | Err(_) => {}
+            #[cfg(feature = "profiling")]
+            Ok("jitdump") => {
+                config.profiler(wasmtime::ProfilingStrategy::JitDump);
+            }
+            Ok(_) => {
+                config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+            }
         }
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let mut linker = Linker::new(&engine);
