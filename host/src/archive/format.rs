@@ -269,7 +269,12 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn record(key: Option<Vec<u8>>, payload: Vec<u8>, offset: i64) -> RawRecord {
+    /// A record of topic `t`, partition 3, time -17, without headers (also for `write`'s tests).
+    pub(in crate::archive) fn record(
+        key: Option<Vec<u8>>,
+        payload: Vec<u8>,
+        offset: i64,
+    ) -> RawRecord {
         RawRecord {
             topic: "t".into(),
             partition: 3,

@@ -115,19 +115,8 @@ const ESCAPE: [u8; 256] = {
 mod tests {
     use super::*;
     use crate::archive::format::serde_line;
+    use crate::archive::format::tests::record;
     use proptest::prelude::*;
-
-    fn record(key: Option<Vec<u8>>, payload: Vec<u8>, offset: i64) -> RawRecord {
-        RawRecord {
-            topic: "t".into(),
-            partition: 3,
-            offset,
-            key,
-            payload,
-            timestamp: -17,
-            headers: Vec::new(),
-        }
-    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(4000))]
