@@ -308,3 +308,51 @@ fn changing_a_parameter_in_the_config_file_applies_it_live_with_the_state() {
     minutes.dedup();
     assert_eq!(minutes.len(), n, "no window emitted twice");
 }
+
+#[test]
+fn reading_or_rewriting_a_plugin_file_unchanged_hands_on_nothing() {
+    use shelfstream::hotswap::{watch, Change, DEBOUNCE};
+    if !components_built() {
+        return;
+    }
+    let plugins = plugins_copy();
+    let engine = std::sync::Arc::new(shelfstream::plugin::PluginEngine::new(None).unwrap());
+    let path = plugins.path().join("revenue-aggregator.wasm");
+    let running = engine.load(&path).unwrap();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let versions = [(running.name.clone(), running.version.clone())].into();
+    let _watcher = watch(plugins.path(), engine.clone(), versions, tx).unwrap();
+    let quiet = DEBOUNCE * 6;
+    let handed_on = |rx: &crossbeam_channel::Receiver<Change>| match rx.recv_timeout(quiet) {
+        Ok(Change::Swap(p)) => Some(format!("swap {} {}", p.name, p.version)),
+        Ok(Change::Unload(name)) => Some(format!("unload {name}")),
+        Ok(Change::Reconfigure(..)) => Some("reconfigure".into()),
+        Err(_) => None,
+    };
+
+    // Reads (what loading a file does, the watcher's own loads included), then the same bytes
+    // written again: the running version, nothing to swap.
+    for _ in 0..3 {
+        std::fs::read(&path).unwrap();
+    }
+    std::fs::write(&path, std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(handed_on(&rx), None);
+
+    // A new version is handed on once; the watcher's read of it does not hand it on again.
+    let v2 = new_version_of(&path, "v2");
+    std::fs::write(plugins.path().join("revenue-aggregator.wasm.tmp"), v2).unwrap();
+    std::fs::rename(plugins.path().join("revenue-aggregator.wasm.tmp"), &path).unwrap();
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(Change::Swap(p)) => assert_ne!(p.version, running.version),
+        _ => panic!("the new version was not handed on"),
+    }
+    assert_eq!(handed_on(&rx), None);
+
+    // Removed: unloaded. Put back unchanged: handed on again (the pipeline resumes it).
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(handed_on(&rx).as_deref(), Some("unload revenue-aggregator"));
+    std::fs::write(&path, bytes).unwrap();
+    assert!(matches!(handed_on(&rx), Some(s) if s.starts_with("swap revenue-aggregator")));
+    assert_eq!(handed_on(&rx), None);
+}

@@ -57,6 +57,9 @@ pub async fn run(
     let specs = config.stage_specs()?;
     let shadow_specs = config.shadow_specs()?;
     let plugins = stage_plugins(&specs, load_plugins(&engine, &opts.plugins_dir)?, &opts)?;
+    let running_versions = (plugins.iter())
+        .map(|(name, p)| (name.clone(), p.version.clone()))
+        .collect();
     let saved = SavedState::load(&data_dir)?;
 
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
@@ -143,6 +146,7 @@ pub async fn run(
         true => Some(crate::hotswap::watch(
             &opts.plugins_dir,
             engine.clone(),
+            running_versions,
             change_tx.clone(),
         )?),
         false => None,
