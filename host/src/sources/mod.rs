@@ -26,6 +26,10 @@ pub use position::{BadTopicPartition, Offsets, Position, TopicPartition};
 use crate::plugin::RawRecord;
 use crate::sim::SimulatorConfig;
 
+/// How long a partial batch waits for more records before it is sent: fewer, larger batches
+/// (each batch costs a call per stage, whatever its size) for at most this much latency.
+pub const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Raw records of one topic from one source.
 #[derive(Debug)]
 pub struct SourceBatch {

@@ -35,7 +35,9 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde::Deserialize;
 
-use super::{Group, Offsets, Position, Source, SourceBatch, SourceEvent, StopFlag, TopicPartition};
+use super::{
+    Group, Offsets, Position, Source, SourceBatch, SourceEvent, StopFlag, TopicPartition, LINGER,
+};
 use crate::plugin::RawRecord;
 use gaps::GapGuard;
 pub use group::GroupEvent;
@@ -87,9 +89,6 @@ impl Default for KafkaSourceConfig {
 
 /// A read-loop turn longer than this does not count as idle time (see the read loop).
 const STALL: Duration = Duration::from_secs(2);
-
-/// How long a partial batch waits for more records before it is sent.
-const LINGER: Duration = Duration::from_millis(100);
 
 /// The consumer's librdkafka settings: the host's, then the source's `properties` (which may
 /// not touch the ones offset handling and rebalancing depend on).
