@@ -6,9 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -16,9 +14,7 @@ use wasmtime::{Config, Engine, OptLevel};
 
 use super::bindings::{PluginInfo, ShelfstreamPlugin, ShelfstreamPluginPre};
 use super::instance::{Limits, PluginInstance, StoreData};
-
-/// How often the engine's epoch advances; per-call CPU deadlines are counted in these ticks.
-pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+use super::ticker::Ticker;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -44,6 +40,8 @@ pub struct LoadedPlugin {
     pub version: String,
     pub info: PluginInfo,
     pub(super) pre: ShelfstreamPluginPre<StoreData>,
+    /// The engine's deadline clock, kept running while an instance runs plugin code.
+    pub(super) ticker: Arc<Ticker>,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -71,7 +69,7 @@ pub struct PluginEngine {
     linker: Linker<StoreData>,
     cache_dir: Option<PathBuf>,
     compiled: Mutex<HashMap<String, Component>>,
-    ticker_stop: Arc<AtomicBool>,
+    ticker: Arc<Ticker>,
 }
 
 impl PluginEngine {
@@ -105,16 +103,7 @@ impl PluginEngine {
         ShelfstreamPlugin::add_to_linker::<_, HasSelf<StoreData>>(&mut linker, |d| d)
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
 
-        let ticker_stop = Arc::new(AtomicBool::new(false));
-        let (ticking, stop) = (engine.clone(), ticker_stop.clone());
-        std::thread::Builder::new()
-            .name("epoch-ticker".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    ticking.increment_epoch();
-                }
-            })?;
+        let ticker = Ticker::start(engine.clone())?;
         if let Some(dir) = &cache_dir {
             std::fs::create_dir_all(dir)?;
         }
@@ -127,7 +116,7 @@ impl PluginEngine {
             linker,
             cache_dir,
             compiled: Mutex::new(HashMap::new()),
-            ticker_stop,
+            ticker,
         })
     }
 
@@ -164,6 +153,7 @@ impl PluginEngine {
                 state_version: 0,
             },
             pre,
+            ticker: self.ticker.clone(),
         };
         // Probe: it must instantiate and describe itself.
         let probe_err = |e: super::instance::PluginError| LoadError::Probe {
@@ -218,7 +208,7 @@ impl PluginEngine {
 
 impl Drop for PluginEngine {
     fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
+        self.ticker.stop();
     }
 }
 

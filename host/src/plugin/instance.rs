@@ -12,7 +12,8 @@ use wasmtime::{ResourceLimiter, Store, Trap};
 use super::bindings::{
     self, Cleaned, EventBatch, LogLevel, PluginInfo, RawBatch, ShelfstreamPlugin, State, Timestamp,
 };
-use super::engine::{LoadedPlugin, EPOCH_TICK};
+use super::engine::LoadedPlugin;
+use super::ticker::{Ticker, EPOCH_TICK};
 use super::validate::{self, Malformed};
 
 /// Per-instance resource limits, configurable per plugin in the pipeline config.
@@ -134,6 +135,7 @@ pub struct PluginInstance {
     store: Store<StoreData>,
     bindings: ShelfstreamPlugin,
     limits: Limits,
+    ticker: Arc<Ticker>,
 }
 
 impl PluginInstance {
@@ -148,15 +150,18 @@ impl PluginInstance {
         let mut store = Store::new(plugin.pre.engine(), data);
         store.limiter(|d| d as &mut dyn ResourceLimiter);
         store.epoch_deadline_trap();
+        let busy = plugin.ticker.busy();
         store.set_epoch_deadline(deadline_ticks(limits.deadline));
         let bindings = plugin
             .pre
             .instantiate(&mut store)
             .map_err(|e| classify(&store, limits, e))?;
+        drop(busy);
         Ok(PluginInstance {
             store,
             bindings,
             limits: *limits,
+            ticker: plugin.ticker.clone(),
         })
     }
 
@@ -165,6 +170,7 @@ impl PluginInstance {
         &mut self,
         f: impl FnOnce(&ShelfstreamPlugin, &mut Store<StoreData>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
+        let _busy = self.ticker.busy();
         self.store
             .set_epoch_deadline(deadline_ticks(self.limits.deadline));
         self.store.data_mut().last_error_log = None;

@@ -8,6 +8,7 @@ pub mod engine;
 pub mod instance;
 pub mod registry;
 pub mod rows;
+pub mod ticker;
 pub mod validate;
 
 pub use bindings::{
