@@ -35,9 +35,10 @@ const FIRST_WAIT: Duration = Duration::from_secs(60);
 /// (15-45 us on an empty one here; 312 us with 245 MB of earlier runs).
 const SLOW_TANSU_US: f64 = 60.0;
 
-/// Process CPU time (user + system) from /proc/self/stat, in seconds.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// CPU time (user + system) in seconds from a /proc `stat` file: `/proc/self/stat` for this
+/// process, `/proc/thread-self/stat` for the calling thread, `/proc/<pid>/stat`.
+fn stat_cpu(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     let fields: Vec<&str> = stat
         .rsplit(')')
         .next()
@@ -53,41 +54,47 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// CPU seconds used so far by each local service process (tansu, ClickHouse, s3s-fs), found by
-/// name in /proc: where the rest of the machine's CPU goes while the host runs.
-fn service_cpu() -> Vec<(&'static str, f64)> {
-    let names = [
-        ("tansu", "tansu"),
-        ("clickhouse", "clickhouse-serv"),
-        ("s3s-fs", "s3s-fs"),
-    ];
-    let mut out: Vec<(&'static str, f64)> = names.iter().map(|(n, _)| (*n, 0.0)).collect();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-        let Some(i) = names.iter().position(|(_, c)| comm.trim() == *c) else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        let ticks = |k: usize| {
-            fields
-                .get(k)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        out[i].1 += (ticks(11) + ticks(12)) / 100.0;
+fn cpu_seconds() -> f64 {
+    stat_cpu("/proc/self/stat")
+}
+
+/// The local service processes (tansu, ClickHouse, s3s-fs), found by name in /proc once: their
+/// CPU is where the rest of the machine's goes while the host runs. (Scanning all of /proc at
+/// every sample cost the sampler, a thread of this process, 22 ms of CPU a second.)
+struct Services(Vec<(&'static str, Vec<String>)>);
+
+impl Services {
+    fn find() -> Services {
+        let names = [
+            ("tansu", "tansu"),
+            ("clickhouse", "clickhouse-serv"),
+            ("s3s-fs", "s3s-fs"),
+        ];
+        let mut found: Vec<(&'static str, Vec<String>)> =
+            names.iter().map(|(n, _)| (*n, Vec::new())).collect();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            if let Some(i) = names.iter().position(|(_, c)| comm.trim() == *c) {
+                found[i]
+                    .1
+                    .push(entry.path().join("stat").display().to_string());
+            }
+        }
+        Services(found)
     }
-    out
+
+    /// CPU seconds used so far by each service.
+    fn cpu(&self) -> Vec<(&'static str, f64)> {
+        (self.0.iter())
+            .map(|(name, stats)| (*name, stats.iter().map(|s| stat_cpu(s)).sum()))
+            .collect()
+    }
 }
 
 struct Sample {
     /// Seconds since the host run started.
     at: f64,
+    /// This process, less the sampling thread itself.
     host: f64,
     services: Vec<(&'static str, f64)>,
 }
@@ -176,7 +183,8 @@ fn main() {
             .unwrap();
     }
     bare.assign(&tpl).unwrap();
-    let bare_services_before = service_cpu();
+    let services = Services::find();
+    let bare_services_before = services.cpu();
     let bare_cpu_before = cpu_seconds();
     let started = Instant::now();
     let mut read = 0u64;
@@ -197,7 +205,7 @@ fn main() {
             "WARNING: the bare consumer read {read} of {produced} messages (a mock partition over its size bound drops its oldest messages: lower E2E_STEPS)"
         );
     }
-    let bare_tansu = service_cpu()[0].1 - bare_services_before[0].1;
+    let bare_tansu = services.cpu()[0].1 - bare_services_before[0].1;
     let tansu_per_message = 1e6 * bare_tansu / read.max(1) as f64;
     println!(
         "CPU per message during the bare read: consumer {:.1} us, tansu {tansu_per_message:.1} us",
@@ -285,12 +293,14 @@ fn main() {
     let sampler = {
         let sampling = sampling.clone();
         std::thread::spawn(move || {
+            let services = Services::find();
             let mut samples = Vec::new();
             while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                let services = services.cpu();
                 samples.push(Sample {
                     at: run_started.elapsed().as_secs_f64(),
-                    host: cpu_seconds(),
-                    services: service_cpu(),
+                    host: cpu_seconds() - stat_cpu("/proc/thread-self/stat"),
+                    services,
                 });
                 std::thread::sleep(Duration::from_millis(50));
             }
