@@ -356,3 +356,39 @@ fn reading_or_rewriting_a_plugin_file_unchanged_hands_on_nothing() {
     assert!(matches!(handed_on(&rx), Some(s) if s.starts_with("swap revenue-aggregator")));
     assert_eq!(handed_on(&rx), None);
 }
+
+#[test]
+fn reading_or_resaving_the_config_file_unchanged_applies_nothing() {
+    use shelfstream::hotswap::{watch_config, Change, DEBOUNCE};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pipeline.toml");
+    let shipped = std::fs::read_to_string(repo().join("host/pipeline.toml")).unwrap();
+    std::fs::write(&path, &shipped).unwrap();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let _watcher = watch_config(&path, tx).unwrap();
+    // Changes until the watcher is quiet (at most 10: a watcher that feeds itself never is).
+    let changes = |rx: &crossbeam_channel::Receiver<Change>| {
+        let mut n = 0;
+        while let Ok(change) = rx.recv_timeout(DEBOUNCE * 6) {
+            assert!(matches!(change, Change::Reconfigure(..)));
+            n += 1;
+            if n == 10 {
+                break;
+            }
+        }
+        n
+    };
+
+    // Reads (the watcher reads the file it loads) and a save of the same text: nothing.
+    for _ in 0..3 {
+        std::fs::read(&path).unwrap();
+    }
+    std::fs::write(&path, &shipped).unwrap();
+    assert_eq!(changes(&rx), 0);
+
+    // An edit: applied once, and the watcher's own read of it does not apply it again.
+    let edited = shipped.replace(r#"metric = "sales_1m""#, r#"metric = "sales_per_minute""#);
+    assert_ne!(edited, shipped);
+    std::fs::write(&path, edited).unwrap();
+    assert_eq!(changes(&rx), 1);
+}
