@@ -5,15 +5,17 @@
 #
 #   plugins/build.sh && tests/low_rate_cpu.sh [RATE] [SECONDS]     (default 2000 events/s, 20 s)
 #
-# Environment: HOST_BIN (default: the release build under CARGO_TARGET_DIR or target/).
+# Environment: HOST_BIN (default: this checkout's release build, built first).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 rate="${1:-2000}"
 window="${2:-20}"
 warmup=15
+if [[ -z "${HOST_BIN:-}" ]]; then
+    cargo build --release -q -p host # the build of this checkout, not whatever was built last
+fi
 bin="${HOST_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/host}"
-[[ -x "$bin" ]] || cargo build --release -q -p host
 data="$(mktemp -d)"
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$data"' EXIT
 

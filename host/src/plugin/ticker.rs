@@ -30,7 +30,7 @@ pub struct Ticker {
     parked: AtomicBool,
     stop: AtomicBool,
     thread: OnceLock<Thread>,
-    /// Epochs advanced so far (for tests and the debug log).
+    /// Epochs advanced so far (what the tests observe).
     ticks: AtomicUsize,
 }
 
