@@ -15,16 +15,17 @@ use crate::config::PipelineConfig;
 use crate::runtime::{run, shutdown_signal, RunOptions};
 use crate::sim::SimulatorConfig;
 use crate::sinks::{clickhouse as ch, kafka::KafkaSinkConfig};
+use crate::sources::kafka::EndMark;
 use crate::sources::simulator::SimulatorSource;
 use crate::sources::{KafkaSourceConfig, Source, SourceConfig};
-
-/// The broker the services scripts start.
-const BROKERS: &str = "127.0.0.1:9092";
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct DemoArgs {
     #[arg(long, default_value = "plugins")]
     pub plugins: PathBuf,
+    /// Kafka bootstrap servers (tansu from tests/services/start.sh, or the compose file's Kafka).
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub brokers: String,
     /// How long the simulator produces.
     #[arg(long, default_value = "20s")]
     pub duration: String,
@@ -42,34 +43,36 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     let mut config = PipelineConfig::load(None)?;
     config.runtime.data_dir = args.data_dir.clone();
     config.runtime.close_windows_at_end = true;
-    // One consumer group per demo data directory: its shard checkpoints (in the shared bucket)
-    // belong to that directory's runs, so a fresh directory starts afresh and a second run in
-    // the same one continues.
+    // Each demo is a story of its own, in a consumer group of its own that starts at the topics'
+    // end. A demo cannot continue an earlier one: it ends by closing every window (its saved
+    // watermark is the end of time), so whatever came after would all be late.
+    let group_id = format!(
+        "shelfstream-demo-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis()
+    );
     let group_file = args.data_dir.join("state").join("demo-group");
-    let group_id = match std::fs::read_to_string(&group_file) {
-        Ok(id) => id.trim().to_string(),
-        Err(_) => {
-            let id = format!(
-                "shelfstream-demo-{}",
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)?
-                    .as_millis()
-            );
-            std::fs::create_dir_all(group_file.parent().expect("has parent"))
-                .with_context(|| format!("creating {}", group_file.display()))?;
-            std::fs::write(&group_file, &id)
-                .with_context(|| format!("writing {}", group_file.display()))?;
-            id
-        }
-    };
+    std::fs::create_dir_all(group_file.parent().expect("has parent"))
+        .with_context(|| format!("creating {}", group_file.display()))?;
+    std::fs::write(&group_file, &group_id)
+        .with_context(|| format!("writing {}", group_file.display()))?;
+    // The pipeline reads until it has everything the producer wrote: the producer sets the end
+    // offsets when it is done. (An idle limit stopped a demo early while a slow broker was yet
+    // to deliver the first messages.)
+    let end = EndMark::default();
     config.sources = vec![SourceConfig::Kafka(KafkaSourceConfig {
+        brokers: args.brokers.clone(),
         group_id: group_id.clone(),
-        stop_when_idle: Some("5s".into()),
+        stop_at: end.clone(),
         ..KafkaSourceConfig::default()
     })];
     let clickhouse = ch::ClickHouseConfig::default();
     config.clickhouse = Some(clickhouse.clone());
-    config.kafka_sink = Some(KafkaSinkConfig::default());
+    config.kafka_sink = Some(KafkaSinkConfig {
+        brokers: args.brokers.clone(),
+        ..KafkaSinkConfig::default()
+    });
     config.raw_store = Some(RawStoreConfig {
         kind: "s3".into(),
         endpoint: Some(args.s3_endpoint.clone()),
@@ -82,7 +85,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     let client = clickhouse.client();
     runtime.block_on(async {
-        create_topics(&BROKERS.into(), sim.partitions).await?;
+        create_topics(&args.brokers.as_str().into(), sim.partitions).await?;
         ch::migrate(&client, &clickhouse.database)
             .await
             .context("creating the ClickHouse tables")?;
@@ -94,21 +97,21 @@ pub fn demo(args: DemoArgs) -> Result<()> {
             .context("loading dimensions")?;
         anyhow::Ok(())
     })?;
-    // A first demo reads what it produces, not what earlier runs left in the topics: partitions
-    // without a checkpoint start at the topics' current end.
+    // The demo reads what it produces, not what earlier runs left in the topics: its group's
+    // partitions start at the topics' current end.
+    let topics: Vec<String> = crate::topics::RETAIL
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+    let before = end_offsets(&args.brokers.as_str().into(), &topics)?;
     {
-        let topics: Vec<String> = crate::topics::RETAIL
-            .iter()
-            .map(|t| t.to_string())
-            .collect();
-        let ends = end_offsets(&BROKERS.into(), &topics)?;
         let store = ShardStore::new(
             config.raw_store.as_ref().expect("set above"),
             &args.data_dir,
             &group_id,
             runtime.handle().clone(),
         )?;
-        start_at(&store, &ends)?;
+        start_at(&store, &before)?;
     }
     eprintln!(
         "topics and tables ready; producing for {} at {}/s while the pipeline runs",
@@ -116,12 +119,19 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     );
     let producer = {
         let (duration, rate) = (args.duration.clone(), args.rate);
+        let brokers = args.brokers.clone();
         std::thread::spawn(move || {
-            let mut args = SimulateArgs::new(BROKERS);
+            let mut args = SimulateArgs::new(&brokers);
             args.overrides.rate = Some(rate);
             args.overrides.duration = Some(duration);
             args.quiet = true; // the pipeline prints its live summary
-            simulate(&args)
+            let produced = simulate(&args);
+            // Whatever happened, the pipeline must end: without the end offsets it stops at
+            // once (an empty mark), and the error is reported below.
+            let ends = end_offsets(&brokers.as_str().into(), &topics);
+            end.set(ends.as_ref().cloned().unwrap_or_default());
+            produced?;
+            ends.context("reading the end offsets after producing")
         })
     };
     let opts = RunOptions {
@@ -132,9 +142,12 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         summary: true,
     };
     let report = runtime.block_on(run(opts, shutdown_signal()))?;
-    producer
+    let after = producer
         .join()
         .map_err(|_| anyhow::anyhow!("the producer panicked"))??;
+    let produced: i64 = (after.iter())
+        .map(|(tp, end)| end - before.get(tp).copied().unwrap_or(0))
+        .sum();
 
     let database = clickhouse.database.clone();
     let db_client = client.with_database(&database);
@@ -186,7 +199,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         anyhow::Ok(())
     })?;
     println!(
-        "== {} records through the plugins; {} alerts on Kafka topic retail-restock-alerts; {} dead letters on retail-dead-letters and in {database}.dead_letters",
+        "== {} records through the plugins, of {produced} the producer wrote; {} alerts on Kafka topic retail-restock-alerts; {} dead letters on retail-dead-letters and in {database}.dead_letters",
         report.records_in,
         report.alerts,
         report.dead_letters

@@ -55,6 +55,9 @@ pub struct RecordProducer {
     producer: BaseProducer<AuthWatch>,
 }
 
+/// How long [`RecordProducer::flush`] waits for a broker that acknowledges nothing.
+const FLUSH_PATIENCE: Duration = Duration::from_secs(60);
+
 impl RecordProducer {
     pub fn new(kafka: &Connection) -> anyhow::Result<Self> {
         let brokers = &kafka.brokers;
@@ -112,12 +115,32 @@ impl RecordProducer {
         }
     }
 
+    /// Wait until the broker has acknowledged everything sent. A slow broker is waited for as
+    /// long as it acknowledges something every `FLUSH_PATIENCE`.
     pub fn flush(&self) -> anyhow::Result<()> {
-        let flushed = self.producer.flush(Duration::from_secs(30));
-        if let Some(reason) = self.producer.context().failure() {
-            anyhow::bail!(auth::describe("the brokers", &reason));
+        let mut in_flight = self.producer.in_flight_count();
+        let mut progress_at = std::time::Instant::now();
+        loop {
+            let flushed = self.producer.flush(Duration::from_secs(5));
+            if let Some(reason) = self.producer.context().failure() {
+                anyhow::bail!(auth::describe("the brokers", &reason));
+            }
+            let now_in_flight = self.producer.in_flight_count();
+            if flushed.is_ok() || now_in_flight == 0 {
+                return Ok(());
+            }
+            if now_in_flight < in_flight {
+                (in_flight, progress_at) = (now_in_flight, std::time::Instant::now());
+            } else if progress_at.elapsed() >= FLUSH_PATIENCE {
+                return flushed.with_context(|| {
+                    format!("flushing the Kafka producer: {in_flight} messages unacknowledged for {FLUSH_PATIENCE:?}")
+                });
+            }
+            tracing::warn!(
+                in_flight = now_in_flight,
+                "waiting for the broker to acknowledge"
+            );
         }
-        flushed.context("flushing the Kafka producer")
     }
 }
 

@@ -22,6 +22,7 @@
 //! source's own channel ([`Source::group`]); see [`group`].
 
 pub mod auth;
+mod end;
 mod gaps;
 mod group;
 
@@ -39,6 +40,8 @@ use super::{
     Group, Offsets, Position, Source, SourceBatch, SourceEvent, StopFlag, TopicPartition, LINGER,
 };
 use crate::plugin::RawRecord;
+pub use end::EndMark;
+use end::Progress;
 use gaps::GapGuard;
 pub use group::GroupEvent;
 use group::{Applied, GroupContext, GroupState};
@@ -55,6 +58,10 @@ pub struct KafkaSourceConfig {
     pub topics: Vec<String>,
     /// Stop once no message has arrived for this long (tests, demos); absent: run until stopped.
     pub stop_when_idle: Option<String>,
+    /// Stop once every assigned partition is read up to the offsets this mark is set to while
+    /// the source runs (`host demo` sets them when its producer is done); not from a file.
+    #[serde(skip)]
+    pub stop_at: EndMark,
     /// How long the group waits for a silent host before moving its partitions to the others.
     pub session_timeout: String,
     /// More librdkafka consumer properties (security, fetch sizes, ...), applied after the
@@ -81,6 +88,7 @@ impl Default for KafkaSourceConfig {
                 .map(|t| t.to_string())
                 .collect(),
             stop_when_idle: None,
+            stop_at: EndMark::default(),
             session_timeout: "10s".into(),
             properties: Default::default(),
         }
@@ -265,6 +273,7 @@ fn read(
     let mut oldest: Option<Instant> = None;
     let mut last_message = Instant::now();
     let mut gaps = GapGuard::new();
+    let mut progress = Progress::default();
     let mut assigned: BTreeSet<i32> = BTreeSet::new();
     while !stop.is_stopped() {
         let turn_started = Instant::now();
@@ -290,6 +299,7 @@ fn read(
                     for (topic, partition, next) in started {
                         assigned.insert(partition);
                         gaps.start(&topic, partition, next);
+                        progress.assigned(&topic, partition, next);
                     }
                 }
                 Applied::Revoked(partitions) => {
@@ -302,6 +312,7 @@ fn read(
                         assigned.remove(p);
                         gaps.forget(*p);
                     }
+                    progress.revoked(&partitions);
                 }
             }
         }
@@ -311,6 +322,7 @@ fn read(
                 if !gaps.accept(&consumer, m.topic(), m.partition(), m.offset()) {
                     continue; // re-reading from the missing offset
                 }
+                progress.read(m.topic(), m.partition(), m.offset());
                 let record = RawRecord {
                     topic: m.topic().to_string(),
                     partition: m.partition(),
@@ -362,6 +374,13 @@ fn read(
             if end.duration_since(last_message) >= limit {
                 break;
             }
+        }
+        if let Some(ends) = c.stop_at.get().filter(|_| buffers.is_empty()) {
+            if progress.reached(ends, &consumer) {
+                tracing::info!(source = %c.name, "read every assigned partition to its end mark");
+                break;
+            }
+            tracing::trace!(source = %c.name, behind = ?progress.behind(ends), "short of the end mark");
         }
     }
     for ((topic, partition), records) in buffers {
