@@ -6,11 +6,11 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 plugins/build.sh --fixtures
-# Real services (installed on first use), left running: ClickHouse, tansu and s3s-fs on their
-# default ports for the demo test; the Kafka tests start their own broker and S3 server too.
-tests/services/start.sh
-# Headless Chromium and chromedriver for the live page's browser test (Debian packages).
-tests/services/install.sh browser
+# Real services, installed on first use. The Kafka, S3 and demo tests start a tansu and an s3s-fs
+# of their own; the browser test drives headless Chromium with chromedriver (Debian packages).
+# ClickHouse is shared: started on its default port and left running.
+tests/services/install.sh kafka s3 browser
+tests/services/start.sh clickhouse
 # Everything runs here: the service tests (ignored by a plain `cargo test`) too, and a missing
 # component fails its test instead of skipping it.
 export SHELFSTREAM_TEST_ALL=1
