@@ -3,12 +3,13 @@
 //! producer has finished). Unlike an idle limit it neither stops early, while a slow broker or
 //! producer is yet to deliver, nor waits on after the input is complete.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 
+use super::gaps::GapGuard;
 use crate::sources::{Offsets, TopicPartition};
 
 /// Where a bounded read ends: the next offset after the last message to read, per
@@ -28,72 +29,53 @@ impl EndMark {
     }
 }
 
-/// The next offset the source will read, per assigned topic-partition.
-#[derive(Default)]
-pub(super) struct Progress {
-    /// `None`: the partition starts at its beginning, offset unknown until a message comes.
-    next: BTreeMap<(String, i32), Option<i64>>,
-}
-
-impl Progress {
-    pub(super) fn assigned(&mut self, topic: &str, partition: i32, next: Option<i64>) {
-        self.next.insert((topic.to_string(), partition), next);
+/// Whether every assigned partition of `topics` has been read up to `ends` (nothing assigned:
+/// not yet, the group is still handing partitions out; `ends` empty: yes). Positions are the gap
+/// guard's next expected offsets; a partition read from its beginning with no message yet counts
+/// as at the broker's low watermark.
+pub(super) fn reached(
+    ends: &Offsets,
+    assigned: &BTreeSet<i32>,
+    topics: &[String],
+    gaps: &GapGuard,
+    consumer: &BaseConsumer<impl ConsumerContext>,
+) -> bool {
+    if ends.is_empty() {
+        return true;
     }
-
-    pub(super) fn revoked(&mut self, partitions: &BTreeSet<i32>) {
-        self.next.retain(|(_, p), _| !partitions.contains(p));
-    }
-
-    pub(super) fn read(&mut self, topic: &str, partition: i32, offset: i64) {
-        if let Some(next) = self.next.get_mut(&(topic.to_string(), partition)) {
-            *next = Some(offset + 1);
-        }
-    }
-
-    /// Whether every assigned partition has been read up to `ends` (nothing assigned: not yet,
-    /// the group is still handing partitions out; `ends` empty: yes). A partition read from
-    /// its beginning with no message yet counts as at the broker's low watermark, asked once.
-    pub(super) fn reached(
-        &mut self,
-        ends: &Offsets,
-        consumer: &BaseConsumer<impl ConsumerContext>,
-    ) -> bool {
-        if ends.is_empty() {
-            return true;
-        }
-        if self.next.is_empty() {
-            return false;
-        }
-        self.next.iter_mut().all(|((topic, partition), next)| {
-            let Some(&end) = ends.get(&TopicPartition::new(topic.as_str(), *partition)) else {
-                return true;
-            };
-            if next.is_none() && end > 0 {
-                // Retention may have removed the partition's first offsets: the read starts at
-                // the low watermark at the earliest.
-                match consumer.fetch_watermarks(topic, *partition, Duration::from_secs(2)) {
-                    Ok((low, _)) => *next = Some(low),
+    !assigned.is_empty()
+        && behind(ends, assigned, topics, gaps).all(|(topic, partition, end)| {
+            // Retention may have removed the partition's first offsets: a read from the
+            // beginning starts at the low watermark at the earliest.
+            gaps.next(topic, partition).is_none()
+                && match consumer.fetch_watermarks(topic, partition, Duration::from_secs(2)) {
+                    Ok((low, _)) => low >= end,
                     Err(e) => {
-                        tracing::debug!(%topic, partition, error = %e, "low watermark unknown yet");
-                        return false;
+                        tracing::debug!(%topic, partition, error = %e, "low watermark unknown");
+                        false
                     }
                 }
-            }
-            next.unwrap_or(0) >= end
         })
-    }
+}
 
-    /// The partitions still short of `ends`, for the log.
-    pub(super) fn behind(&self, ends: &Offsets) -> BTreeSet<String> {
-        self.next
-            .iter()
-            .filter(|((t, p), next)| {
-                ends.get(&TopicPartition::new(t.as_str(), *p))
-                    .is_some_and(|&end| next.unwrap_or(0) < end)
-            })
-            .map(|((t, p), _)| format!("{t}:{p}"))
-            .collect()
-    }
+/// The assigned topic-partitions short of their end, as `(topic, partition, end)`; a partition
+/// with no known position is short unless its end is 0.
+pub(super) fn behind<'a>(
+    ends: &'a Offsets,
+    assigned: &'a BTreeSet<i32>,
+    topics: &'a [String],
+    gaps: &'a GapGuard,
+) -> impl Iterator<Item = (&'a str, i32, i64)> + 'a {
+    topics.iter().flat_map(move |topic| {
+        assigned.iter().filter_map(move |&partition| {
+            let end = *ends.get(&TopicPartition::new(topic.as_str(), partition))?;
+            (gaps.next(topic, partition).unwrap_or(0) < end).then_some((
+                topic.as_str(),
+                partition,
+                end,
+            ))
+        })
+    })
 }
 
 #[cfg(test)]
@@ -115,23 +97,34 @@ mod tests {
             .create()
             .unwrap();
         let end = ends(&[("a", 0, 10), ("a", 1, 5), ("b", 0, 3)]);
-        let mut progress = Progress::default();
-        assert!(!progress.reached(&end, &consumer), "nothing assigned yet");
-        assert!(progress.reached(&Offsets::new(), &consumer), "no end known");
-        progress.assigned("a", 0, Some(7));
-        progress.assigned("b", 0, Some(3));
-        assert!(!progress.reached(&end, &consumer));
-        assert_eq!(progress.behind(&end), ["a:0".to_string()].into());
-        progress.read("a", 0, 8);
-        assert!(!progress.reached(&end, &consumer));
-        progress.read("a", 0, 9);
-        assert!(progress.reached(&end, &consumer), "a:1 is another member's");
-        progress.assigned("a", 1, Some(0));
-        assert!(!progress.reached(&end, &consumer));
-        progress.revoked(&[1].into());
-        assert!(progress.reached(&end, &consumer));
-        progress.read("c", 0, 100); // not assigned: ignored
-        assert!(progress.behind(&end).is_empty());
+        let topics = ["a".to_string(), "b".to_string()];
+        let mut gaps = GapGuard::new();
+        let mut assigned = BTreeSet::new();
+        let reached = |assigned: &BTreeSet<i32>, gaps: &GapGuard| {
+            super::reached(&end, assigned, &topics, gaps, &consumer)
+        };
+        assert!(!reached(&assigned, &gaps), "nothing assigned yet");
+        assert!(
+            super::reached(&Offsets::new(), &assigned, &topics, &gaps, &consumer),
+            "no end known"
+        );
+        assigned.insert(0);
+        gaps.start("a", 0, Some(7));
+        gaps.start("b", 0, Some(3));
+        assert!(!reached(&assigned, &gaps));
+        let short: Vec<_> = behind(&end, &assigned, &topics, &gaps).collect();
+        assert_eq!(short, [("a", 0, 10)]);
+        assert!(gaps.accept(&consumer, "a", 0, 7) && gaps.accept(&consumer, "a", 0, 8));
+        assert!(!reached(&assigned, &gaps));
+        assert!(gaps.accept(&consumer, "a", 0, 9));
+        assert!(reached(&assigned, &gaps), "a:1 is another member's");
+        assigned.insert(1);
+        gaps.start("a", 1, Some(0));
+        gaps.start("b", 1, Some(0)); // no end for b:1: nothing to wait for
+        assert!(!reached(&assigned, &gaps));
+        assigned.remove(&1);
+        gaps.forget(1);
+        assert!(reached(&assigned, &gaps));
     }
 
     #[test]

@@ -42,6 +42,12 @@ impl GapGuard {
         };
     }
 
+    /// The next offset to read from a partition, if known (not before the first message of a
+    /// partition read from its beginning).
+    pub(super) fn next(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.expected.get(&(topic.to_string(), partition)).copied()
+    }
+
     /// The partition was revoked.
     pub(super) fn forget(&mut self, partition: i32) {
         self.expected.retain(|(_, p), _| *p != partition);

@@ -41,7 +41,6 @@ use super::{
 };
 use crate::plugin::RawRecord;
 pub use end::EndMark;
-use end::Progress;
 use gaps::GapGuard;
 pub use group::GroupEvent;
 use group::{Applied, GroupContext, GroupState};
@@ -273,7 +272,6 @@ fn read(
     let mut oldest: Option<Instant> = None;
     let mut last_message = Instant::now();
     let mut gaps = GapGuard::new();
-    let mut progress = Progress::default();
     let mut assigned: BTreeSet<i32> = BTreeSet::new();
     while !stop.is_stopped() {
         let turn_started = Instant::now();
@@ -299,7 +297,6 @@ fn read(
                     for (topic, partition, next) in started {
                         assigned.insert(partition);
                         gaps.start(&topic, partition, next);
-                        progress.assigned(&topic, partition, next);
                     }
                 }
                 Applied::Revoked(partitions) => {
@@ -312,7 +309,6 @@ fn read(
                         assigned.remove(p);
                         gaps.forget(*p);
                     }
-                    progress.revoked(&partitions);
                 }
             }
         }
@@ -322,7 +318,6 @@ fn read(
                 if !gaps.accept(&consumer, m.topic(), m.partition(), m.offset()) {
                     continue; // re-reading from the missing offset
                 }
-                progress.read(m.topic(), m.partition(), m.offset());
                 let record = RawRecord {
                     topic: m.topic().to_string(),
                     partition: m.partition(),
@@ -376,11 +371,13 @@ fn read(
             }
         }
         if let Some(ends) = c.stop_at.get().filter(|_| buffers.is_empty()) {
-            if progress.reached(ends, &consumer) {
+            if end::reached(ends, &assigned, &c.topics, &gaps, &consumer) {
                 tracing::info!(source = %c.name, "read every assigned partition to its end mark");
                 break;
             }
-            tracing::trace!(source = %c.name, behind = ?progress.behind(ends), "short of the end mark");
+            tracing::trace!(source = %c.name,
+                behind = ?end::behind(ends, &assigned, &c.topics, &gaps).collect::<Vec<_>>(),
+                "short of the end mark");
         }
     }
     for ((topic, partition), records) in buffers {
