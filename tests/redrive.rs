@@ -56,9 +56,15 @@ fn header<'a>(m: &'a Message, name: &str) -> &'a [u8] {
 fn simulator_run(dir: &Path, name: &str, max_quantity: u32) -> std::path::PathBuf {
     let base = std::fs::read_to_string(repo().join("host/pipeline.toml")).unwrap();
     let config = dir.join(format!("{name}.toml"));
-    let limited = base.replace(
+    // One start for both runs: by default the simulator starts at the current minute, and the
+    // two runs straddled a minute now and then (the same number of sales, other timestamps).
+    let limited = (base.replace(
         "params = { max_quantity = 1000,",
         &format!("params = {{ max_quantity = {max_quantity},"),
+    ))
+    .replace(
+        "# start = \"2026-11-22T00:00:00Z\"",
+        "start = \"2026-11-22T00:00:00Z\"",
     );
     assert!(limited != base || max_quantity == 1000);
     std::fs::write(&config, limited).unwrap();
